@@ -1,0 +1,273 @@
+"""One pair, every horizon: one query, one prepared matrix, then selection, models and SHAP.
+
+Plain functions with no Celery in them: a test or a notebook can run a pair without a broker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from bqx_queue.analysis.explain import shap_importance
+from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
+from bqx_queue.analysis.stability import BlockGrams, SelectionParams, SelectionResult, select_stable, time_blocks
+from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
+from bqx_queue.config import Settings, load_settings
+from bqx_queue.errors import DataError
+from bqx_queue.memory import MemoryWatch
+from bqx_queue.universe import TARGET_WINDOW, target_column
+from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
+from bqx_queue.warehouse.sampling import sample_days
+from bqx_queue.warehouse.source import open_source
+from bqx_queue.warehouse.sql import plan_pair
+
+SHAP_TOP = 20
+
+
+@dataclass
+class PairResult:
+    summary: dict[str, Any]  # JSON-serialisable: what the report shows for this pair
+    ledger: pd.DataFrame  # every feature x horizon: frequency, selected, excluded reason
+
+
+def selection_params(settings: Settings, pair: str) -> SelectionParams:
+    return SelectionParams(
+        pairs=settings.selection_pairs,
+        threshold=settings.selection_threshold,
+        q=settings.selection_q,
+        expected_false_max=settings.expected_false_max,
+        blocks=settings.selection_blocks,
+        weakness=settings.selection_weakness,
+        seed=_pair_seed(settings.seed, pair),
+    )
+
+
+def _pair_seed(seed: int, pair: str) -> int:
+    return seed * 1000 + sum(ord(c) * 31**i for i, c in enumerate(pair)) % 997
+
+
+def pair_days(source: DuckDBSource, pair: str, settings: Settings) -> list[date]:
+    """Return sampled days from this pair's own calendar (a run samples once for all pairs)."""
+    targets = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
+    return sample_days(source.day_counts(targets), settings.max_rows, settings.seed)
+
+
+def query_pair_all_horizons(
+    pair: str,
+    settings: Settings | None = None,
+    days: list[date] | None = None,
+    source: DuckDBSource | None = None,
+) -> pd.DataFrame:
+    """Return ONE query's result: interval_time, every feature of the pair, and its targets."""
+    settings = settings or load_settings()
+    source = source or open_source(settings)
+    days = days if days is not None else pair_days(source, pair, settings)
+    frame, _ = fetch_pair(pair, settings, days, source)
+    return frame.to_pandas()
+
+
+def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSource) -> tuple[PairFrame, dict[str, Any]]:
+    """Return the pair's frame and what its one query cost under BigQuery's billing rules."""
+    plan = plan_pair(pair, source.catalog(), settings)
+    frame = read_pair_frame(source.fetch(plan, days), plan, capacity=settings.max_rows)
+    repeated = frame.rows - len(np.unique(frame.times))
+    if repeated:
+        raise DataError(f"pair {pair}: {repeated} duplicate interval_time rows (a table repeats timestamps)")
+    per_table = source.scanned_bytes(plan, days)
+    billed = billing.bytes_billed(per_table.values())
+    cost = {
+        "queries": plan.queries,
+        "tables": len(plan.tables),
+        "columns": len(plan.features) + len(plan.targets) + 1,
+        "bytes_processed": sum(per_table.values()),
+        "bytes_billed": billed,
+        "cost_usd": billing.cost_usd(billed, settings.price_per_tib_usd),
+        "excluded": dict(plan.excluded),
+    }
+    return frame, cost
+
+
+def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Settings | None = None) -> pd.DataFrame:
+    """Return one row per usable feature: selection frequency and whether it is stable.
+
+    `df` is a pair frame such as query_pair_all_horizons returns (time-ordered rows). The
+    result's attrs hold q, the threshold, the number of fits and the MB error bound.
+    """
+    settings = settings or load_settings()
+    target = target_column(horizon)
+    prepared = prepare_pair(frame_from_pandas(df, "frame", [target]))
+    selection_rows, _ = _split(prepared, settings, [horizon])
+    result = _select(prepared, selection_rows, settings, [horizon], "frame")[horizon]
+    table = pd.DataFrame(
+        {"feature": prepared.features, "frequency": result.frequencies, "stable": result.frequencies >= result.threshold}
+    ).sort_values("frequency", ascending=False, kind="stable")
+    table.attrs.update(q=result.q, threshold=result.threshold, fits=result.fits, error_bound=result.error_bound)
+    return table.reset_index(drop=True)
+
+
+def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> tuple[np.ndarray, int]:
+    """Return matrix rows selection may read, and the position where the held-out rows start."""
+    n_valid = len(prepared.rows)
+    holdout_start = int(n_valid * (1 - settings.holdout_fraction))
+    gap = max(horizons) + TARGET_WINDOW + math.ceil(settings.embargo_fraction * n_valid)
+    if holdout_start - gap <= 0:
+        raise DataError(f"pair {prepared.pair}: {n_valid} rows are too few to hold out {settings.holdout_fraction:.0%}")
+    return prepared.rows[: holdout_start - gap], holdout_start
+
+
+def _select(
+    prepared: PreparedPair, selection_rows: np.ndarray, settings: Settings, horizons: list[int], pair: str
+) -> dict[int, SelectionResult]:
+    blocks = time_blocks(selection_rows, settings.selection_blocks, gap=max(horizons))
+    grams = BlockGrams(prepared.matrix, blocks)
+    targets = {}
+    for horizon in horizons:
+        full = np.zeros(prepared.matrix.shape[0])
+        full[prepared.rows] = prepared.targets[target_column(horizon)].to_numpy()
+        targets[horizon] = full
+    return select_stable(grams, targets, selection_params(settings, pair))
+
+
+def process_pair_all_horizons(
+    pair: str,
+    settings: Settings | None = None,
+    days: list[date] | None = None,
+    source: DuckDBSource | None = None,
+    threads: int = 1,
+) -> PairResult:
+    """Return the pair's full result: one query, then for every horizon stable features,
+    walk-forward model metrics beside a naive baseline, and SHAP on held-out rows.
+
+    Data problems raise DataError or WarehouseError; memory past the budget raises
+    MemoryBudgetExceeded. The caller decides how a failure is recorded.
+    """
+    settings = settings or load_settings()
+    started = time.perf_counter()
+    horizons = list(settings.horizons)
+    timings: dict[str, float] = {}
+    with MemoryWatch(settings.memory_budget_bytes) as memory, threadpool_limits(threads):
+        source = source or open_source(settings, threads=threads)
+        days = days if days is not None else pair_days(source, pair, settings)
+        frame, cost = fetch_pair(pair, settings, days, source)
+        timings["query_s"] = time.perf_counter() - started
+        prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
+        timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
+        selection_rows, holdout_start = _split(prepared, settings, horizons)
+        selections = _select(prepared, selection_rows, settings, horizons, pair)
+        timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
+        train = TrainParams(
+            rounds=settings.lgbm_rounds,
+            learning_rate=settings.lgbm_learning_rate,
+            num_leaves=settings.lgbm_num_leaves,
+            min_data_in_leaf=settings.lgbm_min_data_in_leaf,
+            threads=threads,
+            seed=settings.seed,
+        )
+        horizon_results = {}
+        for horizon in horizons:
+            horizon_results[str(horizon)] = _horizon_result(prepared, selections[horizon], holdout_start, settings, train)
+        timings["models_s"] = time.perf_counter() - started - sum(timings.values())
+    summary = {
+        "pair": pair,
+        "status": "ok",
+        "error": None,
+        "rows": frame.rows,
+        "rows_used": len(prepared.rows),
+        "days": len(days),
+        "features_tested": prepared.tested,
+        "features_usable": len(prepared.features),
+        **cost,
+        "wall_s": round(time.perf_counter() - started, 3),
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "peak_rss_bytes": memory.peak_bytes,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "horizons": horizon_results,
+    }
+    return PairResult(summary, _ledger(pair, prepared, selections))
+
+
+def _horizon_result(
+    prepared: PreparedPair, selection: SelectionResult, holdout_start: int, settings: Settings, train: TrainParams
+) -> dict[str, Any]:
+    horizon = selection.horizon
+    target = prepared.targets[target_column(horizon)].to_numpy()
+    stable = selection.stable
+    features = prepared.matrix[np.ix_(prepared.rows, stable)] if stable else np.empty((len(target), 0), np.float32)
+    gap = horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * len(target))
+    folds = walk_forward_folds(len(target), holdout_start, settings.cv_folds, gap)
+    model = evaluate_horizon(features, target, folds, train)
+    names = [prepared.features[i] for i in stable]
+    shap_top = []
+    if model.booster is not None:
+        ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, settings.seed)
+        shap_top = [{"feature": f, "mean_abs_shap": round(v, 6)} for f, v in ranking[:SHAP_TOP]]
+    return {
+        "stable": [{"feature": prepared.features[i], "frequency": round(float(selection.frequencies[i]), 4)} for i in stable],
+        "q": selection.q,
+        "threshold": selection.threshold,
+        "fits": selection.fits,
+        "error_bound": round(selection.error_bound, 4),
+        "metrics": {"folds": model.folds, "mean": model.mean, "baseline": model.baseline},
+        "shap_top": shap_top,
+    }
+
+
+def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionResult]) -> pd.DataFrame:
+    parts = []
+    for horizon, selection in selections.items():
+        parts.append(
+            pd.DataFrame(
+                {
+                    "pair": pair,
+                    "horizon": horizon,
+                    "feature": prepared.features,
+                    "frequency": selection.frequencies,
+                    "selected": selection.frequencies >= selection.threshold,
+                    "excluded": None,
+                }
+            )
+        )
+        if prepared.exclusions:
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "pair": pair,
+                        "horizon": horizon,
+                        "feature": list(prepared.exclusions),
+                        "frequency": np.nan,
+                        "selected": False,
+                        "excluded": list(prepared.exclusions.values()),
+                    }
+                )
+            )
+    ledger = pd.concat(parts, ignore_index=True)
+    ledger["excluded"] = ledger["excluded"].astype("string")
+    return ledger
+
+
+def failed_summary(pair: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
+    """Return the summary of a pair that could not be analysed; the run goes on without it."""
+    return {
+        "pair": pair,
+        "status": "failed",
+        "error": str(error),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queries": 0,
+        "bytes_billed": 0,
+        "cost_usd": 0.0,
+        "horizons": {},
+        **extra,
+    }

@@ -1,0 +1,26 @@
+"""The Celery app, found by `celery -A bqx_queue worker`. Settings come from BQX_* variables."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import celeryd_init
+
+from bqx_queue.celeryconfig import celery_config
+from bqx_queue.config import load_settings
+
+app = Celery("bqx_queue", include=["bqx_queue.tasks"])
+app.conf.update(celery_config(load_settings()))
+
+
+@celeryd_init.connect
+def _threads_per_child(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """Give each prefork child cores / concurrency threads (LightGBM, BLAS, DuckDB), and keep
+    OpenMP out of the parent before it forks (it can hang the children)."""
+    concurrency = int((options or {}).get("concurrency") or app.conf.worker_concurrency or 1)
+    threads = max(1, (os.cpu_count() or 1) // concurrency)
+    os.environ["BQX_THREADS_PER_CHILD"] = str(threads)
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)

@@ -1,0 +1,224 @@
+"""Command lines: `bqx-enqueue` (the producer) and `bqx` (warehouse, demo, status, report).
+
+Thin: they parse arguments, call the library, and turn a BqxError into one line on stderr and
+exit status 2. Exit status 1 means the run finished with failed pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bqx_queue.config import Settings, load_settings, redact_url
+from bqx_queue.errors import BqxError, BrokerError
+
+EXIT_FAILED_PAIRS = 1
+EXIT_BAD_INPUT = 2
+DEMO_WAREHOUSE = {"days": 15, "features_per_pair": 100}
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "config", None):
+        if not Path(args.config).is_file():
+            raise BqxError(f"settings file {args.config} does not exist")
+        os.environ["BQX_CONFIG"] = str(args.config)
+    return load_settings(**overrides)
+
+
+def _guard(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return command(args)
+    except BqxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# bqx-enqueue -------------------------------------------------------------------------------
+
+
+def enqueue_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bqx-enqueue", description="Enqueue one process_pair task per pair, as a chord.")
+    parser.add_argument("--pairs", default="all", help="'all', a group (majors, crosses, eur-pairs...), or a comma list")
+    parser.add_argument("--horizons", default=None, help="comma list of horizons (default: all 7)")
+    parser.add_argument("--warehouse", help="DuckDB file or Parquet folder (default: settings)")
+    parser.add_argument("--max-rows", type=int, help="rows sampled per pair, as whole days (default 80000)")
+    parser.add_argument("--run-id", help="name the run (default: timestamp + random suffix)")
+    parser.add_argument("--config", help="TOML settings file (same keys as BQX_* variables)")
+    parser.add_argument("--wait", action="store_true", help="show progress until the report exists")
+    parser.add_argument("--no-wait-for-workers", action="store_true", help="enqueue even if no worker answers")
+    parser.add_argument("--worker-timeout", type=float, default=3.0, help="seconds to wait for workers to answer")
+    return parser
+
+
+def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int:
+    from bqx_queue.universe import resolve_horizons, resolve_pairs
+
+    console = console or Console(stderr=True)
+    pairs = resolve_pairs(args.pairs)
+    horizons = tuple(resolve_horizons(args.horizons)) if args.horizons else None
+    settings = _settings(args, warehouse=args.warehouse, max_rows=args.max_rows, horizons=horizons)
+
+    from bqx_queue.run import plan_run, write_manifest
+
+    manifest = plan_run(settings, pairs, run_id=args.run_id)  # validates warehouse, tables, columns
+
+    from bqx_queue.celery import app
+    from bqx_queue.producer import check_broker, enqueue_run, live_workers, wait_for_report
+
+    check_broker(settings.broker_url)
+    workers = live_workers(app, args.worker_timeout)
+    console.print(f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}")
+    if not workers and not args.no_wait_for_workers:
+        raise BrokerError(
+            "no worker answered: start one with `celery -A bqx_queue worker --concurrency=8` "
+            "(or pass --no-wait-for-workers to enqueue anyway)"
+        )
+    manifest["workers"] = workers
+    store = write_manifest(settings, manifest)
+    print(f"run {manifest['run_id']}")
+    print(f"sampled days ({len(manifest['days'])}): {', '.join(manifest['days'])}")
+    result = enqueue_run(manifest)
+    console.print(f"enqueued {len(pairs)} pairs; report will be {store.report_path}")
+    if not args.wait:
+        return 0
+    report_path = wait_for_report(store, pairs, result, console)
+    print(report_path)
+    failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
+    if failed:
+        console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
+        return EXIT_FAILED_PAIRS
+    return 0
+
+
+def enqueue_main(argv: list[str] | None = None) -> int:
+    return _guard(run_enqueue, enqueue_parser().parse_args(argv))
+
+
+# bqx ---------------------------------------------------------------------------------------
+
+
+def _warehouse_build(args: argparse.Namespace) -> int:
+    from bqx_queue.universe import resolve_pairs
+    from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+    settings = _settings(args)
+    path = Path(args.path or settings.warehouse)
+    spec = WarehouseSpec(
+        pairs=tuple(resolve_pairs(args.pairs)),
+        days=args.days,
+        features_per_pair=args.features_per_pair,
+        seed=args.seed,
+        null_fraction=args.null_fraction,
+        decoy_correlation=args.decoy_correlation,
+        with_signal=not args.no_signal,
+        features_dataset=settings.features_dataset,
+        analytics_dataset=settings.analytics_dataset,
+    )
+    manifest = build_warehouse(path, spec)
+    print(f"{path}: {len(spec.pairs)} pairs, {manifest['rows']:,} rows per table, ~{spec.features_per_pair} features per pair")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from bqx_queue.store import RunStore
+
+    settings = _settings(args)
+    store = RunStore(settings.runs_dir, args.run_id)
+    manifest = store.manifest()
+    summaries = store.pair_summaries()
+    ok = [p for p, s in summaries.items() if s.get("status") == "ok"]
+    failed = [p for p, s in summaries.items() if s.get("status") != "ok"]
+    pending = [p for p in manifest["pairs"] if p not in summaries]
+    cost = sum(s.get("cost_usd", 0.0) for s in summaries.values())
+    print(f"run {args.run_id}: {len(ok)} done, {len(failed)} failed, {len(pending)} pending of {len(manifest['pairs'])}")
+    print(f"cost so far: ${cost:.4f}; report: {store.report_path if store.report_path.exists() else 'not yet'}")
+    for pair in failed:
+        print(f"  failed {pair}: {summaries[pair].get('error')}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bqx_queue.run import finish_run
+    from bqx_queue.store import RunStore
+
+    print(finish_run(RunStore(_settings(args).runs_dir, args.run_id)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
+    from bqx_queue.embedded_redis import EmbeddedRedis
+    from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+    settings = _settings(args)
+    warehouse = Path(settings.warehouse)
+    if not warehouse.exists():
+        print(f"building demo warehouse {warehouse} ...", flush=True)
+        build_warehouse(warehouse, WarehouseSpec(**DEMO_WAREHOUSE))
+    concurrency = args.concurrency or settings.concurrency
+    with EmbeddedRedis() as server:
+        env = os.environ | {"BQX_BROKER_URL": f"{server.url}/0", "BQX_RESULT_BACKEND": f"{server.url}/1"}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", f"--concurrency={concurrency}",
+             "-n", "demo@%h", "--loglevel=WARNING"],
+            env=env,
+        )  # fmt: skip
+        try:
+            os.environ.update(env)
+            args_enqueue = enqueue_parser().parse_args(
+                ["--pairs", args.pairs, "--wait", "--worker-timeout", "5", "--warehouse", str(warehouse)]
+            )
+            for _ in range(20):  # the worker needs a few seconds to come up
+                from bqx_queue.celery import app
+                from bqx_queue.producer import live_workers
+
+                if live_workers(app, 1.0):
+                    break
+            return run_enqueue(args_enqueue)
+        finally:
+            worker.terminate()
+            worker.wait(60)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bqx", description="bqx-queue: feature testing for BQX FX pairs.")
+    parser.add_argument("--config", help="TOML settings file (same keys as BQX_* variables)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    warehouse = commands.add_parser("warehouse", help="the embedded warehouse").add_subparsers(dest="action", required=True)
+    build = warehouse.add_parser("build", help="write a synthetic BQX-shaped DuckDB warehouse with a planted signal")
+    build.add_argument("--path", help="DuckDB file to create (default: settings warehouse)")
+    build.add_argument("--pairs", default="all")
+    build.add_argument("--days", type=int, default=DEMO_WAREHOUSE["days"], help="weekdays of 1-minute bars")
+    build.add_argument("--features-per-pair", type=int, default=DEMO_WAREHOUSE["features_per_pair"])
+    build.add_argument("--seed", type=int, default=7)
+    build.add_argument("--null-fraction", type=float, default=0.0)
+    build.add_argument("--decoy-correlation", type=float, default=None)
+    build.add_argument("--no-signal", action="store_true", help="plant nothing: every feature is noise")
+    build.set_defaults(handler=_warehouse_build)
+
+    demo = commands.add_parser("demo", help="embedded Redis + a worker + every pair, end to end")
+    demo.add_argument("--pairs", default="all")
+    demo.add_argument("--concurrency", type=int, default=None)
+    demo.set_defaults(handler=_demo)
+
+    status = commands.add_parser("status", help="pairs done, failed and pending of a run")
+    status.add_argument("run_id")
+    status.set_defaults(handler=_status)
+
+    report = commands.add_parser("report", help="rebuild a run's report from its artifacts")
+    report.add_argument("run_id")
+    report.set_defaults(handler=_report)
+
+    args = parser.parse_args(argv)
+    return _guard(args.handler, args)

@@ -1,0 +1,152 @@
+"""One typed settings object, read from BQX_* environment variables and an optional TOML file.
+
+Precedence: explicit overrides > environment (BQX_MAX_ROWS=...) > TOML file named by BQX_CONFIG
+(or `--config`) > defaults. A worker host needs only the broker settings and the artifact store:
+everything about a run travels in the run manifest.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bqx_queue.errors import ConfigError
+from bqx_queue.universe import HORIZONS
+
+KIB_PER_GIB = 1024 * 1024
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Settings from the TOML file named by BQX_CONFIG (flat keys, or a [bqx] table)."""
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("BQX_CONFIG")
+        if not path:
+            return {}
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"settings file {path} (BQX_CONFIG) does not exist")
+        try:
+            data = tomllib.loads(file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+        return data.get("bqx", data)
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError  # __call__ supplies every value at once
+
+
+class Settings(BaseSettings):
+    """Everything that can be configured, with defaults that match the production layout."""
+
+    model_config = SettingsConfigDict(env_prefix="BQX_", extra="forbid", frozen=True)
+
+    # Queue
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    concurrency: int = Field(8, ge=1, le=256)
+    worker_max_memory_per_child_kib: int = Field(8 * KIB_PER_GIB, ge=64 * 1024)
+    memory_budget_fraction: float = Field(0.9, gt=0, le=1)
+    task_time_limit_s: int = Field(3 * 3600, ge=10)
+    visibility_timeout_s: int = Field(4 * 3600, ge=10)
+    max_deliveries: int = Field(3, ge=1, le=20)
+    result_expires_s: int = Field(7 * 24 * 3600, ge=3600)
+
+    # Warehouse
+    source: Literal["auto", "duckdb", "parquet"] = "auto"
+    warehouse: Path = Path("data/warehouse.duckdb")
+    features_dataset: str = "bqx_features"
+    analytics_dataset: str = "bqx_analytics"
+    targets_table: str = "targets_{pair}"
+    pair_table_pattern: str = "{pair}"
+    shared_table_prefixes: tuple[str, ...] = ("tri_", "mkt_", "var_", "csi_")
+    max_rows: int = Field(80_000, ge=100)
+    price_per_tib_usd: float = Field(6.25, gt=0)
+
+    # Run
+    runs_dir: Path = Path("data/runs")
+    horizons: tuple[int, ...] = HORIZONS
+    seed: int = 42
+
+    # Selection (complementary-pairs stability selection, MB error bound)
+    selection_pairs: int = Field(50, ge=1, le=1000)
+    selection_threshold: float = Field(0.8, gt=0.5, le=1)
+    selection_q: int | None = Field(None, ge=1)
+    expected_false_max: float = Field(2.0, gt=0)
+    selection_blocks: int = Field(12, ge=4, le=64)
+    selection_weakness: float = Field(0.5, gt=0, le=1)
+
+    # Evaluation
+    holdout_fraction: float = Field(0.25, gt=0.05, lt=0.8)
+    cv_folds: int = Field(3, ge=1, le=20)
+    embargo_fraction: float = Field(0.01, ge=0, lt=0.2)
+    lgbm_rounds: int = Field(200, ge=1)
+    lgbm_learning_rate: float = Field(0.05, gt=0, le=1)
+    lgbm_num_leaves: int = Field(31, ge=2)
+    lgbm_min_data_in_leaf: int = Field(100, ge=1)
+    shap_rows: int = Field(10_000, ge=10)
+
+    @field_validator("horizons")
+    @classmethod
+    def _known_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        unknown = [h for h in value if h not in HORIZONS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(f"horizons must be distinct values from {HORIZONS}, got {value}")
+        return tuple(sorted(value))
+
+    @field_validator("pair_table_pattern", "targets_table")
+    @classmethod
+    def _has_pair_placeholder(cls, value: str) -> str:
+        if "{pair}" not in value:
+            raise ValueError("must contain the {pair} placeholder")
+        return value
+
+    @property
+    def backend_url(self) -> str:
+        return self.result_backend or self.broker_url
+
+    @property
+    def memory_budget_bytes(self) -> int:
+        """Resident memory a task may reach before it stops itself (below the child's cap)."""
+        return int(self.worker_max_memory_per_child_kib * 1024 * self.memory_budget_fraction)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlFileSource(settings_cls))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Return validated settings; raises ConfigError with one line naming the bad setting."""
+    clean = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**clean)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        extra = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"setting {name!r}: {first['msg']}{extra}") from None
+
+
+def redact_url(url: str) -> str:
+    """Return a URL with any password replaced by '***', safe to print or store."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

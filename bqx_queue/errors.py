@@ -1,0 +1,33 @@
+"""One exception family: every error a user can act on is a BqxError with a one-line message."""
+
+
+class BqxError(Exception):
+    """Base of every error bqx-queue reports to a user as one clear line."""
+
+
+class SelectionError(BqxError):
+    """Unknown, repeated or empty pairs or horizons."""
+
+
+class ConfigError(BqxError):
+    """Malformed settings, TOML file or environment variable."""
+
+
+class WarehouseError(BqxError):
+    """A warehouse that is missing, is not a warehouse, or lacks a table or column."""
+
+
+class DataError(BqxError):
+    """A pair's data cannot be analysed (all-NULL target, too few rows, duplicate keys...)."""
+
+
+class BrokerError(BqxError):
+    """The broker cannot be reached or no worker answers."""
+
+
+class BudgetError(BqxError):
+    """A run or query would spend more than its budget allows."""
+
+
+class MemoryBudgetExceeded(BqxError):
+    """A task's resident memory went past its budget; raised inside the task to stop it."""

@@ -1,0 +1,155 @@
+"""The run report: report.json (checked against the shipped JSON Schema), report.md, and the
+feature ledger (every tested feature x horizon) gathered from every pair's artifacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pandas as pd
+
+from bqx_queue.store import RunStore
+
+PAIR_FIELDS = (
+    "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
+    "tables", "columns", "bytes_processed", "bytes_billed", "cost_usd", "wall_s", "timings", "peak_rss_bytes",
+    "host", "pid", "started_at", "finished_at",
+)  # fmt: skip
+
+
+def report_schema() -> dict[str, Any]:
+    return json.loads(resources.files("bqx_queue.report").joinpath("report.schema.json").read_text())
+
+
+def _horizon(result: dict[str, Any]) -> dict[str, Any]:
+    metrics = result["metrics"]
+    return {
+        "stable": result["stable"],
+        "n_stable": len(result["stable"]),
+        "q": result["q"],
+        "threshold": result["threshold"],
+        "fits": result["fits"],
+        "error_bound": result["error_bound"],
+        "metrics": metrics["mean"],
+        "baseline": metrics["baseline"],
+        "folds": metrics["folds"],
+        "shap_top": result["shap_top"],
+    }
+
+
+def report_data(store: RunStore) -> dict[str, Any]:
+    """Return the report as a dict from the run's manifest and pair artifacts."""
+    manifest = store.manifest()
+    summaries = store.pair_summaries()
+    missing = [p for p in manifest["pairs"] if p not in summaries]
+    pairs = []
+    for pair in manifest["pairs"]:
+        summary = summaries.get(pair) or {
+            "pair": pair, "status": "failed", "error": "no result was recorded for this pair",
+            "queries": 0, "bytes_billed": 0, "cost_usd": 0.0, "host": "", "pid": 0, "horizons": {},
+        }  # fmt: skip
+        entry = {k: summary[k] for k in PAIR_FIELDS if k in summary}
+        entry["horizons"] = {h: _horizon(r) for h, r in summary.get("horizons", {}).items()}
+        pairs.append(entry)
+    ok = [p for p in pairs if p["status"] == "ok"]
+    finished = max((p.get("finished_at", 0) for p in pairs), default=0) or time.time()
+    created = datetime.fromisoformat(manifest["created_at"]).timestamp()
+    workers = manifest.get("workers", {})
+    selected = Counter(
+        (s["feature"]) for p in ok for h in p["horizons"].values() for s in h["stable"]
+    )
+    return {
+        "run": {
+            "run_id": manifest["run_id"],
+            "created_at": manifest["created_at"],
+            "duration_s": round(max(0.0, finished - created), 3),
+            "pairs": manifest["pairs"],
+            "horizons": manifest["horizons"],
+            "days": len(manifest["days"]),
+            "warehouse": manifest["warehouse"],
+            "source": manifest["source"],
+            "workers": workers,
+            "worker_count": len(workers),
+            "concurrency": int(sum(workers.values())),
+            "processes": len({(p["host"], p["pid"]) for p in ok}),
+            "missing_pairs": missing,
+        },
+        "totals": {
+            "pairs_ok": len(ok),
+            "pairs_failed": len(pairs) - len(ok),
+            "queries": sum(p["queries"] for p in pairs),
+            "bytes_processed": sum(p.get("bytes_processed", 0) for p in pairs),
+            "bytes_billed": sum(p["bytes_billed"] for p in pairs),
+            "cost_usd": round(sum(p["cost_usd"] for p in pairs), 6),
+            "features_tested": sum(p.get("features_tested", 0) for p in pairs),
+            "stable_selections": sum(h["n_stable"] for p in ok for h in p["horizons"].values()),
+        },
+        "pairs": pairs,
+        "features_across_pairs": [{"feature": f, "pair_horizons": n} for f, n in selected.most_common(50)],
+    }
+
+
+def write_report(store: RunStore) -> Path:
+    """Write report.json, report.md and ledger.parquet; return the report.json path."""
+    data = report_data(store)
+    jsonschema.validate(data, report_schema())
+    ledgers = [pd.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
+    if ledgers:
+        store.write_parquet(store.root / "ledger.parquet", pd.concat(ledgers, ignore_index=True))
+    store.write_text(store.root / "report.md", render_markdown(data))
+    store.write_json(store.report_path, data)
+    return store.report_path
+
+
+def _gib(value: float) -> str:
+    return f"{value / 1024**3:.2f}"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    run, totals = data["run"], data["totals"]
+    horizons = [str(h) for h in run["horizons"]]
+    lines = [
+        f"# bqx-queue run {run['run_id']}",
+        "",
+        f"- pairs: {totals['pairs_ok']} ok, {totals['pairs_failed']} failed, of {len(run['pairs'])}",
+        f"- queries: {totals['queries']} ({totals['queries'] / max(1, len(run['pairs'])):.1f} per pair)",
+        f"- bytes processed / billed: {totals['bytes_processed']:,} / {totals['bytes_billed']:,}"
+        f" (BigQuery on-demand ${totals['cost_usd']:.4f})",
+        f"- sampled days: {run['days']}; source: {run['source']} {run['warehouse']}",
+        f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
+        f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",
+        f"- features tested: {totals['features_tested']:,}; stable selections: {totals['stable_selections']}",
+        "",
+        "## Pairs",
+        "",
+        "| pair | status | queries | rows | features | GiB billed | $ | wall s | peak RSS GiB | worker |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in data["pairs"]:
+        lines.append(
+            f"| {p['pair']} | {p['status']} | {p['queries']} | {p.get('rows', 0)} | {p.get('features_tested', 0)} "
+            f"| {_gib(p['bytes_billed'])} | {p['cost_usd']:.4f} | {p.get('wall_s', 0):.1f} "
+            f"| {_gib(p.get('peak_rss_bytes', 0))} | {p['host']}:{p['pid']} |"
+        )
+    lines += ["", "## Stable features per pair and horizon (AUC / baseline AUC)", ""]
+    lines += ["| pair | " + " | ".join(f"h{h}" for h in horizons) + " |", "|---" * (len(horizons) + 1) + "|"]
+    for p in data["pairs"]:
+        cells = []
+        for h in horizons:
+            r = p["horizons"].get(h)
+            cells.append(f"{r['n_stable']} ({r['metrics']['auc']:.3f}/{r['baseline']['auc']:.3f})" if r else "-")
+        lines.append(f"| {p['pair']} | " + " | ".join(cells) + " |")
+    lines += ["", "## Features stable in most pairs and horizons", ""]
+    for row in data["features_across_pairs"][:20]:
+        lines.append(f"- `{row['feature']}`: {row['pair_horizons']} pair-horizons")
+    failed = [p for p in data["pairs"] if p["status"] != "ok"]
+    if failed:
+        lines += ["", "## Failed pairs", ""] + [f"- {p['pair']}: {p['error']}" for p in failed]
+    lines += ["", "The feature ledger (every feature x horizon, frequency, selected, exclusion reason) is ledger.parquet."]
+    return "\n".join(lines) + "\n"

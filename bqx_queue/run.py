@@ -1,0 +1,149 @@
+"""A run's life without Celery: plan it (manifest), analyse one pair, finish it (report).
+
+The Celery tasks and `run_parallel_testing` both call these, so a run behaves the same on a
+cluster and in one process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, date, datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from bqx_queue.analysis.pair import failed_summary, process_pair_all_horizons
+from bqx_queue.config import Settings, load_settings
+from bqx_queue.errors import BqxError
+from bqx_queue.store import RunStore
+from bqx_queue.universe import resolve_pairs
+from bqx_queue.warehouse.sampling import common_days, sample_days
+from bqx_queue.warehouse.source import open_source
+from bqx_queue.warehouse.sql import plan_pair
+
+log = logging.getLogger(__name__)
+
+# Settings that belong to a host (where its broker and files are), not to a run.
+HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency"}
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+def plan_run(settings: Settings, pairs: list[str], run_id: str | None = None, **extra: Any) -> dict[str, Any]:
+    """Return the manifest of a new run (not yet written): pairs, sampled days, settings.
+
+    Every pair is planned here, so a missing table or column stops the run before anything is
+    enqueued. Days are sampled once from the calendar all pairs share.
+    """
+    source = open_source(settings)
+    catalog = source.catalog()
+    counts = {}
+    plans = {}
+    for pair in pairs:
+        plan = plan_pair(pair, catalog, settings)
+        plans[pair] = plan
+        counts[pair] = source.day_counts(catalog.table(*plan.tables[0].split(".")))
+    days = sample_days(common_days(counts), settings.max_rows, settings.seed)
+    run_id = run_id or new_run_id()
+    manifest = {
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        "pairs": pairs,
+        "horizons": list(settings.horizons),
+        "days": [d.isoformat() for d in days],
+        "warehouse": str(source.path.resolve()),
+        "source": source.kind,
+        "plans": {pair: {"queries": p.queries, "tables": len(p.tables), "columns": len(p.features)} for pair, p in plans.items()},
+        "settings": settings.model_dump(mode="json", exclude=HOST_SETTINGS) | {"warehouse": str(source.path.resolve())},
+        **extra,
+    }
+    return manifest
+
+
+def write_manifest(settings: Settings, manifest: dict[str, Any]) -> RunStore:
+    """Create the run folder with its manifest; refuses to reuse an existing run id."""
+    store = RunStore(settings.runs_dir, manifest["run_id"])
+    if store.manifest_path.exists():
+        raise BqxError(f"run {store.run_id} already exists in {store.root}")
+    store.write_json(store.manifest_path, manifest)
+    return store
+
+
+def run_settings(manifest: dict[str, Any]) -> Settings:
+    """Return the settings a worker uses for a run: the run's own, on this host's broker/files."""
+    return load_settings(**manifest["settings"])
+
+
+def threads_per_child() -> int:
+    return int(os.environ.get("BQX_THREADS_PER_CHILD") or 1)
+
+
+def small_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return what a task sends back through Redis: small and deterministic in size."""
+    keys = ("pair", "status", "error", "wall_s", "host", "pid", "cost_usd", "queries")
+    stable = {h: len(r.get("stable", [])) for h, r in summary.get("horizons", {}).items()}
+    return {k: summary.get(k) for k in keys} | {"stable_counts": stable}
+
+
+def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]:
+    """Analyse one pair of a run and write its artifacts; returns its small summary.
+
+    A pair whose artifacts already say it finished is not recomputed. Any failure becomes a
+    failed summary, so the run still completes.
+    """
+    existing = store.pair_summary(pair)
+    if existing and existing.get("status") == "ok":
+        return small_summary(existing)
+    manifest = store.manifest()
+    started = time.time()
+    try:
+        settings = run_settings(manifest)
+        days = [date.fromisoformat(d) for d in manifest["days"]]
+        result = process_pair_all_horizons(pair, settings, days, threads=threads)
+        summary = result.summary
+        store.write_parquet(store.ledger_path(pair), result.ledger)
+    except BqxError as exc:
+        log.warning("pair failed", extra={"run": store.run_id, "pair": pair, "error": str(exc)})
+        summary = failed_summary(pair, exc, wall_s=round(time.time() - started, 3))
+    except Exception as exc:  # an unexpected bug must not sink the other 27 pairs
+        log.exception("pair crashed", extra={"run": store.run_id, "pair": pair})
+        summary = failed_summary(pair, f"{type(exc).__name__}: {exc}", wall_s=round(time.time() - started, 3))
+    summary |= {"started_at": started, "finished_at": time.time()}
+    store.write_json(store.pair_path(pair), summary)
+    return small_summary(summary)
+
+
+def finish_run(store: RunStore) -> Path:
+    """Build the report from the run's artifacts and return the path of report.json."""
+    from bqx_queue.report.build import write_report
+
+    return write_report(store)
+
+
+def _execute_in_child(runs_dir: str, run_id: str, pair: str) -> dict[str, Any]:
+    return execute_pair(RunStore(runs_dir, run_id), pair, threads=threads_per_child())
+
+
+def run_parallel_testing(pairs: str | list[str], max_workers: int = 8, settings: Settings | None = None) -> Path:
+    """Run pairs in a local process pool (no broker) and return the report path.
+
+    The same run as `bqx-enqueue`: manifest, one process_pair per pair, the same report.
+    """
+    settings = settings or load_settings()
+    chosen = resolve_pairs(pairs)
+    manifest = plan_run(settings, chosen, workers={"local-pool": max_workers})
+    store = write_manifest(settings, manifest)
+    threads = max(1, (os.cpu_count() or 1) // max_workers)
+    # spawn, not fork: OpenMP state in this process must not leak into the children
+    context = get_context("spawn")
+    env = {"BQX_THREADS_PER_CHILD": str(threads), "OMP_NUM_THREADS": str(threads)}
+    os.environ.update(env)
+    with ProcessPoolExecutor(max_workers=max_workers, mp_context=context) as pool:
+        list(pool.map(_execute_in_child, [str(settings.runs_dir)] * len(chosen), [store.run_id] * len(chosen), chosen))
+    return finish_run(store)

@@ -1,0 +1,89 @@
+"""What a warehouse holds: datasets, tables and typed columns, and which tables belong to a pair."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bqx_queue.config import Settings
+from bqx_queue.errors import WarehouseError
+
+KEY_COLUMN = "interval_time"
+# Only plain identifiers reach SQL: names come from the catalog, never from user text, and
+# anything outside this alphabet is refused rather than quoted.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+# Forward-looking columns: they describe the future of the series and would leak the target.
+FORWARD_LOOKING = re.compile(r"^(target_|lead_|fwd_|future_)")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # BigQuery type name: FLOAT64, INT64, STRING, TIMESTAMP, BOOL, NUMERIC, DATE
+
+
+@dataclass(frozen=True)
+class Table:
+    dataset: str
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.dataset}.{self.name}"
+
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Tables by dataset; the only source of identifiers that appear in generated SQL."""
+
+    tables: dict[str, dict[str, Table]] = field(default_factory=dict)
+
+    def table(self, dataset: str, name: str) -> Table:
+        try:
+            return self.tables[dataset][name]
+        except KeyError:
+            if dataset not in self.tables:
+                known = ", ".join(sorted(self.tables)) or "none"
+                raise WarehouseError(f"dataset {dataset!r} not found (datasets: {known})") from None
+            raise WarehouseError(f"table {dataset}.{name} not found") from None
+
+    def dataset_tables(self, dataset: str) -> list[Table]:
+        if dataset not in self.tables:
+            known = ", ".join(sorted(self.tables)) or "none"
+            raise WarehouseError(f"dataset {dataset!r} not found (datasets: {known})")
+        return [self.tables[dataset][name] for name in sorted(self.tables[dataset])]
+
+
+def check_identifier(name: str) -> str:
+    """Return name if it is a plain SQL identifier; raise WarehouseError otherwise."""
+    if not IDENTIFIER.match(name):
+        raise WarehouseError(f"refusing identifier {name!r}: only letters, digits and _ are allowed")
+    return name
+
+
+def is_shared(table: Table, settings: Settings) -> bool:
+    return table.name.startswith(tuple(settings.shared_table_prefixes))
+
+
+def pair_feature_tables(catalog: Catalog, pair: str, settings: Settings) -> tuple[list[Table], list[Table]]:
+    """Return (own, shared) feature tables of a pair: own tables name the pair, shared ones
+    start with a shared prefix (tri_, mkt_, var_, csi_). Raises if the pair has no tables."""
+    token = settings.pair_table_pattern.format(pair=pair)
+    own, shared = [], []
+    for table in catalog.dataset_tables(settings.features_dataset):
+        if is_shared(table, settings):
+            shared.append(table)
+        elif token in table.name:
+            own.append(table)
+    if not own:
+        raise WarehouseError(
+            f"pair {pair}: no tables in {settings.features_dataset} match {token!r}"
+        )
+    for table in own + shared:
+        if KEY_COLUMN not in table.column_names():
+            raise WarehouseError(f"table {table.qualified} has no {KEY_COLUMN} column")
+    return own, shared

@@ -1,0 +1,178 @@
+"""The embedded warehouse: a DuckDB file, or a folder of Parquet files <dataset>/<table>.parquet.
+
+It runs the BigQuery-dialect plan transpiled by sqlglot, and measures what BigQuery would have
+billed for the same scan (non-NULL values and string lengths in the sampled partitions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from bqx_queue.errors import WarehouseError
+from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
+from bqx_queue.warehouse.sql import PairPlan
+
+META_SCHEMA = "bqx_meta"
+DUCKDB_MAGIC = b"DUCK"
+BATCH_ROWS = 16_384
+
+
+def bigquery_type(duckdb_type: str) -> str:
+    """Return the BigQuery type a DuckDB column would have in the production warehouse."""
+    t = duckdb_type.upper()
+    if t in ("DOUBLE", "FLOAT", "REAL"):
+        return "FLOAT64"
+    if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT", "HUGEINT"):
+        return "INT64"
+    if t.startswith("TIMESTAMP"):
+        return "TIMESTAMP"
+    if t.startswith("DECIMAL"):
+        return "NUMERIC"
+    if t == "BOOLEAN":
+        return "BOOL"
+    if t == "DATE":
+        return "DATE"
+    return "STRING"
+
+
+def _ident(name: str) -> str:
+    return f'"{check_identifier(name)}"'
+
+
+class DuckDBSource:
+    """A warehouse on local disk. Connections open lazily, so the object survives a fork."""
+
+    def __init__(self, path: Path | str, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        if not self.path.exists():
+            raise WarehouseError(
+                f"warehouse {self.path} does not exist (build one with `bqx warehouse build`)"
+            )
+        if self.path.is_dir():
+            self.kind = "parquet"
+            if not any(self.path.glob("*/*.parquet")):
+                raise WarehouseError(
+                    f"warehouse folder {self.path} holds no <dataset>/<table>.parquet files"
+                )
+        else:
+            with self.path.open("rb") as handle:
+                header = handle.read(12)
+            if header[8:12] != DUCKDB_MAGIC:
+                raise WarehouseError(f"{self.path} is not a DuckDB file or a Parquet folder")
+            self.kind = "duckdb"
+        self._connection: duckdb.DuckDBPyConnection | None = None
+        self._pid: int | None = None
+        self._catalog: Catalog | None = None
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        if self._connection is None or self._pid != os.getpid():
+            self._connection = self._connect()
+            self._pid = os.getpid()
+        return self._connection
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        try:
+            if self.kind == "duckdb":
+                con = duckdb.connect(str(self.path), read_only=True)
+            else:
+                con = duckdb.connect()
+                for file in sorted(self.path.glob("*/*.parquet")):
+                    dataset, table = check_identifier(file.parent.name), check_identifier(file.stem)
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {_ident(dataset)}")
+                    con.execute(
+                        f"CREATE VIEW {_ident(dataset)}.{_ident(table)} AS "
+                        f"SELECT * FROM read_parquet({_sql_string(str(file))})"
+                    )
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from None
+        con.execute("SET TimeZone='UTC'")
+        if self.threads:
+            con.execute(f"SET threads={int(self.threads)}")
+        return con
+
+    def catalog(self) -> Catalog:
+        """Return every table and column, read once from information_schema."""
+        if self._catalog is None:
+            rows = self.connection.execute(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema NOT IN ('information_schema', 'pg_catalog', ?) "
+                "ORDER BY table_schema, table_name, ordinal_position",
+                [META_SCHEMA],
+            ).fetchall()
+            grouped: dict[str, dict[str, list[Column]]] = {}
+            for dataset, table, column, dtype in rows:
+                grouped.setdefault(dataset, {}).setdefault(table, []).append(Column(column, bigquery_type(dtype)))
+            self._catalog = Catalog(
+                {ds: {name: Table(ds, name, tuple(cols)) for name, cols in tables.items()} for ds, tables in grouped.items()}
+            )
+        return self._catalog
+
+    def day_counts(self, table: Table) -> dict[date, int]:
+        """Return rows per partition day of a table (what BigQuery's PARTITIONS view would say)."""
+        rows = self.connection.execute(
+            f"SELECT CAST({KEY_COLUMN} AS DATE) AS day, count(*) FROM {_ident(table.dataset)}.{_ident(table.name)} "
+            "GROUP BY day ORDER BY day"
+        ).fetchall()
+        return {day: count for day, count in rows if day is not None}
+
+    def fetch(self, plan: PairPlan, days: list[date]) -> pa.RecordBatchReader:
+        """Run the plan's one statement and stream its rows as Arrow record batches."""
+        try:
+            relation = self.connection.sql(plan.to_duckdb(), params={"days": days})
+            return relation.to_arrow_reader(BATCH_ROWS)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"pair {plan.pair}: query failed: {exc}") from None
+
+    def scanned_bytes(self, plan: PairPlan, days: list[date]) -> dict[str, int]:
+        """Return, per referenced table, the bytes BigQuery would process for the plan's scan."""
+        wanted: dict[str, list[str]] = {name: [KEY_COLUMN] for name in plan.tables}
+        wanted[plan.tables[0]] += list(plan.targets)
+        for feature in plan.features:
+            wanted[feature.table].append(feature.column)
+        catalog = self.catalog()
+        per_table: dict[str, int] = {}
+        for qualified, columns in wanted.items():
+            dataset, name = qualified.split(".")
+            types = {c.name: c.type for c in catalog.table(dataset, name).columns}
+            measures = []
+            for column in columns:
+                measures.append(f"count({_ident(column)})")
+                if types[column] == "STRING":
+                    measures.append(f"coalesce(sum(strlen(CAST({_ident(column)} AS VARCHAR))), 0)")
+            row = self.connection.execute(
+                f"SELECT {', '.join(measures)} FROM {_ident(dataset)}.{_ident(name)} "
+                f"WHERE CAST({KEY_COLUMN} AS DATE) IN (SELECT unnest($days))",
+                {"days": days},
+            ).fetchone()
+            values = iter(row or ())
+            total = 0
+            for column in columns:
+                count = next(values)
+                strings = next(values) if types[column] == "STRING" else 0
+                total += billing.column_bytes(types[column], count, strings)
+            per_table[qualified] = total
+        return per_table
+
+    def manifest(self) -> dict[str, Any] | None:
+        """Return the synthetic warehouse's manifest (planted features), if it has one."""
+        if self.kind != "duckdb":
+            return None
+        try:
+            row = self.connection.execute(f"SELECT body FROM {META_SCHEMA}.manifest").fetchone()
+        except duckdb.CatalogException:
+            return None
+        return json.loads(row[0]) if row else None
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

@@ -1,0 +1,337 @@
+"""A BQX-shaped warehouse of simulated FX data with a planted, documented signal.
+
+Eight currencies follow correlated random walks whose drift is driven by a few slowly decaying
+signals per currency. A pair's return drift is the difference of its two currencies' drifts, so
+triangles stay consistent. Each pair has one feature per signal that observes it with noise
+(the planted features); every other feature is drawn from market-wide latent factors that share
+their autocorrelation but carry no information about future prices. Targets are computed from
+the simulated prices exactly as in production: target_bqx{w}_h{h} = LEAD(bqx_w, h).
+
+The manifest (table bqx_meta.manifest) records, per pair and horizon, each planted feature's
+expected correlation with the target, and which ones carry signal at that horizon.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from scipy.signal import lfilter
+
+from bqx_queue.errors import WarehouseError
+from bqx_queue.universe import BQX_WINDOWS, HORIZONS, PAIRS, TARGET_WINDOW, pair_currencies, target_column
+from bqx_queue.warehouse.catalog import KEY_COLUMN
+from bqx_queue.warehouse.duckdb_source import META_SCHEMA
+from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
+
+ROWS_PER_DAY = 1440
+SIGNAL_PHIS = (0.99, 0.98, 0.95, 0.9)  # half-lives of about 69, 34, 14 and 7 minutes
+MINUTE_VOL = 1e-4  # sd of a currency's 1-minute log return
+CURRENCY_CORRELATION = 0.3
+OBSERVATION_NOISE = 0.5  # planted feature = signal + noise of this sd (relative)
+MARKET_FACTORS = 24
+OWN_FAMILIES: dict[str, tuple[str, ...]] = {
+    "reg": ("slope", "intercept", "r2", "resid_std"),
+    "agg": ("mean", "std", "cv", "min", "max"),
+    "mom": ("dir", "roc", "accel"),
+    "vol": ("zscore", "atr", "range"),
+    "lag": ("ret", "diff"),
+    "align": ("score",),
+    "der": ("v1", "v2"),
+    "mrt": ("tension", "halflife"),
+    "rev": ("signal", "strength"),
+    "div": ("gap",),
+    "ext": ("upper", "lower"),
+    "cyc": ("phase", "amp"),
+}
+SHARED_FAMILIES: dict[str, tuple[str, ...]] = {
+    "tri": ("synthetic_val", "error_zscore", "spread"),
+    "mkt": ("breadth", "dispersion"),
+    "var": ("ratio", "level"),
+    "csi": ("strength", "ext_percentile", "trend"),
+}
+
+
+@dataclass(frozen=True)
+class WarehouseSpec:
+    """Size and character of a synthetic warehouse."""
+
+    pairs: tuple[str, ...] = PAIRS
+    days: int = 20
+    features_per_pair: int = 120
+    shared_fraction: float = 0.6
+    signals: int = 4
+    signal_r2: float = 0.5
+    min_signal_corr: float = 0.12
+    null_fraction: float = 0.0
+    decoy_correlation: float | None = None
+    cov_partners: int = 2
+    seed: int = 7
+    start: date = date(2020, 1, 2)
+    features_dataset: str = "bqx_features"
+    analytics_dataset: str = "bqx_analytics"
+    with_signal: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.pairs if p not in PAIRS]
+        if unknown:
+            raise WarehouseError(f"unknown pairs {unknown}")
+        if self.days < 2 or self.features_per_pair < 10 or not 1 <= self.signals <= len(SIGNAL_PHIS):
+            raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..4 signals")
+
+
+@dataclass
+class _Simulation:
+    times: pd.DatetimeIndex
+    pair_signals: dict[str, np.ndarray]  # pair -> (signals, n) signal of the pair
+    closes: dict[str, np.ndarray]
+    coefficients: np.ndarray  # drift loading per signal
+    pair_noise_var: float
+    factors: np.ndarray  # (n, MARKET_FACTORS) latent market factors
+    rng: np.random.Generator = field(repr=False)
+
+
+def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Return unit-variance AR(1) series along the last axis."""
+    shocks = rng.standard_normal(shape)
+    series = lfilter([math.sqrt(1 - phi**2)], [1, -phi], shocks, axis=-1)
+    series[..., 0] = shocks[..., 0]
+    return series
+
+
+def _window_sum(phi: float, lags: range) -> float:
+    return float(sum(phi ** abs(j - 1) for j in lags))
+
+
+def _window_variance(phi: float, width: int = TARGET_WINDOW) -> float:
+    """Return Var(sum of a unit AR(1) over `width` consecutive steps)."""
+    return float(sum(phi ** abs(i - j) for i in range(width) for j in range(width)))
+
+
+def _coefficients(spec: WarehouseSpec, pair_noise_var: float) -> np.ndarray:
+    """Return drift loadings giving the signals `signal_r2` of the h=45 target variance, equally."""
+    if not spec.with_signal:
+        return np.zeros(spec.signals)
+    drift_var = spec.signal_r2 / (1 - spec.signal_r2) * TARGET_WINDOW * pair_noise_var
+    phis = SIGNAL_PHIS[: spec.signals]
+    return np.array([math.sqrt(drift_var / spec.signals / (2 * _window_variance(phi))) for phi in phis])
+
+
+def expected_correlations(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> np.ndarray:
+    """Return (signals, horizons) correlations of each planted feature with each target."""
+    phis = SIGNAL_PHIS[: spec.signals]
+    drift_var = sum(2 * b**2 * _window_variance(phi) for b, phi in zip(coefficients, phis, strict=True))
+    target_var = TARGET_WINDOW * pair_noise_var + drift_var
+    feature_var = 2 * (1 + OBSERVATION_NOISE**2)
+    attenuation = math.sqrt(1 - spec.null_fraction)  # missing cells are imputed at the mean
+    table = np.zeros((spec.signals, len(HORIZONS)))
+    for k, (b, phi) in enumerate(zip(coefficients, phis, strict=True)):
+        for i, h in enumerate(HORIZONS):
+            cov = 2 * b * _window_sum(phi, range(h - TARGET_WINDOW + 1, h + 1))
+            table[k, i] = cov / math.sqrt(feature_var * target_var) * attenuation
+    return table
+
+
+def _simulate(spec: WarehouseSpec) -> _Simulation:
+    rng = np.random.default_rng(spec.seed)
+    days = pd.bdate_range(spec.start, periods=spec.days)
+    times = pd.DatetimeIndex(
+        (days.values[:, None] + np.arange(ROWS_PER_DAY) * np.timedelta64(1, "m")).ravel(), tz="UTC"
+    )
+    n = len(times)
+    n_ccy = 8
+    correlation = np.full((n_ccy, n_ccy), CURRENCY_CORRELATION) + np.eye(n_ccy) * (1 - CURRENCY_CORRELATION)
+    noise = rng.standard_normal((n, n_ccy)) @ np.linalg.cholesky(correlation).T * MINUTE_VOL
+    pair_noise_var = 2 * MINUTE_VOL**2 * (1 - CURRENCY_CORRELATION)
+    coefficients = _coefficients(spec, pair_noise_var)
+    signals = np.stack([_ar1(rng, phi, (n_ccy, n)) for phi in SIGNAL_PHIS[: spec.signals]], axis=1)
+    # drift at t acts on the return from t to t+1: a signal observed at t predicts the future
+    drift = np.einsum("k,ckn->nc", coefficients, signals)
+    returns = noise.copy()
+    returns[1:] += drift[:-1]
+    log_levels = np.cumsum(returns, axis=0)
+    currency_index = {c: i for i, c in enumerate(("eur", "gbp", "aud", "nzd", "usd", "cad", "chf", "jpy"))}
+    closes, pair_signals = {}, {}
+    for pair in spec.pairs:
+        base, quote = (currency_index[c] for c in pair_currencies(pair))
+        closes[pair] = 1.2 * np.exp(log_levels[:, base] - log_levels[:, quote])
+        pair_signals[pair] = signals[base] - signals[quote]
+    phis = rng.uniform(0.95, 0.999, MARKET_FACTORS)
+    factors = np.stack([_ar1(rng, phi, (n,)) for phi in phis], axis=1)
+    return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors, rng)
+
+
+def _targets(close: np.ndarray) -> dict[str, np.ndarray]:
+    """Return every target_bqx{w}_h{h} = LEAD(bqx_w, h), NULL (NaN) where undefined."""
+    out = {}
+    for w in BQX_WINDOWS:
+        bqx = np.full(len(close), np.nan)
+        bqx[w:] = (close[w:] - close[:-w]) / close[:-w] * 100
+        for h in HORIZONS:
+            lead = np.full(len(close), np.nan)
+            lead[:-h] = bqx[h:]
+            out[target_column(h, w)] = lead
+    return out
+
+
+class _Writer:
+    def __init__(self, con: duckdb.DuckDBPyConnection, times: pd.DatetimeIndex) -> None:
+        self.con = con
+        self.key = pa.array(times.values.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
+
+    def write(self, dataset: str, table: str, columns: dict[str, Any]) -> None:
+        data = pa.table({KEY_COLUMN: self.key, **columns})
+        self.con.register("staging", data)
+        self.con.execute(f'CREATE TABLE "{dataset}"."{table}" AS SELECT * FROM staging')
+        self.con.unregister("staging")
+
+
+def _decoys(sim: _Simulation, rng: np.random.Generator, count: int) -> np.ndarray:
+    """Return (n, count) features that mix market factors with their own noise: autocorrelated
+    and correlated with each other like real indicators, but unrelated to future prices."""
+    loadings = np.zeros((MARKET_FACTORS, count))
+    for j in range(count):
+        chosen = rng.choice(MARKET_FACTORS, 3, replace=False)
+        loadings[chosen, j] = rng.normal(0, 1, 3)
+    own_noise = rng.standard_normal((len(sim.times), count))
+    return sim.factors @ loadings + own_noise * rng.uniform(0.3, 1.5, count)
+
+
+def _column_names(families: dict[str, tuple[str, ...]], family: str, count: int) -> list[str]:
+    stats = families[family]
+    names = [f"{family}_{stats[i % len(stats)]}_{BQX_WINDOWS[(i // len(stats)) % len(BQX_WINDOWS)]}" for i in range(count)]
+    # beyond stats x windows, number the repeats so names stay unique within the table
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}_v{seen[name]}")
+    return unique
+
+
+def _with_nulls(values: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    if fraction > 0:
+        values = values.copy()
+        values[rng.random(values.shape) < fraction] = np.nan
+    return values
+
+
+def _own_tables(spec: WarehouseSpec, pair: str, sim: _Simulation, partners: list[str]) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Return the pair's own numeric feature tables, and the aliases of its planted features."""
+    rng = np.random.default_rng([spec.seed, PAIRS.index(pair)])
+    own_count = max(spec.signals + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
+    families = list(OWN_FAMILIES)
+    per_table = max(2, math.ceil(own_count / (len(families) + len(partners))))
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    remaining = own_count
+    for family in families:
+        if remaining <= 0:
+            break
+        count = min(per_table, remaining)
+        tables[f"{family}_{pair}"] = dict(zip(_column_names(OWN_FAMILIES, family, count), _decoys(sim, rng, count).T, strict=True))
+        remaining -= count
+    aliases = [f"{t}{FEATURE_SEPARATOR}{c}" for t, cols in tables.items() for c in cols]
+    planted_aliases = [aliases[i] for i in sorted(rng.choice(len(aliases), spec.signals, replace=False))]
+    for k, alias in enumerate(planted_aliases):
+        table, column = alias.split(FEATURE_SEPARATOR)
+        signal = sim.pair_signals[pair][k]
+        tables[table][column] = signal + OBSERVATION_NOISE * math.sqrt(2) * rng.standard_normal(len(signal))
+    if spec.decoy_correlation is not None:
+        decoy_pool = [a for a in aliases if a not in planted_aliases]
+        decoys = rng.choice(decoy_pool, min(len(decoy_pool), spec.signals), replace=False)
+        rho = spec.decoy_correlation
+        for planted, decoy in zip(planted_aliases, decoys, strict=False):
+            source = tables[planted.split(FEATURE_SEPARATOR)[0]][planted.split(FEATURE_SEPARATOR)[1]]
+            z = (source - source.mean()) / source.std()
+            table, column = decoy.split(FEATURE_SEPARATOR)
+            # a strongly correlated decoy: it predicts the target too, but only through the
+            # planted feature, so a sound selection keeps the planted one and drops this
+            tables[table][column] = rho * z + math.sqrt(1 - rho**2) * rng.standard_normal(len(z))
+    for table in tables.values():
+        for column, values in table.items():
+            table[column] = _with_nulls(values, spec.null_fraction, rng)
+    # hazards seen in the production warehouse: an all-NULL column, a constant, a duplicate
+    first_table = next(iter(tables.values()))
+    hazard_table = tables[f"ext_{pair}"] if f"ext_{pair}" in tables else first_table
+    hazard_table["ext_missing_2880"] = np.full(len(sim.times), np.nan)
+    hazard_table["ext_const_45"] = np.full(len(sim.times), 1.0)
+    duplicated = next(c for c in first_table if f"{next(iter(tables))}{FEATURE_SEPARATOR}{c}" not in planted_aliases)
+    hazard_table["ext_copy_45"] = first_table[duplicated].copy()
+    return tables, planted_aliases
+
+
+def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> dict[str, Any]:
+    """Write a synthetic warehouse to a new DuckDB file and return its manifest.
+
+    The file is written under a temporary name and renamed when complete, so a failed build
+    leaves nothing behind that looks like a warehouse.
+    """
+    path = Path(path)
+    if path.exists():
+        raise WarehouseError(f"{path} already exists; remove it or choose another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    sim = _simulate(spec)
+    fd, ad = spec.features_dataset, spec.analytics_dataset
+    correlations = expected_correlations(spec, sim.coefficients, sim.pair_noise_var)
+    manifest: dict[str, Any] = {"spec": asdict(spec) | {"start": spec.start.isoformat()}, "rows": len(sim.times), "pairs": {}}
+    con = duckdb.connect(str(partial))
+    try:
+        con.execute("SET TimeZone='UTC'")
+        for schema in (fd, ad, META_SCHEMA):
+            con.execute(f'CREATE SCHEMA "{schema}"')
+        writer = _Writer(con, sim.times)
+        shared_rng = np.random.default_rng([spec.seed, 999])
+        shared_count = max(4, round(spec.features_per_pair * spec.shared_fraction))
+        per_family = math.ceil(shared_count / len(SHARED_FAMILIES))
+        for family in SHARED_FAMILIES:
+            tables = max(1, math.ceil(per_family / 12))
+            for t in range(tables):
+                count = math.ceil(per_family / tables)
+                values = _decoys(sim, shared_rng, count)
+                columns = {n: _with_nulls(values[:, j], spec.null_fraction, shared_rng) for j, n in enumerate(_column_names(SHARED_FAMILIES, family, count))}
+                writer.write(fd, f"{family}_g{t:03d}", columns)
+        cov_rng = np.random.default_rng([spec.seed, 1001])
+        for i, pair in enumerate(spec.pairs):
+            partners = [spec.pairs[(i + j) % len(spec.pairs)] for j in range(1, spec.cov_partners + 1)] if len(spec.pairs) > 1 else []
+            for partner in partners:
+                values = _decoys(sim, cov_rng, 3)
+                writer.write(fd, f"cov_{pair}_{partner}", {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))})
+            own, planted = _own_tables(spec, pair, sim, partners)
+            for table, columns in own.items():
+                writer.write(fd, table, columns)
+            targets = _targets(sim.closes[pair])
+            regime_rng = np.random.default_rng([spec.seed, 2000 + i])
+            state = np.where(sim.factors[:, 0] > 0.5, "trend_up", np.where(sim.factors[:, 0] < -0.5, "trend_down", "range"))
+            writer.write(fd, f"regime_{pair}", {"regime_state": pa.array(state), "regime_prob": regime_rng.random(len(state))})
+            leaky = {target_column(h): targets[target_column(h)] for h in HORIZONS[:2]}
+            writer.write(fd, f"base_{pair}", {"pair": pa.array([pair] * len(state)), **leaky})
+            writer.write(ad, f"targets_{pair}", targets)
+            horizons = {}
+            for hi, h in enumerate(HORIZONS):
+                horizons[str(h)] = {
+                    "informative": [a for k, a in enumerate(planted) if correlations[k, hi] >= spec.min_signal_corr and spec.with_signal],
+                    "expected_corr": {a: round(float(correlations[k, hi]), 4) for k, a in enumerate(planted)} if spec.with_signal else {},
+                }
+            manifest["pairs"][pair] = {
+                "planted": planted if spec.with_signal else [],
+                "horizons": horizons,
+                "leaky": [f"base_{pair}{FEATURE_SEPARATOR}{c}" for c in leaky],
+            }
+        con.execute(f"CREATE TABLE {META_SCHEMA}.manifest AS SELECT ? AS body", [json.dumps(manifest)])
+        con.close()
+        partial.rename(path)
+    except BaseException:
+        con.close()
+        partial.unlink(missing_ok=True)
+        raise
+    return manifest
