@@ -1,0 +1,107 @@
+"""Real parts for the tests: a private redis-server, tiny synthetic warehouses, and real
+prefork Celery workers started as subprocesses."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from bqx_queue.embedded_redis import EmbeddedRedis
+from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+# Small enough to build in seconds, big enough that the planted signal is found.
+SMALL_SPEC = WarehouseSpec(days=10, features_per_pair=40, signal_r2=0.5, seed=11)
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """URL of a Redis server: BQX_TEST_REDIS_URL, or a private one on a free port."""
+    if os.environ.get("BQX_TEST_REDIS_URL"):
+        yield os.environ["BQX_TEST_REDIS_URL"].rstrip("/")
+        return
+    with EmbeddedRedis() as server:
+        yield server.url
+
+
+@pytest.fixture()
+def queue_env(redis_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Environment for one test's run: its own Redis databases and run folder."""
+    db = next(_databases) % 15
+    client = redis.Redis.from_url(f"{redis_server}/{db}")
+    client.flushdb()
+    redis.Redis.from_url(f"{redis_server}/15").flushdb()
+    env = {
+        "BQX_BROKER_URL": f"{redis_server}/{db}",
+        "BQX_RESULT_BACKEND": f"{redis_server}/15",
+        "BQX_RUNS_DIR": str(tmp_path / "runs"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture(scope="session")
+def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("warehouse") / "small.duckdb"
+    build_warehouse(path, SMALL_SPEC)
+    return path
+
+
+class Worker:
+    """A real `celery -A bqx_queue worker` process (prefork)."""
+
+    def __init__(self, env: dict[str, str], name: str, concurrency: int, log: Path) -> None:
+        self.name = f"{name}@{os.uname().nodename}"
+        self.log = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", f"--concurrency={concurrency}",
+             "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"],
+            env=os.environ | env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def wait_ready(self, env: dict[str, str], timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
+            if "ready." in self.log.read_text():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready: {self.log.read_text()[-2000:]}")
+
+    def stop(self, timeout_s: float = 60) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture()
+def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Factory: start_worker(name='w1', concurrency=2, **extra_env) -> a ready Worker."""
+    workers: list[Worker] = []
+
+    def start(name: str = "w1", concurrency: int = 2, **extra_env: str) -> Worker:
+        env = queue_env | extra_env
+        worker = Worker(env, name, concurrency, tmp_path / f"{name}.log")
+        workers.append(worker)
+        worker.wait_ready(env)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
