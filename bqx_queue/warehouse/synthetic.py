@@ -185,7 +185,7 @@ def _targets(close: np.ndarray) -> dict[str, np.ndarray]:
 class _Writer:
     def __init__(self, con: duckdb.DuckDBPyConnection, times: pd.DatetimeIndex) -> None:
         self.con = con
-        self.key = pa.array(times.values.astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
+        self.key = pa.array(times.tz_convert(None).to_numpy().astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
 
     def write(self, dataset: str, table: str, columns: dict[str, Any]) -> None:
         data = pa.table({KEY_COLUMN: self.key, **columns})
