@@ -133,7 +133,10 @@ def frame_from_pandas(df: pd.DataFrame, pair: str, targets: list[str]) -> PairFr
     matrix = np.empty((len(df), len(numeric_names) + MAX_STRING_LEVELS * len(string_names)), np.float32, order="F")
     for j, name in enumerate(numeric_names):
         matrix[:, j] = df[name].to_numpy(dtype=np.float32, na_value=np.nan)
-    times = pd.to_datetime(df[KEY_COLUMN], utc=True).to_numpy().astype("datetime64[us]") if KEY_COLUMN in df else np.arange(len(df)).astype("datetime64[m]").astype("datetime64[us]")
+    if KEY_COLUMN in df:
+        times = pd.to_datetime(df[KEY_COLUMN], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[us]")
+    else:  # rows are taken to be consecutive minutes
+        times = np.arange(len(df)).astype("datetime64[m]").astype("datetime64[us]")
     return PairFrame(
         pair=pair,
         times=times,

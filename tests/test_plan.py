@@ -1,0 +1,96 @@
+"""Units of the data layer: pair selection, the one-statement plan, day sampling, the frame."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+import sqlglot
+
+from bqx_queue.config import load_settings
+from bqx_queue.errors import SelectionError, WarehouseError
+from bqx_queue.universe import GROUPS, PAIRS, TARGET_COLUMNS, resolve_horizons, resolve_pairs
+from bqx_queue.warehouse.catalog import Catalog, Column, Table
+from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.frame import read_pair_frame
+from bqx_queue.warehouse.sampling import sample_days
+from bqx_queue.warehouse.sql import plan_pair
+
+
+def test_pairs_resolve_from_all_groups_and_lists():
+    assert resolve_pairs("all") == list(PAIRS) and len(PAIRS) == 28
+    assert resolve_pairs("majors") == list(GROUPS["majors"])
+    assert resolve_pairs("gbpjpy, EURUSD") == ["gbpjpy", "eurusd"]
+    assert all("jpy" in p for p in resolve_pairs("jpy-pairs")) and len(resolve_pairs("jpy-pairs")) == 7
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("eurxxx", "unknown pair or group 'eurxxx'"), ("", "no pairs selected"), ("eurusd,eurusd", "listed twice")],
+)
+def test_bad_pair_selections_name_the_problem(spec, message):
+    with pytest.raises(SelectionError, match=message):
+        resolve_pairs(spec)
+
+
+def test_horizons_are_checked():
+    assert resolve_horizons("60,15") == [15, 60]
+    with pytest.raises(SelectionError, match="unknown horizon 20"):
+        resolve_horizons("20")
+
+
+def test_plan_is_one_statement_with_all_targets_and_a_day_filter_per_table(small_warehouse):
+    source = DuckDBSource(small_warehouse)
+    plan = plan_pair("eurusd", source.catalog(), load_settings())
+    statements = sqlglot.parse(plan.sql, read="bigquery")
+    assert len(statements) == 1 and plan.queries == 1
+    assert all(f"`{t}`" in plan.sql for t in TARGET_COLUMNS)
+    # every referenced table is pruned to the sampled days on its own partition column
+    assert plan.sql.count("DATE(interval_time) IN UNNEST(@days)") == len(plan.tables) - 1
+    assert plan.sql.count("DATE(t.interval_time) IN UNNEST(@days)") == 1
+    assert "LIMIT" not in plan.sql
+    assert {"base_eurusd__target_bqx45_h15", "base_eurusd__target_bqx45_h30"} <= {a for a, _ in plan.excluded}
+    assert any(t.startswith("bqx_features.tri_") for t in plan.tables)  # shared tables joined
+    assert not any("gbpjpy" in t for t in plan.tables)  # nothing of an unrelated pair
+
+
+def test_plan_refuses_identifiers_that_are_not_plain_names():
+    table = Table("bqx_features", "reg_eurusd`; DROP TABLE x; --", (Column("interval_time", "TIMESTAMP"), Column("reg_slope_45", "FLOAT64")))
+    targets = Table("bqx_analytics", "targets_eurusd", (Column("interval_time", "TIMESTAMP"),) + tuple(Column(t, "FLOAT64") for t in TARGET_COLUMNS))
+    catalog = Catalog({"bqx_features": {table.name: table}, "bqx_analytics": {targets.name: targets}})
+    with pytest.raises(WarehouseError, match="refusing identifier"):
+        plan_pair("eurusd", catalog, load_settings())
+
+
+def test_missing_tables_and_datasets_are_named(small_warehouse):
+    catalog = DuckDBSource(small_warehouse).catalog()
+    with pytest.raises(WarehouseError, match="dataset 'nope' not found"):
+        plan_pair("eurusd", catalog, load_settings(features_dataset="nope"))
+    with pytest.raises(WarehouseError, match="targets_eurusd_v9 not found"):
+        plan_pair("eurusd", catalog, load_settings(targets_table="targets_{pair}_v9"))
+
+
+def test_days_are_whole_days_spread_over_the_history_and_reproducible():
+    days = {date(2020, 1, 1) + timedelta(days=i): 1440 for i in range(2000)}
+    chosen = sample_days(days, 80_000, seed=3)
+    assert len(chosen) == 55 and sum(days[d] for d in chosen) <= 80_000
+    assert chosen == sorted(chosen) == sample_days(days, 80_000, seed=3)
+    gaps = np.diff([d.toordinal() for d in chosen])
+    assert chosen[0] < date(2020, 3, 1) and chosen[-1] > date(2025, 3, 1)  # not the first N rows
+    assert gaps.max() < 3 * 2000 / 55
+    assert sample_days(days, 80_000, seed=4) != chosen
+
+
+def test_frame_holds_float32_features_and_the_sampled_days_only(small_warehouse):
+    source = DuckDBSource(small_warehouse)
+    settings = load_settings()
+    plan = plan_pair("usdjpy", source.catalog(), settings)
+    all_days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_usdjpy")))
+    days = all_days[::3]
+    frame = read_pair_frame(source.fetch(plan, days), plan, capacity=100)  # grows past capacity
+    assert frame.rows == 1440 * len(days)
+    assert frame.numeric.dtype == np.float32
+    assert set(frame.times.astype("datetime64[D]").astype(object)) == set(days)
+    assert list(frame.targets.columns) == list(TARGET_COLUMNS)
+    assert "regime_usdjpy__regime_state" in frame.strings
