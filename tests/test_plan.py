@@ -88,9 +88,27 @@ def test_frame_holds_float32_features_and_the_sampled_days_only(small_warehouse)
     plan = plan_pair("usdjpy", source.catalog(), settings)
     all_days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_usdjpy")))
     days = all_days[::3]
-    frame = read_pair_frame(source.fetch(plan, days), plan, capacity=100)  # grows past capacity
+    frame = read_pair_frame([source.fetch(plan, days)], plan, capacity=100)  # grows past capacity
     assert frame.rows == 1440 * len(days)
     assert frame.numeric.dtype == np.float32
     assert set(frame.times.astype("datetime64[D]").astype(object)) == set(days)
     assert list(frame.targets.columns) == list(TARGET_COLUMNS)
     assert "regime_usdjpy__regime_state" in frame.strings
+
+
+def test_local_parts_return_exactly_the_one_statement_rows(small_warehouse, monkeypatch):
+    import bqx_queue.warehouse.duckdb_source as duckdb_source
+
+    source = DuckDBSource(small_warehouse)
+    settings = load_settings()
+    plan = plan_pair("eurusd", source.catalog(), settings)
+    days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_eurusd")))[:2]
+    whole = read_pair_frame([source.fetch(plan, days)], plan, capacity=10)
+    monkeypatch.setattr(duckdb_source, "PART_TABLES", 3)
+    parts = source.fetch_plan("eurusd", plan, settings, days)
+    assert len(parts) >= 5
+    split = read_pair_frame(parts, plan, capacity=10)
+    assert np.array_equal(split.times, whole.times)
+    width = len(whole.numeric_names)  # the spare columns for string encodings are not data
+    assert np.array_equal(split.numeric[:, :width], whole.numeric[:, :width], equal_nan=True)
+    assert split.targets.equals(whole.targets)

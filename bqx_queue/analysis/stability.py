@@ -3,7 +3,9 @@
 The rows are cut into contiguous time blocks; each subsample is a union of half of the blocks
 and its complement is the other half (Shah & Samworth 2013). The base selector is randomized
 LARS stopped after q steps, run on Gram matrices: X'X is computed once per block, so every
-subsample of every horizon is a sum of block matrices, and a horizon only changes X'y.
+subsample of every horizon is a sum of block matrices, and a horizon only changes X'y. The LAR
+here reads the Gram without copying or permuting it (sklearn's lars_path_gram copies it per
+call: 338 MB and about 0.1 s at 6,500 features, 700 times per pair).
 Selection frequency >= threshold makes a feature stable; the Meinshausen-Buehlmann bound
 E[false selections] <= q^2 / ((2 threshold - 1) p) is reported with the result.
 """
@@ -14,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import lars_path_gram
+from scipy.linalg.blas import dger
 
 from bqx_queue.errors import DataError
 
@@ -92,6 +94,54 @@ def _cross(matrix: np.ndarray, block: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (_block_rows(matrix, block).T @ y.astype(matrix.dtype)).astype(np.float64)
 
 
+def lar_first_q(gram: np.ndarray, cross: np.ndarray, q: int) -> list[int]:
+    """Return the first q features least angle regression enters, in order.
+
+    `gram` is X'X and `cross` X'y of standardised (and reweighted) features; neither is changed.
+    LAR adds exactly one feature per step and never drops one, so q steps give q features
+    (fewer if the remaining correlations vanish or the active set becomes collinear).
+    """
+    correlations = cross.astype(np.float64, copy=True)
+    usable = np.diag(gram) > 1e-12
+    active: list[int] = []
+    signs: list[float] = []
+    for _ in range(min(q, int(usable.sum()))):
+        candidates = np.where(usable, np.abs(correlations), -1.0)
+        candidates[active] = -1.0
+        best = int(np.argmax(candidates))
+        if candidates[best] <= 1e-12:
+            break
+        active.append(best)
+        signs.append(float(np.sign(correlations[best])))
+        block = gram[np.ix_(active, active)]
+        sign_vector = np.array(signs)
+        try:
+            weights = np.linalg.solve(block, sign_vector)
+        except np.linalg.LinAlgError:
+            break
+        normaliser = float(sign_vector @ weights)
+        if normaliser <= 1e-12:
+            break
+        scale = 1.0 / np.sqrt(normaliser)
+        direction = weights * scale
+        along = gram[:, active] @ direction  # how each correlation moves per unit step
+        largest = abs(correlations[best])
+        inactive = np.ones(len(correlations), dtype=bool)
+        inactive[active] = False
+        inactive &= usable
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.concatenate(
+                [
+                    (largest - correlations[inactive]) / (scale - along[inactive]),
+                    (largest + correlations[inactive]) / (scale + along[inactive]),
+                ]
+            )
+        steps = steps[np.isfinite(steps) & (steps > 1e-12)]
+        step = float(steps.min()) if steps.size else largest / scale
+        correlations -= step * along
+    return active
+
+
 def select_stable(
     grams: BlockGrams,
     targets: dict[int, np.ndarray],
@@ -104,36 +154,27 @@ def select_stable(
     n_blocks, p = grams.sums.shape
     if n_blocks < 2:
         raise DataError("stability selection needs at least 2 time blocks")
-    q = params.q or choose_q(p, params.threshold, params.expected_false_max)
-    q = min(q, p)
+    q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), p)
     rng = np.random.default_rng(params.seed)
     crosses = {h: grams.cross(y) for h, y in targets.items()}
     counts = {h: np.zeros(p) for h in targets}
     total_gram = grams.grams.sum(axis=0, dtype=np.float64)
     total_sums = grams.sums.sum(axis=0)
+    total_n = grams.counts.sum()
     half = n_blocks // 2
     for _ in range(params.pairs):
-        chosen = rng.permutation(n_blocks)
         first = np.zeros(n_blocks, dtype=bool)
-        first[chosen[:half]] = True
-        # complementary halves: the second is the total minus the first, one sum per pair
+        first[rng.permutation(n_blocks)[:half]] = True
+        # complementary halves: the second is the total minus the first
         gram_a = grams.grams[first].sum(axis=0, dtype=np.float64)
+        gram_b = np.subtract(total_gram, gram_a)
         sums_a, n_a = grams.sums[first].sum(axis=0), grams.counts[first].sum()
-        halves = (
-            (first, gram_a, sums_a, n_a),
-            (~first, total_gram - gram_a, total_sums - sums_a, grams.counts.sum() - n_a),
-        )
+        halves = ((first, gram_a, sums_a, n_a), (~first, gram_b, total_sums - sums_a, total_n - n_a))
         for in_half, gram, sums, n in halves:
-            weights = rng.uniform(params.weakness, 1.0, p)
-            centred = gram - np.outer(sums, sums) / n
-            variance = np.clip(np.diag(centred).copy(), 0, None)
-            scale = np.divide(weights, np.sqrt(variance), out=np.zeros(p), where=variance > 1e-12)
-            centred *= scale[:, None]
-            centred *= scale[None, :]
+            scale = _standardise_in_place(gram, sums, n, rng.uniform(params.weakness, 1.0, p))
             for h, (xy, ysum) in crosses.items():
                 cross = (xy[in_half].sum(axis=0) - sums * ysum[in_half].sum() / n) * scale
-                _, active, _ = lars_path_gram(cross, centred, n_samples=int(n), max_iter=q, method="lar")
-                counts[h][np.asarray(active, dtype=int)] += 1
+                counts[h][lar_first_q(gram, cross, q)] += 1
     fits = 2 * params.pairs
     results = {}
     for h, count in counts.items():
@@ -141,3 +182,19 @@ def select_stable(
         stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= params.threshold]
         results[h] = SelectionResult(h, frequencies, stable, q, params.threshold, fits, error_bound(q, p, params.threshold))
     return results
+
+
+def _standardise_in_place(gram: np.ndarray, sums: np.ndarray, n: float, weights: np.ndarray) -> np.ndarray:
+    """Turn a raw Gram into the correlation-scale Gram of reweighted, centred features, in
+    place (no p x p temporaries); returns the per-feature scale applied."""
+    mean = sums / n
+    variance = np.diag(gram) / n - mean**2
+    scale = np.divide(weights, np.sqrt(variance * n), out=np.zeros_like(weights), where=variance > 1e-12)
+    gram *= scale[:, None]
+    gram *= scale[None, :]
+    scaled_sums = sums * scale
+    # centring, G - s s' / n, as an in-place BLAS rank-one update (gram is symmetric, so its
+    # transpose is the Fortran-ordered matrix BLAS updates without a copy)
+    updated = dger(-1.0 / n, scaled_sums, scaled_sums, a=gram.T, overwrite_a=True)
+    assert np.shares_memory(updated, gram)
+    return scale

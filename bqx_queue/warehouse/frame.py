@@ -6,12 +6,14 @@ production-width pair (80,000 x 6,500) never exists as float64 or as a pandas co
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from bqx_queue.errors import DataError
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.sql import PairPlan
 
@@ -44,34 +46,45 @@ class PairFrame:
         return pd.concat(parts, axis=1)
 
 
-def read_pair_frame(reader: pa.RecordBatchReader, plan: PairPlan, capacity: int) -> PairFrame:
-    """Return the pair frame read from the plan's result stream."""
+def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capacity: int) -> PairFrame:
+    """Return the pair frame read from its result streams: one per statement, each with
+    interval_time and some of the plan's columns, every one over the same rows in time order."""
     numeric_names = [f.alias for f in plan.features if f.type in NUMERIC_TYPES]
     string_names = [f.alias for f in plan.features if f.type not in NUMERIC_TYPES]
+    numeric_index = {name: j for j, name in enumerate(numeric_names)}
     width = len(numeric_names) + MAX_STRING_LEVELS * len(string_names)
     numeric = np.empty((max(capacity, 1), width), dtype=np.float32, order="F")
-    times: list[np.ndarray] = []
     strings: dict[str, list[np.ndarray]] = {name: [] for name in string_names}
     targets: dict[str, list[np.ndarray]] = {name: [] for name in plan.targets}
-    filled = 0
-    for batch in reader:
-        rows = batch.num_rows
-        if filled + rows > numeric.shape[0]:
-            grown = np.empty((max(2 * numeric.shape[0], filled + rows), numeric.shape[1]), np.float32, order="F")
-            grown[:filled] = numeric[:filled]
-            numeric = grown
-        for j, name in enumerate(numeric_names):
-            numeric[filled : filled + rows, j] = _floats(batch.column(name))
-        for name in string_names:
-            strings[name].append(batch.column(name).to_numpy(zero_copy_only=False))
-        for name in plan.targets:
-            targets[name].append(_floats(batch.column(name)))
-        times.append(batch.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]"))
-        filled += rows
+    times = np.array([], dtype="datetime64[us]")
+    for number, part in enumerate(parts):
+        filled = 0
+        part_times = []
+        for batch in part:
+            rows = batch.num_rows
+            if filled + rows > numeric.shape[0]:
+                grown = np.empty((max(2 * numeric.shape[0], filled + rows), width), np.float32, order="F")
+                grown[: numeric.shape[0]] = numeric
+                numeric = grown
+            for name in batch.schema.names:
+                if name in numeric_index:
+                    numeric[filled : filled + rows, numeric_index[name]] = _floats(batch.column(name))
+                elif name in strings:
+                    strings[name].append(batch.column(name).to_numpy(zero_copy_only=False))
+                elif name in targets and number == 0:
+                    targets[name].append(_floats(batch.column(name)))
+            stamps = batch.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]")
+            part_times.append(stamps)
+            filled += rows
+        joined = np.concatenate(part_times) if part_times else np.array([], dtype="datetime64[us]")
+        if number == 0:
+            times = joined
+        elif not np.array_equal(joined, times):
+            raise DataError(f"pair {plan.pair}: a table repeats interval_time values, so its join adds rows")
     return PairFrame(
         pair=plan.pair,
-        times=np.concatenate(times) if times else np.array([], dtype="datetime64[us]"),
-        numeric=numeric[:filled],
+        times=times,
+        numeric=numeric[: len(times)],
         numeric_names=numeric_names,
         strings={n: np.concatenate(v) if v else np.array([], dtype=object) for n, v in strings.items()},
         targets=pd.DataFrame({n: np.concatenate(v) if v else np.array([]) for n, v in targets.items()}),

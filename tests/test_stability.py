@@ -1,0 +1,58 @@
+"""Stability selection's parts against references: LAR vs scikit-learn, the block Grams vs a
+direct computation, and complementary halves on time blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import lars_path_gram
+
+from bqx_queue.analysis.stability import BlockGrams, SelectionParams, _standardise_in_place, lar_first_q, select_stable, time_blocks
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    centred = x - x.mean(axis=0)
+    return centred / np.sqrt((centred**2).sum(axis=0))
+
+
+def test_lar_enters_features_in_the_order_scikit_learn_does():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1500, 200))
+    x[:, 1] = 0.9 * x[:, 0] + 0.1 * rng.normal(size=1500)  # a correlated pair
+    y = x[:, :4] @ np.array([1.0, 0.5, -0.7, 0.3]) + rng.normal(size=1500)
+    xs = _standardised(x)
+    gram, cross = xs.T @ xs, xs.T @ (y - y.mean())
+    before = gram.copy()
+    _, reference, _ = lars_path_gram(cross, gram.copy(), n_samples=1500, max_iter=15, method="lar")
+    assert lar_first_q(gram, cross, 15) == [int(i) for i in reference]
+    assert np.array_equal(gram, before)  # the shared Gram is never changed
+
+
+def test_in_place_standardisation_equals_the_centred_correlation_gram():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, size=(800, 50))
+    gram = (x.T @ x).astype(np.float64)
+    weights = rng.uniform(0.5, 1.0, 50)
+    scale = _standardise_in_place(gram, x.sum(axis=0), 800, weights)
+    expected = _standardised(x) * weights
+    assert np.allclose(gram, expected.T @ expected, atol=1e-10)
+    assert np.allclose(scale * np.sqrt(((x - x.mean(0)) ** 2).sum(0)), weights)
+
+
+def test_blocks_are_contiguous_and_drop_the_horizon_at_their_ends():
+    blocks = time_blocks(np.arange(1200), 4, gap=30)
+    assert [len(b) for b in blocks] == [270] * 4
+    assert all(np.all(np.diff(b) == 1) for b in blocks)
+    assert blocks[1][0] - blocks[0][-1] == 31
+
+
+def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
+    rng = np.random.default_rng(2)
+    n, p = 4000, 120
+    x = rng.normal(size=(n, p)).astype(np.float32)
+    y = x[:, 0] * 0.4 + x[:, 1] * 0.3 + rng.normal(size=n)
+    grams = BlockGrams(x, time_blocks(np.arange(n), 8, gap=5))
+    result = select_stable(grams, {15: y}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
+    assert result.fits == 50 and result.q == 8  # floor(sqrt(1.0 * 0.6 * 120))
+    assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
+    assert len(set(result.stable) - {0, 1}) <= 2
+    assert result.error_bound <= 1.0
