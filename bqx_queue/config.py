@@ -15,11 +15,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from bqx_queue.errors import ConfigError
 from bqx_queue.universe import HORIZONS
 
 KIB_PER_GIB = 1024 * 1024
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     result_expires_s: int = Field(7 * 24 * 3600, ge=3600)
 
     # Warehouse
-    source: Literal["auto", "duckdb", "parquet"] = "auto"
+    source: Literal["auto", "duckdb", "parquet", "bigquery"] = "auto"
     warehouse: Path = Path("data/warehouse.duckdb")
     features_dataset: str = "bqx_features"
     analytics_dataset: str = "bqx_analytics"
@@ -68,6 +70,17 @@ class Settings(BaseSettings):
     shared_table_prefixes: tuple[str, ...] = ("tri_", "mkt_", "var_", "csi_")
     max_rows: int = Field(80_000, ge=100)
     price_per_tib_usd: float = Field(6.25, gt=0)
+
+    # BigQuery and cost (source = "bigquery")
+    bigquery_project: str | None = None
+    bigquery_location: str = "US"
+    bigquery_api_endpoint: str | None = None  # e.g. a local test server; anonymous credentials
+    bigquery_retry_deadline_s: float = Field(60.0, ge=0)  # bounded backoff on rate limits
+    budget_usd: float = Field(50.0, gt=0)  # a run whose estimate is above this is refused
+    string_length_estimate: int = Field(16, ge=0)  # UTF-8 bytes per STRING value, metadata estimates
+    run_id: str | None = None  # set from the run manifest: query labels and the cost ledger
+    shared_tables_once: bool = True  # BigQuery: fetch tri_/mkt_/var_/csi_ once per run, not per pair
+    max_query_columns: int = Field(10_000, ge=2, le=10_000)  # BigQuery: result columns per query
 
     # Run
     runs_dir: Path = Path("data/runs")
@@ -99,6 +112,14 @@ class Settings(BaseSettings):
         if unknown or not value or len(set(value)) != len(value):
             raise ValueError(f"horizons must be distinct values from {HORIZONS}, got {value}")
         return tuple(sorted(value))
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        # the message never repeats the URL: it may carry a password
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError(f"must be a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
+        return value
 
     @field_validator("pair_table_pattern", "targets_table")
     @classmethod
@@ -133,6 +154,9 @@ def load_settings(**overrides: Any) -> Settings:
     clean = {key: value for key, value in overrides.items() if value is not None}
     try:
         return Settings(**clean)
+    except SettingsError as exc:  # a BQX_* value that is not valid JSON for a list setting
+        hint = "list settings take JSON, e.g. BQX_HORIZONS='[15, 60]'"
+        raise ConfigError(f"{exc} ({hint})") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(part) for part in first["loc"]) or "settings"
@@ -150,3 +174,12 @@ def redact_url(url: str) -> str:
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def redact_text(text: str, *urls: str) -> str:
+    """Return text with the password of each URL replaced by '***' (for messages quoting one)."""
+    for url in urls:
+        password = urlsplit(url).password
+        if password:
+            text = text.replace(password, "***")
+    return text

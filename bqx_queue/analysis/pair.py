@@ -29,6 +29,7 @@ from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
 from bqx_queue.warehouse.sampling import sample_days
+from bqx_queue.warehouse.shared import fetch_billable
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
 
@@ -79,20 +80,27 @@ def query_pair_all_horizons(
 
 def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSource) -> tuple[PairFrame, dict[str, Any]]:
     """Return the pair's frame and what its one query cost under BigQuery's billing rules."""
-    plan = plan_pair(pair, source.catalog(), settings)
-    frame = read_pair_frame(source.fetch(plan, days), plan, capacity=settings.max_rows)
+    if getattr(source, "billable", False):
+        # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
+        # BigQuery's limits; the jobs report their own bytes
+        reader, plan, job_bytes = fetch_billable(pair, settings, days, source)
+    else:
+        plan = plan_pair(pair, source.catalog(), settings)
+        reader, job_bytes = source.fetch_plan(pair, plan, settings, days), None
+    frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=settings.max_rows)
     repeated = frame.rows - len(np.unique(frame.times))
     if repeated:
         raise DataError(f"pair {pair}: {repeated} duplicate interval_time rows (a table repeats timestamps)")
-    per_table = source.scanned_bytes(plan, days)
-    billed = billing.bytes_billed(per_table.values())
+    if job_bytes is None:
+        per_table = source.scanned_bytes(plan, days)
+        job_bytes = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
+    queries = job_bytes.pop("queries", plan.queries)  # more than one only past BigQuery's limits
     cost = {
-        "queries": plan.queries,
+        "queries": queries,
         "tables": len(plan.tables),
         "columns": len(plan.features) + len(plan.targets) + 1,
-        "bytes_processed": sum(per_table.values()),
-        "bytes_billed": billed,
-        "cost_usd": billing.cost_usd(billed, settings.price_per_tib_usd),
+        **job_bytes,
+        "cost_usd": billing.cost_usd(job_bytes["bytes_billed"], settings.price_per_tib_usd),
         "excluded": dict(plan.excluded),
     }
     return frame, cost

@@ -7,7 +7,13 @@ Bytes billed: at least 10 MiB per referenced table, the total rounded up to the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bqx_queue.warehouse.catalog import Catalog
+    from bqx_queue.warehouse.sql import QueryPlan
 
 MIB = 1024**2
 TIB = 1024**4
@@ -47,3 +53,144 @@ def bytes_billed(bytes_per_table: Iterable[int]) -> int:
 def cost_usd(billed: int, price_per_tib_usd: float) -> float:
     """Return the on-demand price of billed bytes."""
     return billed / TIB * price_per_tib_usd
+
+
+# --- estimates from metadata, caps and prices ------------------------------------------------
+
+# BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
+# referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
+CAP_MARGIN_PER_TABLE = 11 * MIB
+# Average UTF-8 length assumed for a STRING value when only metadata is known.
+DEFAULT_STRING_LENGTH = 16
+
+
+def value_bytes(bq_type: str, value: object) -> int:
+    """Return the logical bytes of one value: 0 for NULL, the type's width, or for STRING and
+    BYTES 2 + the UTF-8 length; an ARRAY (a repeated field) is the sum of its elements."""
+    if value is None:
+        return 0
+    if isinstance(value, list | tuple):
+        return sum(value_bytes(bq_type, item) for item in value)
+    if bq_type == "STRING":
+        return STRING_OVERHEAD_BYTES + len(str(value).encode("utf-8"))
+    if bq_type == "BYTES":
+        return STRING_OVERHEAD_BYTES + len(value)  # type: ignore[arg-type]
+    return column_bytes(bq_type, 1)
+
+
+def type_width(bq_type: str, string_length: int = DEFAULT_STRING_LENGTH) -> int:
+    """Return the bytes one non-NULL value of a type is billed, assuming string_length for
+    STRING/BYTES values (metadata does not say how long they are)."""
+    if bq_type in ("STRING", "BYTES"):
+        return STRING_OVERHEAD_BYTES + string_length
+    return column_bytes(bq_type, 1)
+
+
+def metadata_bytes(
+    column_types: Iterable[str], rows: int, string_length: int = DEFAULT_STRING_LENGTH
+) -> int:
+    """Return the bytes a scan of these columns over `rows` rows processes, from types alone.
+
+    An upper bound for fixed-width columns (a NULL costs 0, metadata counts every row as filled);
+    STRING columns are priced at `string_length` bytes per value plus 2.
+    """
+    return rows * sum(type_width(t, string_length) for t in column_types)
+
+
+def round_up_mib(byte_count: int) -> int:
+    """Return bytes rounded up to a whole MiB, as BigQuery bills them."""
+    return -(-byte_count // MIB) * MIB
+
+
+def billed_upper_bound(bytes_processed: int, tables: int) -> int:
+    """Return the most a query can be billed when only its total bytes are known (a dry run
+    reports no per-table split): every table may still be lifted to its 10 MiB minimum."""
+    return round_up_mib(bytes_processed + tables * MIN_BILLED_PER_TABLE)
+
+
+def maximum_bytes_billed(estimated_bytes: int, tables: int) -> int:
+    """Return the cap to send as maximum_bytes_billed: the estimate plus 11 MiB per table."""
+    return int(estimated_bytes) + tables * CAP_MARGIN_PER_TABLE
+
+
+def usd_to_bytes(budget_usd: float, price_per_tib_usd: float) -> int:
+    """Return how many billed bytes a budget buys at the on-demand price."""
+    return int(budget_usd / price_per_tib_usd * TIB)
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """What one pair's queries are expected to process and be billed, and how we know."""
+
+    pair: str
+    queries: int
+    tables: int
+    columns: int
+    bytes_processed: int
+    bytes_billed: int
+    cost_usd: float
+    method: str  # "metadata" (types x rows per partition) or "dry-run" (BigQuery's own figure)
+
+    @property
+    def cap(self) -> int:
+        """Return maximum_bytes_billed for the pair's query."""
+        return maximum_bytes_billed(self.bytes_processed, self.tables)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_columns(plan: QueryPlan) -> dict[str, list[str]]:
+    """Return, per referenced table (dataset.table), the columns the plan reads from it."""
+    wanted: dict[str, list[str]] = {name: ["interval_time"] for name in plan.tables}
+    wanted[plan.tables[0]] += list(plan.targets)
+    for feature in plan.features:
+        wanted[feature.table].append(feature.column)
+    return wanted
+
+
+def metadata_estimate(
+    plan: QueryPlan,
+    catalog: Catalog,
+    rows_per_table: Mapping[str, int],
+    price_per_tib_usd: float,
+    string_length: int = DEFAULT_STRING_LENGTH,
+) -> CostEstimate:
+    """Return the plan's cost from metadata only: column types from the catalog and the rows of
+    every table in the scanned partitions (rows_per_table, keyed dataset.table)."""
+    per_table = []
+    for qualified, columns in plan_columns(plan).items():
+        dataset, name = qualified.split(".")
+        types = {c.name: c.type for c in catalog.table(dataset, name).columns}
+        per_table.append(
+            metadata_bytes(
+                [types[c] for c in columns], rows_per_table.get(qualified, 0), string_length
+            )
+        )
+    billed = bytes_billed(per_table)
+    return CostEstimate(
+        pair=plan.pair,
+        queries=plan.queries,
+        tables=len(plan.tables),
+        columns=len(plan.features) + len(plan.targets) + 1,
+        bytes_processed=sum(per_table),
+        bytes_billed=billed,
+        cost_usd=cost_usd(billed, price_per_tib_usd),
+        method="metadata",
+    )
+
+
+def combined_estimate(estimates: list[CostEstimate]) -> CostEstimate:
+    """Return one pair's estimate from the estimates of its queries (one, unless split)."""
+    first = estimates[0]
+    billed = sum(e.bytes_billed for e in estimates)
+    return CostEstimate(
+        pair=first.pair,
+        queries=sum(e.queries for e in estimates),
+        tables=sum(e.tables for e in estimates),
+        columns=sum(e.columns for e in estimates) - (len(estimates) - 1),  # interval_time once
+        bytes_processed=sum(e.bytes_processed for e in estimates),
+        bytes_billed=billed,
+        cost_usd=sum(e.cost_usd for e in estimates) if len(estimates) > 1 else first.cost_usd,
+        method=first.method,
+    )

@@ -1,0 +1,151 @@
+"""BigQuery's on-demand billing rules, checked against the examples its documentation gives.
+
+Sources: cloud.google.com/bigquery/pricing ("Data size calculation": INT64/FLOAT64/TIMESTAMP
+8 bytes, NUMERIC 16, BOOL 1, STRING 2 + UTF-8 length, NULL 0, a repeated field is the sum of
+its values; on-demand $6.25 per TiB, rounded up to the MB, at least 10 MB per table referenced
+and per query) and Tigani & Naidu, *Google BigQuery Analytics*, ch. 7 ("an integer repeated 10
+times is charged 80 bytes").
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bqx_queue.config import load_settings
+from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.billing import MIB, TIB
+from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.source import estimate_plan
+from bqx_queue.warehouse.sql import PairPlan, plan_pair
+from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+
+@pytest.mark.parametrize(
+    ("bq_type", "value", "expected"),
+    [
+        ("INT64", 42, 8),
+        ("FLOAT64", 1.5, 8),
+        ("TIMESTAMP", "2020-01-02 00:00:00", 8),
+        ("DATE", date(2020, 1, 2), 8),
+        ("NUMERIC", "1.25", 16),
+        ("BIGNUMERIC", "1.25", 32),
+        ("BOOL", True, 1),
+        ("STRING", "abc", 5),  # 2 + 3 UTF-8 bytes
+        ("STRING", "", 2),  # an empty string still costs its 2 bytes
+        ("STRING", "é", 4),  # 2 + 2: UTF-8 length, not characters
+        ("STRING", "eurusd", 8),
+        ("BYTES", b"\x00\x01\x02", 5),
+        ("INT64", None, 0),  # NULL is free, whatever its type
+        ("STRING", None, 0),
+        ("INT64", list(range(10)), 80),  # the book's repeated-field example
+        ("INT64", [], 0),
+    ],
+)
+def test_value_bytes_follow_the_data_size_table(bq_type: str, value: object, expected: int) -> None:
+    assert billing.value_bytes(bq_type, value) == expected
+
+
+def test_column_bytes_count_non_null_values_and_string_lengths() -> None:
+    # 1,000 FLOAT64 values of which 120 are NULL: 880 x 8
+    assert billing.column_bytes("FLOAT64", 880) == 7_040
+    # 3 strings 'eurusd', 'gbpjpy', NULL: 2 x (2 + 6)
+    assert billing.column_bytes("STRING", 2, string_bytes=12) == 16
+    with pytest.raises(ValueError, match="GEOGRAPHY"):
+        billing.column_bytes("GEOGRAPHY", 1)
+
+
+def test_each_referenced_table_is_billed_at_least_10_mib() -> None:
+    # three small tables (1 KB each): 3 x 10 MiB, not 3 KB
+    assert billing.bytes_billed([1_000, 1_000, 1_000]) == 30 * MIB
+    # a big table and a small one: the big one as is, the small one lifted to 10 MiB
+    assert billing.bytes_billed([500 * MIB, 10]) == 510 * MIB
+    # a table with no rows in the scanned partitions is still a referenced table
+    assert billing.bytes_billed([0]) == 10 * MIB
+
+
+def test_billed_bytes_are_rounded_up_to_the_mib() -> None:
+    assert billing.bytes_billed([10 * MIB + 1]) == 11 * MIB
+    assert billing.bytes_billed([10 * MIB]) == 10 * MIB
+    assert billing.round_up_mib(1) == MIB
+
+
+def test_price_is_6_25_usd_per_tib_and_configurable() -> None:
+    assert billing.cost_usd(TIB, 6.25) == pytest.approx(6.25)
+    assert billing.cost_usd(10 * MIB, 6.25) == pytest.approx(6.25 * 10 / 1024**2)
+    assert billing.cost_usd(TIB, 5.0) == pytest.approx(5.0)
+    assert billing.usd_to_bytes(6.25, 6.25) == TIB
+    assert billing.usd_to_bytes(50, 6.25) == 8 * TIB
+
+
+def test_domain_anchor_full_history_scan_of_the_earlier_project() -> None:
+    # The earlier project's dry run: 462 tables / 11,337 FLOAT64 columns, no partition filter,
+    # ~2.17M rows, 12% NULL cells: 168.9 GiB and about $1 per pair. The model lands there too.
+    rows = 2_170_000
+    all_filled = billing.metadata_bytes(
+        ["FLOAT64"] * 11_337 + ["TIMESTAMP"] * 462, rows
+    )  # + each table's key
+    with_nulls = int(all_filled * (1 - 0.12))  # NULL cells are free
+    assert with_nulls / 1024**3 == pytest.approx(168.9, rel=0.02)
+    assert billing.cost_usd(billing.bytes_billed([with_nulls]), 6.25) == pytest.approx(
+        1.03, abs=0.05
+    )
+
+
+def test_metadata_bytes_multiply_type_widths_by_rows() -> None:
+    assert billing.metadata_bytes(["FLOAT64", "INT64", "TIMESTAMP"], 1_000) == 24_000
+    assert billing.metadata_bytes(["STRING"], 100, string_length=6) == 800
+    assert billing.metadata_bytes(["BOOL", "NUMERIC"], 10) == 170
+
+
+@given(st.lists(st.integers(min_value=0, max_value=50 * 1024**3), min_size=1, max_size=60))
+def test_the_cap_and_the_dry_run_bound_never_undercut_the_bill(per_table: list[int]) -> None:
+    billed = billing.bytes_billed(per_table)
+    total = sum(per_table)
+    # maximum_bytes_billed = estimate + 11 MiB per table: a correct estimate is never refused
+    assert billing.maximum_bytes_billed(total, len(per_table)) >= billed
+    # a dry run knows only the total: its bound must still cover the per-table minimums
+    assert billing.billed_upper_bound(total, len(per_table)) >= billed
+
+
+@pytest.fixture(scope="module")
+def tiny_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("billing") / "tiny.duckdb"
+    build_warehouse(
+        path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=3)
+    )
+    return path
+
+
+def test_metadata_estimate_bounds_the_measured_scan(tiny_warehouse: Path) -> None:
+    settings = load_settings(warehouse=tiny_warehouse)
+    source = DuckDBSource(tiny_warehouse)
+    plan = plan_pair("eurusd", source.catalog(), settings)
+    days = sorted(source.day_counts(source.catalog().table(*plan.tables[0].split("."))))[:2]
+    estimate = estimate_plan(source, plan, days, settings)
+    measured = source.scanned_bytes(plan, days)
+    assert estimate.method == "metadata"
+    assert estimate.tables == len(plan.tables) == len(measured)
+    # no NULLs in this warehouse and short strings: metadata is an upper bound, and a close one
+    assert sum(measured.values()) <= estimate.bytes_processed <= 1.2 * sum(measured.values())
+    assert estimate.bytes_billed == billing.bytes_billed(billing_per_table(source, plan, days))
+    # fewer days, fewer bytes: the estimate follows partition pruning
+    one_day = estimate_plan(source, plan, days[:1], settings)
+    assert one_day.bytes_processed == pytest.approx(estimate.bytes_processed / 2, rel=0.01)
+
+
+def billing_per_table(source: DuckDBSource, plan: PairPlan, days: list[date]) -> list[int]:
+    """Metadata bytes per table, computed independently of billing.metadata_estimate."""
+    catalog = source.catalog()
+    wanted = billing.plan_columns(plan)
+    result = []
+    for qualified, columns in wanted.items():
+        table = catalog.table(*qualified.split("."))
+        types = {c.name: c.type for c in table.columns}
+        rows = sum(n for d, n in source.day_counts(table).items() if d in set(days))
+        result.append(billing.metadata_bytes([types[c] for c in columns], rows))
+    return result
