@@ -14,12 +14,13 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
+from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
 
 PAIR_FIELDS = (
     "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
     "tables", "columns", "bytes_processed", "bytes_billed", "cost_usd", "wall_s", "timings", "peak_rss_bytes",
-    "host", "pid", "started_at", "finished_at",
+    "host", "pid", "worker", "started_at", "finished_at",
 )  # fmt: skip
 
 
@@ -96,13 +97,16 @@ def report_data(store: RunStore) -> dict[str, Any]:
 
 
 def write_report(store: RunStore) -> Path:
-    """Write report.json, report.md and ledger.parquet; return the report.json path."""
+    """Write report.json, report.md, report.html and ledger.parquet; return the report.json path.
+
+    report.json is written last: its presence means the run's report is complete."""
     data = report_data(store)
     jsonschema.validate(data, report_schema())
     ledgers = [pd.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
     if ledgers:
         store.write_parquet(store.root / "ledger.parquet", pd.concat(ledgers, ignore_index=True))
     store.write_text(store.root / "report.md", render_markdown(data))
+    store.write_text(store.root / "report.html", render_html(data, store.manifest()))
     store.write_json(store.report_path, data)
     return store.report_path
 

@@ -1,0 +1,302 @@
+"""report.html: written beside report.json from a real run, self-contained, and shown by a real
+headless Chromium (Debian's package; ops/ci/install-chromium.sh) without console errors and with
+a screenshot that is not blank."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+from tornado.websocket import websocket_connect
+
+from bqx_queue.config import load_settings
+from bqx_queue.report.build import report_schema, write_report
+from bqx_queue.report.estimate import cost_estimate
+from bqx_queue.report.html import render_html, shap_by_horizon
+from bqx_queue.run import run_parallel_testing
+from bqx_queue.store import RunStore
+
+PAIRS = "eurusd,gbpusd,usdjpy"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def finished_run(small_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    """A real three-pair run (local pool of two processes) with its report written."""
+    runs = tmp_path_factory.mktemp("runs")
+    settings = load_settings(warehouse=small_warehouse, runs_dir=runs, horizons=(15, 30, 60, 105))
+    report_path = run_parallel_testing(PAIRS, max_workers=2, settings=settings)
+    return RunStore(runs, report_path.parent.name)
+
+
+def test_report_html_is_written_beside_report_json_and_is_self_contained(
+    finished_run: RunStore,
+) -> None:
+    page_path = finished_run.root / "report.html"
+    assert page_path.exists() and finished_run.report_path.exists()
+    page = page_path.read_text()
+    data = json.loads(finished_run.report_path.read_text())
+
+    # one file: no script, stylesheet, image or font fetched from anywhere
+    assert not re.search(r"""(src|href)\s*=\s*['"]""", page)
+    assert "<script" not in page and "@import" not in page and "url(http" not in page
+    assert (
+        page.count("<svg") >= 5
+    )  # cost, heatmap, stable across pairs, SHAP (per horizon), timeline
+
+    for title in ("Cost per pair", "Stable features: pairs x horizons", "Features stable across most pairs",
+                  "SHAP: top features per horizon", "Timeline: pair tasks per worker process"):  # fmt: skip
+        assert title in page
+    # every pair in the cost table and the heatmap, with the process that ran it
+    for pair in data["pairs"]:
+        assert page.count(f">{pair['pair']}<") >= 3
+        assert f"{pair['host']} pid {pair['pid']}" in page
+    # the heatmap has a cell per pair x horizon carrying its count
+    for pair in data["pairs"]:
+        for horizon, result in pair["horizons"].items():
+            assert f"{pair['pair']} h{horizon}: {result['n_stable']} stable" in page
+    # the timeline has one lane per worker process, one bar per pair
+    processes = {(p["host"], p["pid"]) for p in data["pairs"]}
+    assert f"Pair tasks per worker process ({len(processes)} processes)" in page
+    assert len(
+        re.findall(r"<title>\w{6} on .+? pid \d+: [\d.,]+ s to [\d.,]+ s</title>", page)
+    ) == len(data["pairs"])
+    # the most stable feature and the strongest SHAP feature of the first horizon are shown
+    assert data["features_across_pairs"][0]["feature"] in page
+    first_horizon = str(data["run"]["horizons"][0])
+    top_feature, top_value, _ = shap_by_horizon(data)[first_horizon][0]
+    assert top_value > 0 and top_feature in page
+    # the producer's estimate, per pair, beside the actual cost
+    estimate = cost_estimate(finished_run.manifest())
+    assert sorted(estimate.per_pair_usd) == sorted(p["pair"] for p in data["pairs"])
+    for pair in data["pairs"]:
+        assert f"<td>${estimate.per_pair_usd[pair['pair']]:.4f}</td><td>${pair['cost_usd']:.4f}</td>" in page
+    assert "no cost estimate" not in page
+
+
+def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one(
+    finished_run: RunStore,
+) -> None:
+    data = json.loads(finished_run.report_path.read_text())
+    manifest = finished_run.manifest() | {
+        "estimate": {
+            "cost_usd": 0.123456,
+            "pairs": {"eurusd": {"bytes_billed": 2 * 1024**4}, "gbpusd": 0.0421},
+        }
+    }
+    assert cost_estimate(manifest).per_pair_usd == {"eurusd": 12.5, "gbpusd": 0.0421}
+    page = render_html(data, manifest)
+    assert "$0.1235" in page  # the run's estimated total
+    assert "<td>$12.5000</td>" in page and "<td>$0.0421</td>" in page  # per pair, in the table
+    assert "estimate: $12.5000" in page  # the tick on the cost chart
+    assert "no cost estimate" not in page
+
+    # A manifest written before estimates existed: actual cost only, and the page says so.
+    older = {k: v for k, v in finished_run.manifest().items() if k not in ("estimate", "plans")}
+    assert not cost_estimate(older).known
+    page = render_html(data, older)
+    assert "no cost estimate" in page and "estimate: $" not in page
+
+
+def test_failed_pair_is_shown_in_red_and_the_report_still_validates(
+    finished_run: RunStore, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path, finished_run.run_id)
+    shutil.copytree(finished_run.root, store.root)
+    summary = store.pair_summary("usdjpy") | {
+        "status": "failed",
+        "error": "table bqx_features.reg_usdjpy is missing",
+        "horizons": {},
+    }
+    store.write_json(store.pair_path("usdjpy"), summary)
+    data = json.loads(write_report(store).read_text())
+    page = (store.root / "report.html").read_text()
+    assert data["totals"]["pairs_failed"] == 1
+    assert "Failed pairs" in page and "table bqx_features.reg_usdjpy is missing" in page
+    assert "usdjpy h15: no result (failed)" in page
+    assert (
+        "usdjpy on " in page and "(failed)</title>" in page
+    )  # its bar in the timeline, marked failed
+    assert report_schema()["$defs"]["pair"]["properties"]["worker"]["type"] == "string"
+
+
+# A real browser -------------------------------------------------------------------------------
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol (a websocket, via tornado)."""
+
+    def __init__(self, profile: Path) -> None:
+        self.process = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+             "--window-size=1200,900", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self.port = self._devtools_port()
+
+    def _devtools_port(self, timeout_s: float = 30) -> int:
+        deadline = time.monotonic() + timeout_s
+        assert self.process.stderr is not None
+        seen = []
+        while time.monotonic() < deadline:
+            line = self.process.stderr.readline()
+            seen.append(line)
+            found = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if found:
+                # keep reading what chromium logs, or a full pipe would stall it
+                threading.Thread(target=self.process.stderr.read, daemon=True).start()
+                return int(found.group(1))
+            if not line and self.process.poll() is not None:
+                break
+        raise RuntimeError(f"chromium did not start: {''.join(seen)[-2000:]}")
+
+    def page_websocket(self) -> str:
+        targets = requests.get(f"http://127.0.0.1:{self.port}/json/list", timeout=10).json()
+        return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, Any]:
+    """Open `url`, wait for load, and return console problems, DOM facts and a full-page PNG."""
+    connection = await websocket_connect(websocket_url, max_message_size=256 * 1024**2)
+    ids = iter(range(1, 10_000))
+    problems: list[str] = []
+    loaded = asyncio.Event()
+
+    async def call(method: str, **params: Any) -> dict[str, Any]:
+        number = next(ids)
+        await connection.write_message(
+            json.dumps({"id": number, "method": method, "params": params})
+        )
+        while True:
+            message = await asyncio.wait_for(connection.read_message(), 60)
+            assert message is not None, "DevTools connection closed"
+            event = json.loads(message)
+            method_name = event.get("method", "")
+            if method_name == "Runtime.consoleAPICalled" and event["params"]["type"] in (
+                "error",
+                "assert",
+            ):
+                problems.append("console: " + json.dumps(event["params"]["args"])[:500])
+            elif method_name == "Runtime.exceptionThrown":
+                problems.append(
+                    "exception: " + json.dumps(event["params"]["exceptionDetails"])[:500]
+                )
+            elif method_name == "Log.entryAdded" and event["params"]["entry"]["level"] == "error":
+                problems.append("log: " + event["params"]["entry"]["text"])
+            elif method_name == "Page.loadEventFired":
+                loaded.set()
+            if event.get("id") == number:
+                if "error" in event:
+                    raise RuntimeError(f"{method}: {event['error']}")
+                return event["result"]
+
+    for domain in ("Page", "Runtime", "Log"):
+        await call(f"{domain}.enable")
+    await call(
+        "Emulation.setDeviceMetricsOverride",
+        width=width,
+        height=900,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    await call("Page.navigate", url=url)
+    deadline = time.monotonic() + 60
+    while not loaded.is_set():
+        assert time.monotonic() < deadline, f"{url} did not finish loading within 60 s"
+        await call("Runtime.evaluate", expression="1")  # pumps events until the load event
+        await asyncio.sleep(0.05)
+    facts = await call(
+        "Runtime.evaluate",
+        returnByValue=True,
+        expression="""({
+            svgs: [...document.querySelectorAll('svg')].map(s => {
+                const r = s.getBoundingClientRect(); return [r.width, r.height]; }),
+            height: document.documentElement.scrollHeight,
+            title: document.title,
+            text: document.body.innerText.length,
+        })""",
+    )
+    await call(
+        "Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True
+    )
+    shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                      clip={"x": 0, "y": 0, "width": width, "height": facts["result"]["value"]["height"], "scale": 1})  # fmt: skip
+    connection.close()
+    return {
+        "problems": problems,
+        "facts": facts["result"]["value"],
+        "png": base64.b64decode(shot["data"]),
+    }
+
+
+@pytest.fixture()
+def browser(tmp_path: Path):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run must call ops/ci/install-chromium.sh")
+        pytest.skip("chromium is not installed (run ops/ci/install-chromium.sh)")
+    browser = Browser(Path(tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)))
+    yield browser
+    browser.close()
+
+
+def _distinct_colours(png: bytes) -> tuple[int, float, tuple[int, int]]:
+    """Return (distinct colours, share of pixels that are not white, image size)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 24) or []
+    white = sum(count for count, colour in colours if colour == (255, 255, 255))
+    pixels = image.width * image.height
+    return len(colours), 1 - white / pixels, image.size
+
+
+def test_the_browser_check_catches_console_errors(browser: Browser, tmp_path: Path) -> None:
+    """The harness itself: a page that logs an error and throws must be caught."""
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        "<html><body><p>x</p><script>console.error('broken'); null.f();</script></body></html>"
+    )
+    visit = asyncio.run(_visit(browser.page_websocket(), bad.as_uri()))
+    assert any("broken" in p for p in visit["problems"]) and any(
+        "exception" in p for p in visit["problems"]
+    )
+
+
+def test_report_html_renders_in_headless_chromium(finished_run: RunStore, browser: Browser) -> None:
+    page = finished_run.root / "report.html"
+    visit = asyncio.run(_visit(browser.page_websocket(), page.as_uri()))
+    assert visit["problems"] == []
+    facts = visit["facts"]
+    assert facts["title"] == f"bqx-queue run {finished_run.run_id}"
+    assert len(facts["svgs"]) >= 5 and all(w > 100 and h > 40 for w, h in facts["svgs"])
+    assert facts["text"] > 1000 and facts["height"] > 1500
+
+    screenshot = finished_run.root / "report.png"
+    screenshot.write_bytes(visit["png"])
+    colours, ink, size = _distinct_colours(visit["png"])
+    assert size == (1200, facts["height"])
+    assert colours >= 50, f"{colours} colours: the page looks blank ({screenshot})"
+    assert 0.03 < ink < 0.6, f"{ink:.1%} of the page is not white ({screenshot})"
