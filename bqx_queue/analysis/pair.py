@@ -94,6 +94,7 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
     if job_bytes is None:
         per_table = source.scanned_bytes(plan, days)
         job_bytes = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
+        source.close()  # its block cache would count against the pair's memory budget
     queries = job_bytes.pop("queries", plan.queries)  # more than one only past BigQuery's limits
     cost = {
         "queries": queries,

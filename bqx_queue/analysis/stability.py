@@ -70,7 +70,11 @@ class BlockGrams:
         self.blocks = blocks
         self.counts = np.array([len(b) for b in blocks], dtype=np.float64)
         self.sums = np.stack([matrix[b].sum(axis=0, dtype=np.float64) for b in blocks])
-        self.grams = np.stack([_gram(matrix, b) for b in blocks])
+        p = matrix.shape[1]
+        self.grams = np.empty((len(blocks), p, p), dtype=matrix.dtype)  # filled in place: a
+        for index, block in enumerate(blocks):  # stacked list would hold every Gram twice
+            part = _block_rows(matrix, block)
+            np.matmul(part.T, part, out=self.grams[index])
 
     def cross(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return per-block X'y (blocks, p) and y sums (blocks,) for a target on all rows."""
@@ -83,11 +87,6 @@ def _block_rows(matrix: np.ndarray, block: np.ndarray) -> np.ndarray:
     if len(block) and block[-1] - block[0] + 1 == len(block):
         return matrix[block[0] : block[-1] + 1]
     return matrix[block]
-
-
-def _gram(matrix: np.ndarray, block: np.ndarray) -> np.ndarray:
-    part = _block_rows(matrix, block)
-    return part.T @ part
 
 
 def _cross(matrix: np.ndarray, block: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -103,14 +102,17 @@ def lar_first_q(gram: np.ndarray, cross: np.ndarray, q: int) -> list[int]:
     """
     correlations = cross.astype(np.float64, copy=True)
     usable = np.diag(gram) > 1e-12
+    steps_wanted = min(q, int(usable.sum()))
+    rows = np.empty((steps_wanted, len(correlations)))  # Gram rows of the active features
     active: list[int] = []
     signs: list[float] = []
-    for _ in range(min(q, int(usable.sum()))):
+    for _ in range(steps_wanted):
         candidates = np.where(usable, np.abs(correlations), -1.0)
         candidates[active] = -1.0
         best = int(np.argmax(candidates))
         if candidates[best] <= 1e-12:
             break
+        rows[len(active)] = gram[best]  # a contiguous row: the Gram is symmetric
         active.append(best)
         signs.append(float(np.sign(correlations[best])))
         block = gram[np.ix_(active, active)]
@@ -124,7 +126,7 @@ def lar_first_q(gram: np.ndarray, cross: np.ndarray, q: int) -> list[int]:
             break
         scale = 1.0 / np.sqrt(normaliser)
         direction = weights * scale
-        along = gram[:, active] @ direction  # how each correlation moves per unit step
+        along = direction @ rows[: len(active)]  # how each correlation moves per unit step
         largest = abs(correlations[best])
         inactive = np.ones(len(correlations), dtype=bool)
         inactive[active] = False
@@ -165,8 +167,11 @@ def select_stable(
     for _ in range(params.pairs):
         first = np.zeros(n_blocks, dtype=bool)
         first[rng.permutation(n_blocks)[:half]] = True
-        # complementary halves: the second is the total minus the first
-        gram_a = grams.grams[first].sum(axis=0, dtype=np.float64)
+        # complementary halves: the second is the total minus the first. Summed block by
+        # block: indexing the stack with a mask would copy six p x p blocks first (13x slower)
+        gram_a = grams.grams[np.flatnonzero(first)[0]].astype(np.float64)
+        for block in np.flatnonzero(first)[1:]:
+            gram_a += grams.grams[block]
         gram_b = np.subtract(total_gram, gram_a)
         sums_a, n_a = grams.sums[first].sum(axis=0), grams.counts[first].sum()
         halves = ((first, gram_a, sums_a, n_a), (~first, gram_b, total_sums - sums_a, total_n - n_a))

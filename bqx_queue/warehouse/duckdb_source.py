@@ -85,6 +85,12 @@ class DuckDBSource:
             self._pid = os.getpid()
         return self._connection
 
+    def close(self) -> None:
+        """Close the connection and free DuckDB's cache; the next use reconnects."""
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
             if self.kind == "duckdb":
