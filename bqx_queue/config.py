@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     expected_false_max: float = Field(2.0, gt=0)
     selection_blocks: int = Field(12, ge=4, le=64)
     selection_weakness: float = Field(0.5, gt=0, le=1)
+    selection_method: Literal["lar", "lightgbm"] = "lar"  # base selector: Gram LAR or LightGBM gain
 
     # Evaluation
     holdout_fraction: float = Field(0.25, gt=0.05, lt=0.8)

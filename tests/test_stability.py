@@ -56,3 +56,18 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
     assert len(set(result.stable) - {0, 1}) <= 2
     assert result.error_bound <= 1.0
+
+
+def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
+    from bqx_queue.analysis.tree_selection import select_stable_lightgbm
+
+    rng = np.random.default_rng(3)
+    n, p = 6000, 40
+    x = rng.normal(size=(n, p)).astype(np.float32)
+    y = np.abs(x[:, 5]) - 0.8 + 0.3 * rng.normal(size=n)  # no linear correlation with x5
+    blocks = time_blocks(np.arange(n), 8, gap=5)
+    params = SelectionParams(pairs=5, threshold=0.8, q=3)
+    trees = select_stable_lightgbm(x, blocks, {15: y}, params)[15]
+    linear = select_stable(BlockGrams(x, blocks), {15: y}, params)[15]
+    assert trees.stable == [5] and trees.fits == 10
+    assert 5 not in linear.stable

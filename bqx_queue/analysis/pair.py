@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.stability import BlockGrams, SelectionParams, SelectionResult, select_stable, time_blocks
+from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
@@ -136,16 +137,23 @@ def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> t
 
 
 def _select(
-    prepared: PreparedPair, selection_rows: np.ndarray, settings: Settings, horizons: list[int], pair: str
+    prepared: PreparedPair,
+    selection_rows: np.ndarray,
+    settings: Settings,
+    horizons: list[int],
+    pair: str,
+    threads: int = 1,
 ) -> dict[int, SelectionResult]:
     blocks = time_blocks(selection_rows, settings.selection_blocks, gap=max(horizons))
-    grams = BlockGrams(prepared.matrix, blocks)
     targets = {}
     for horizon in horizons:
         full = np.zeros(prepared.matrix.shape[0])
         full[prepared.rows] = prepared.targets[target_column(horizon)].to_numpy()
         targets[horizon] = full
-    return select_stable(grams, targets, selection_params(settings, pair))
+    params = selection_params(settings, pair)
+    if settings.selection_method == "lightgbm":
+        return select_stable_lightgbm(prepared.matrix, blocks, targets, params, threads)
+    return select_stable(BlockGrams(prepared.matrix, blocks), targets, params)
 
 
 def process_pair_all_horizons(
@@ -173,7 +181,7 @@ def process_pair_all_horizons(
         prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
         timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
         selection_rows, holdout_start = _split(prepared, settings, horizons)
-        selections = _select(prepared, selection_rows, settings, horizons, pair)
+        selections = _select(prepared, selection_rows, settings, horizons, pair, threads)
         timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
         train = TrainParams(
             rounds=settings.lgbm_rounds,

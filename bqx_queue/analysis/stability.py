@@ -13,6 +13,7 @@ E[false selections] <= q^2 / ((2 threshold - 1) p) is reported with the result.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,8 +155,6 @@ def select_stable(
     `targets` maps horizon -> target values on every row of the matrix (only block rows are read).
     """
     n_blocks, p = grams.sums.shape
-    if n_blocks < 2:
-        raise DataError("stability selection needs at least 2 time blocks")
     q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), p)
     rng = np.random.default_rng(params.seed)
     crosses = {h: grams.cross(y) for h, y in targets.items()}
@@ -163,10 +162,7 @@ def select_stable(
     total_gram = grams.grams.sum(axis=0, dtype=np.float64)
     total_sums = grams.sums.sum(axis=0)
     total_n = grams.counts.sum()
-    half = n_blocks // 2
-    for _ in range(params.pairs):
-        first = np.zeros(n_blocks, dtype=bool)
-        first[rng.permutation(n_blocks)[:half]] = True
+    for first in first_halves(rng, n_blocks, params.pairs):
         # complementary halves: the second is the total minus the first. Summed block by
         # block: indexing the stack with a mask would copy six p x p blocks first (13x slower)
         gram_a = grams.grams[np.flatnonzero(first)[0]].astype(np.float64)
@@ -180,12 +176,27 @@ def select_stable(
             for h, (xy, ysum) in crosses.items():
                 cross = (xy[in_half].sum(axis=0) - sums * ysum[in_half].sum() / n) * scale
                 counts[h][lar_first_q(gram, cross, q)] += 1
-    fits = 2 * params.pairs
+    return selection_results(counts, 2 * params.pairs, q, p, params.threshold)
+
+
+def first_halves(rng: np.random.Generator, n_blocks: int, pairs: int) -> Iterator[np.ndarray]:
+    """Yield, per complementary pair, a mask of the blocks in its first half (the complement
+    is the second half)."""
+    if n_blocks < 2:
+        raise DataError("stability selection needs at least 2 time blocks")
+    for _ in range(pairs):
+        first = np.zeros(n_blocks, dtype=bool)
+        first[rng.permutation(n_blocks)[: n_blocks // 2]] = True
+        yield first
+
+
+def selection_results(counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float) -> dict[int, SelectionResult]:
+    """Return per-horizon results from how often each feature was selected in `fits` fits."""
     results = {}
     for h, count in counts.items():
         frequencies = count / fits
-        stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= params.threshold]
-        results[h] = SelectionResult(h, frequencies, stable, q, params.threshold, fits, error_bound(q, p, params.threshold))
+        stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= threshold]
+        results[h] = SelectionResult(h, frequencies, stable, q, threshold, fits, error_bound(q, p, threshold))
     return results
 
 
