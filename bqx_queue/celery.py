@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_init
 
-from bqx_queue.celeryconfig import celery_config
+from bqx_queue.celeryconfig import celery_config, check_worker_config
 from bqx_queue.config import load_settings
+from bqx_queue.errors import ConfigError
+
+
+def _refuse(exc: ConfigError) -> None:
+    """Stop with one line instead of a traceback: a worker must not start on unsafe settings."""
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+
 
 app = Celery("bqx_queue", include=["bqx_queue.tasks"])
-app.conf.update(celery_config(load_settings()))
+try:
+    app.conf.update(celery_config(load_settings()))
+except ConfigError as exc:
+    _refuse(exc)
+
+
+@celeryd_init.connect
+def _check_worker_config(conf: Any = None, **_: Any) -> None:
+    """Check the configuration the worker really runs with (a `--config` module or `-O` may have
+    changed it): JSON only, and a visibility timeout above the hard time limit."""
+    try:
+        check_worker_config(conf if conf is not None else app.conf)
+    except ConfigError as exc:
+        _refuse(exc)
 
 
 @celeryd_init.connect

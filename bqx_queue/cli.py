@@ -48,7 +48,7 @@ def _guard(command: Callable[[argparse.Namespace], int], args: argparse.Namespac
 
 def enqueue_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bqx-enqueue", description="Enqueue one process_pair task per pair, as a chord.")
-    parser.add_argument("--pairs", default="all", help="'all', a group (majors, crosses, eur-pairs...), or a comma list")
+    parser.add_argument("--pairs", default=None, help="'all' (default), a group (majors, crosses, eur-pairs...), or a comma list")
     parser.add_argument("--horizons", default=None, help="comma list of horizons (default: all 7)")
     parser.add_argument("--warehouse", help="DuckDB file or Parquet folder (default: settings)")
     parser.add_argument("--max-rows", type=int, help="rows sampled per pair, as whole days (default 80000)")
@@ -57,6 +57,13 @@ def enqueue_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="show progress until the report exists")
     parser.add_argument("--no-wait-for-workers", action="store_true", help="enqueue even if no worker answers")
     parser.add_argument("--worker-timeout", type=float, default=3.0, help="seconds to wait for workers to answer")
+    parser.add_argument("--dry-run", action="store_true", help="print each pair's estimated bytes and $ and the total vs budget; enqueue nothing")
+    parser.add_argument("--max-cost", type=float, help="refuse the run if its estimate is above this many USD (default: budget_usd, $50)")
+    parser.add_argument("--source", choices=["auto", "duckdb", "parquet", "bigquery"], help="warehouse kind (default: settings)")
+    parser.add_argument(
+        "--resume", metavar="RUN_ID",
+        help="enqueue again the pairs of RUN_ID without a completed artifact, then rebuild its report",
+    )  # fmt: skip
     return parser
 
 
@@ -64,16 +71,36 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     from bqx_queue.universe import resolve_horizons, resolve_pairs
 
     console = console or Console(stderr=True)
-    pairs = resolve_pairs(args.pairs)
+    if getattr(args, "resume", None):
+        return _resume(args, console)
+    if args.run_id:
+        from bqx_queue.store import check_run_id
+
+        check_run_id(args.run_id)
+    pairs = resolve_pairs(args.pairs or "all")
     horizons = tuple(resolve_horizons(args.horizons)) if args.horizons else None
-    settings = _settings(args, warehouse=args.warehouse, max_rows=args.max_rows, horizons=horizons)
+    settings = _settings(
+        args, warehouse=args.warehouse, max_rows=args.max_rows, horizons=horizons,
+        source=getattr(args, "source", None), budget_usd=getattr(args, "max_cost", None),
+    )  # fmt: skip
 
     from bqx_queue.run import plan_run, write_manifest
 
-    manifest = plan_run(settings, pairs, run_id=args.run_id)  # validates warehouse, tables, columns
+    if getattr(args, "dry_run", False):
+        from bqx_queue.warehouse.budget import format_estimate
+
+        estimate = plan_run(settings, pairs, run_id=args.run_id, enforce_budget=False)["estimate"]
+        print(format_estimate(estimate))
+        if estimate["cost_usd"] > estimate["budget_usd"]:
+            print(f"error: estimate ${estimate['cost_usd']:.4f} is above the budget ${estimate['budget_usd']:.4f}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return 0
+    # validates warehouse, tables, columns, and refuses a run whose estimate is over budget
+    manifest = plan_run(settings, pairs, run_id=args.run_id)
 
     from bqx_queue.celery import app
-    from bqx_queue.producer import check_broker, enqueue_run, live_workers, wait_for_report
+    from bqx_queue.producer import check_broker, enqueue_run, live_workers
+    from bqx_queue.status import watch_run
 
     check_broker(settings.broker_url)
     workers = live_workers(app, args.worker_timeout)
@@ -87,11 +114,67 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     store = write_manifest(settings, manifest)
     print(f"run {manifest['run_id']}")
     print(f"sampled days ({len(manifest['days'])}): {', '.join(manifest['days'])}")
+    if manifest.get("shared_tables"):  # BigQuery: the shared tables once, before any pair
+        from bqx_queue.warehouse.shared import prefetch_shared
+
+        shared = prefetch_shared(store)
+        if shared:
+            console.print(f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}")
     result = enqueue_run(manifest)
     console.print(f"enqueued {len(pairs)} pairs; report will be {store.report_path}")
     if not args.wait:
         return 0
-    report_path = wait_for_report(store, pairs, result, console)
+    report_path = watch_run(store, pairs, result, console, app=app)
+    print(report_path)
+    failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
+    if failed:
+        console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
+        return EXIT_FAILED_PAIRS
+    return 0
+
+
+def _resume(args: argparse.Namespace, console: Console) -> int:
+    """bqx-enqueue --resume RUN_ID: enqueue the run's unfinished pairs again; its manifest says
+    everything else, so only this host's settings (broker, runs_dir) apply."""
+    run_options = ("pairs", "horizons", "warehouse", "max_rows", "run_id")
+    given = [f"--{name.replace('_', '-')}" for name in run_options if getattr(args, name, None)]
+    if given:
+        raise BqxError(
+            f"--resume takes pairs and settings from the run's manifest: drop {', '.join(given)}"
+        )
+    from bqx_queue.store import RunStore
+
+    settings = _settings(args)
+    store = RunStore(settings.runs_dir, args.resume)
+    manifest = store.manifest()  # one clear line for an unknown run
+
+    from bqx_queue.celery import app
+    from bqx_queue.producer import (
+        check_broker,
+        enqueue_run,
+        live_workers,
+        prepare_resume,
+        unfinished_pairs,
+    )
+    from bqx_queue.run import finish_run
+    from bqx_queue.status import watch_run
+
+    if not unfinished_pairs(store):
+        print(finish_run(store))
+        return 0
+    check_broker(settings.broker_url)
+    workers = live_workers(app, args.worker_timeout)
+    if not workers and not args.no_wait_for_workers:
+        raise BrokerError(
+            "no worker answered: start one first (or pass --no-wait-for-workers to enqueue anyway)"
+        )
+    pending = prepare_resume(store, settings.broker_url)
+    result = enqueue_run(manifest, pending)
+    total = len(manifest["pairs"])
+    print(f"run {store.run_id}: re-enqueued {len(pending)} of {total} pairs: {', '.join(pending)}")
+    if not args.wait:
+        return 0
+    report_path = watch_run(store, pending, result, console, app=app)
     print(report_path)
     failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
     if failed:
@@ -130,21 +213,42 @@ def _warehouse_build(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Show a run: pairs done, running (on which worker), failed, queued; cost so far; ETA."""
+    from bqx_queue.producer import check_broker
+    from bqx_queue.status import render_status, run_status, watch_run
     from bqx_queue.store import RunStore
 
     settings = _settings(args)
     store = RunStore(settings.runs_dir, args.run_id)
-    manifest = store.manifest()
+    store.manifest()  # a clear error for an unknown run id
+    app = None
+    try:
+        check_broker(settings.broker_url)
+        from bqx_queue.celery import app
+    except BrokerError as exc:  # still show what the run folder says
+        print(f"warning: {exc}; running pairs show as queued", file=sys.stderr)
+    console = Console(soft_wrap=True)
+    if args.watch:
+        watch_run(store, console=console, app=app)
+    else:
+        console.print(render_status(run_status(store, app)), highlight=False)
     summaries = store.pair_summaries()
-    ok = [p for p, s in summaries.items() if s.get("status") == "ok"]
-    failed = [p for p, s in summaries.items() if s.get("status") != "ok"]
-    pending = [p for p in manifest["pairs"] if p not in summaries]
-    cost = sum(s.get("cost_usd", 0.0) for s in summaries.values())
-    print(f"run {args.run_id}: {len(ok)} done, {len(failed)} failed, {len(pending)} pending of {len(manifest['pairs'])}")
-    print(f"cost so far: ${cost:.4f}; report: {store.report_path if store.report_path.exists() else 'not yet'}")
-    for pair in failed:
-        print(f"  failed {pair}: {summaries[pair].get('error')}")
-    return 0
+    return EXIT_FAILED_PAIRS if any(s.get("status") != "ok" for s in summaries.values()) else 0
+
+
+def _flower(args: argparse.Namespace) -> int:
+    """Run Flower on the configured broker with basic auth (replaces this process)."""
+    from bqx_queue.flower import flower_command, flower_environment
+    from bqx_queue.producer import check_broker
+
+    settings = _settings(args)
+    environment = flower_environment(os.environ)  # refuses to go on without credentials
+    check_broker(settings.broker_url)
+    command = flower_command(args.port, args.address)
+    print(f"Flower on http://{args.address}:{args.port}, broker {redact_url(settings.broker_url)}", file=sys.stderr)
+    sys.stderr.flush()
+    os.execve(command[0], command, environment)
+    return 0  # not reached
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -212,9 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--concurrency", type=int, default=None)
     demo.set_defaults(handler=_demo)
 
-    status = commands.add_parser("status", help="pairs done, failed and pending of a run")
+    status = commands.add_parser("status", help="pairs done, running (where), failed, queued; cost; ETA")
     status.add_argument("run_id")
+    status.add_argument("--watch", action="store_true", help="follow the run until its report is written")
     status.set_defaults(handler=_status)
+
+    flower = commands.add_parser("flower", help="Flower on the configured broker, with basic auth")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--address", default="127.0.0.1", help="listen address (loopback; expose via TLS proxy)")
+    flower.set_defaults(handler=_flower)
 
     report = commands.add_parser("report", help="rebuild a run's report from its artifacts")
     report.add_argument("run_id")

@@ -1,18 +1,18 @@
-"""The producer side of a run: broker and worker checks, the chord, and watching progress."""
+"""The producer side of a run: broker and worker checks, the chord, and resuming a run."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from celery import Celery, chord
+from celery.exceptions import ChordError
 from celery.result import AsyncResult
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from kombu.exceptions import OperationalError
 
-from bqx_queue.config import redact_url
+from bqx_queue.celeryconfig import check_safe_content, redis_client
+from bqx_queue.config import redact_text, redact_url
 from bqx_queue.errors import BrokerError
 from bqx_queue.store import RunStore
 
@@ -20,42 +20,89 @@ from bqx_queue.store import RunStore
 def check_broker(url: str, timeout_s: float = 3.0) -> None:
     """Raise BrokerError within `timeout_s` if the Redis broker does not answer a PING."""
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s).ping()
+        redis_client(url, timeout_s).ping()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise BrokerError(f"cannot reach broker {redact_url(url)}: {exc}") from None
+        raise BrokerError(
+            f"cannot reach broker {redact_url(url)}: {redact_text(str(exc), url)}"
+        ) from None
 
 
 def live_workers(app: Celery, timeout_s: float = 2.0) -> dict[str, int]:
     """Return worker node name -> pool size, for every worker that answers within the timeout."""
     stats = app.control.inspect(timeout=timeout_s).stats() or {}
-    return {name: int(info.get("pool", {}).get("max-concurrency", 0)) for name, info in sorted(stats.items())}
+    return {
+        name: int(info.get("pool", {}).get("max-concurrency", 0))
+        for name, info in sorted(stats.items())
+    }
 
 
-def enqueue_run(manifest: dict[str, Any]) -> AsyncResult:
-    """Enqueue chord(process_pair per pair) -> build_report; returns the callback's result."""
-    from bqx_queue.tasks import build_report, process_pair
+class ReportResult:
+    """The report task of a run as `watch_run` sees it: failed only when no report will come.
 
+    A pair that Celery itself fails (hard time limit) turns the chord into ChordError; the
+    callback's errback then builds the report under a second task id, which this follows.
+    """
+
+    def __init__(self, callback: AsyncResult) -> None:
+        self.callback = callback
+
+    @property
+    def current(self) -> AsyncResult:
+        from bqx_queue.tasks import after_error_id
+
+        if self.callback.failed() and isinstance(self.callback.result, ChordError):
+            return AsyncResult(after_error_id(self.callback.id), app=self.callback.app)
+        return self.callback
+
+    def failed(self) -> bool:
+        try:
+            return bool(self.current.failed())
+        except (redis.RedisError, OSError, OperationalError):
+            return False  # Redis is away for now (restarting): the report file says when it is done
+
+    @property
+    def result(self) -> Any:
+        return self.current.result
+
+    @property
+    def id(self) -> str:
+        return str(self.callback.id)
+
+
+def enqueue_run(manifest: dict[str, Any], pairs: list[str] | None = None) -> ReportResult:
+    """Enqueue chord(process_pair per pair) -> build_report; returns the report's result.
+
+    `pairs` narrows the header (a resumed run); the report always reads every pair's artifact.
+    """
+    from bqx_queue.celery import app
+    from bqx_queue.tasks import build_report, process_pair, report_after_chord_error
+
+    check_safe_content(app.conf)
     run_id = manifest["run_id"]
-    header = [process_pair.s(run_id, pair) for pair in manifest["pairs"]]
-    return chord(header)(build_report.s(run_id))
+    header = [
+        process_pair.s(run_id, pair) for pair in (manifest["pairs"] if pairs is None else pairs)
+    ]
+    callback = build_report.s(run_id).on_error(report_after_chord_error.s(run_id))
+    return ReportResult(chord(header)(callback))
 
 
-def wait_for_report(
-    store: RunStore, pairs: list[str], result: AsyncResult | None, console: Console, poll_s: float = 0.5
-) -> Path:
-    """Show pairs done / total with an ETA until the report is written; return its path."""
-    columns = (
-        TextColumn("[bold]pairs"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-    )  # fmt: skip
-    started_at = store.manifest_path.stat().st_mtime
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("pairs", total=len(pairs))
-        while True:
-            done = sum(1 for p in pairs if store.pair_path(p).exists())
-            progress.update(task, completed=done)
-            if store.report_path.exists() and store.report_path.stat().st_mtime >= started_at:
-                return store.report_path
-            if result is not None and result.failed():
-                raise BrokerError(f"run {store.run_id}: the report task failed: {result.result!r}")
-            time.sleep(poll_s)
+def unfinished_pairs(store: RunStore) -> list[str]:
+    """Return the run's pairs without a completed (status ok) artifact, in manifest order."""
+    summaries = store.pair_summaries()
+    return [p for p in store.manifest()["pairs"] if (summaries.get(p) or {}).get("status") != "ok"]
+
+
+def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
+    """Return the pairs a resumed run must enqueue again, with their delivery counts reset,
+    and note the resume in the manifest (so a report older than it no longer counts as done)."""
+    from bqx_queue.tasks import reset_deliveries
+
+    manifest = store.manifest()
+    pending = unfinished_pairs(store)
+    reset_deliveries(broker_url, store.run_id, pending)
+    resumes = [
+        *manifest.get("resumes", []),
+        {"at": datetime.now(UTC).isoformat(), "pairs": pending},
+    ]
+    store.write_json(store.manifest_path, manifest | {"resumes": resumes})
+    return pending

@@ -18,12 +18,14 @@ from typing import Any
 
 from bqx_queue.analysis.pair import failed_summary, process_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import BqxError
+from bqx_queue.errors import BqxError, BudgetError
 from bqx_queue.store import RunStore
 from bqx_queue.universe import resolve_pairs
+from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.sampling import common_days, sample_days
-from bqx_queue.warehouse.source import open_source
-from bqx_queue.warehouse.sql import plan_pair
+from bqx_queue.warehouse.shared import shared_once
+from bqx_queue.warehouse.source import estimate_plan, open_source, source_location
+from bqx_queue.warehouse.sql import TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
 
 log = logging.getLogger(__name__)
 
@@ -35,32 +37,77 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def plan_run(settings: Settings, pairs: list[str], run_id: str | None = None, **extra: Any) -> dict[str, Any]:
-    """Return the manifest of a new run (not yet written): pairs, sampled days, settings.
+def plan_run(
+    settings: Settings, pairs: list[str], run_id: str | None = None, enforce_budget: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """Return the manifest of a new run (not yet written): pairs, sampled days, settings, and
+    the cost estimate of every pair's plan (a BigQuery dry run, or metadata for DuckDB).
 
     Every pair is planned here, so a missing table or column stops the run before anything is
-    enqueued. Days are sampled once from the calendar all pairs share.
+    enqueued. Days are sampled once from the calendar all pairs share. With enforce_budget, a
+    run whose estimate is above settings.budget_usd raises BudgetError.
     """
     source = open_source(settings)
     catalog = source.catalog()
+    once = shared_once(source, settings)  # BigQuery: shared tables are fetched once, not per pair
     counts = {}
     plans = {}
+    parts: dict[str, list[TablesPlan]] = {}
     for pair in pairs:
-        plan = plan_pair(pair, catalog, settings)
+        if source.kind == "bigquery":  # split only where a plan passes BigQuery's limits
+            plan, parts[pair] = split_pair_plan(pair, catalog, settings, include_shared=not once)
+        else:
+            plan, parts[pair] = plan_pair(pair, catalog, settings), []
         plans[pair] = plan
         counts[pair] = source.day_counts(catalog.table(*plan.tables[0].split(".")))
     days = sample_days(common_days(counts), settings.max_rows, settings.seed)
     run_id = run_id or new_run_id()
+    estimates = {
+        pair: billing.combined_estimate(
+            [estimate_plan(source, plan, days, settings)] + [estimate_plan(source, p, days, settings) for p in parts[pair]]
+        )
+        for pair, plan in plans.items()
+    }
+    shared = [estimate_plan(source, p, days, settings) for p in plan_shared_tables(catalog, settings)] if once else []
+    everything = list(estimates.values()) + shared
+    estimate: dict[str, Any] = {
+        "method": everything[0].method if everything else "metadata",
+        "pairs": {pair: e.to_dict() for pair, e in estimates.items()},
+        "shared": [e.to_dict() for e in shared],  # shared tables, once per run
+        "queries": sum(e.queries for e in everything),
+        "bytes_processed": sum(e.bytes_processed for e in everything),
+        "bytes_billed": sum(e.bytes_billed for e in everything),
+        "cost_usd": sum(e.cost_usd for e in everything),
+        "budget_usd": settings.budget_usd,
+    }
+    if enforce_budget and estimate["cost_usd"] > settings.budget_usd:
+        raise BudgetError(
+            f"estimated cost ${estimate['cost_usd']:.4f} for {len(pairs)} pairs "
+            f"({estimate['bytes_billed']:,} bytes billed) is above the budget ${settings.budget_usd:.4f}: "
+            "nothing was enqueued (raise --max-cost or budget_usd; `bqx-enqueue --dry-run` shows each pair)"
+        )
+    location = source_location(source)
     manifest = {
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(),
         "pairs": pairs,
         "horizons": list(settings.horizons),
         "days": [d.isoformat() for d in days],
-        "warehouse": str(source.path.resolve()),
+        "warehouse": location,
         "source": source.kind,
-        "plans": {pair: {"queries": p.queries, "tables": len(p.tables), "columns": len(p.features)} for pair, p in plans.items()},
-        "settings": settings.model_dump(mode="json", exclude=HOST_SETTINGS) | {"warehouse": str(source.path.resolve())},
+        "plans": {
+            pair: {
+                "queries": estimates[pair].queries,
+                "tables": estimates[pair].tables,
+                "columns": len(p.features) + sum(len(part.features) for part in parts[pair]),
+            }
+            for pair, p in plans.items()
+        },
+        "estimate": estimate,
+        "shared_tables": {"queries": len(shared), "tables": sum(e.tables for e in shared)} if shared else None,
+        "settings": settings.model_dump(mode="json", exclude=HOST_SETTINGS)
+        | {"run_id": run_id}
+        | ({"warehouse": location} if source.kind != "bigquery" else {}),
         **extra,
     }
     return manifest

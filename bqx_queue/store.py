@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,20 @@ import pandas as pd
 
 from bqx_queue.errors import BqxError
 
+# A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def check_run_id(run_id: str) -> str:
+    """Return run_id if it is a safe folder name; raise BqxError otherwise."""
+    if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise BqxError(f"run id {run_id!r} is not allowed: use letters, digits, '-', '_' and '.'")
+    return run_id
+
 
 class RunStore:
     def __init__(self, runs_dir: Path | str, run_id: str) -> None:
-        self.run_id = run_id
+        self.run_id = check_run_id(run_id)
         self.root = Path(runs_dir) / run_id
 
     @property

@@ -129,3 +129,9 @@ def test_memory_watch_stops_a_task_past_its_budget():
                 hoard.append(np.ones(4 * 1024**2))  # 32 MiB each
     assert watch.peak_bytes > 300 * 1024**2
     hoard.clear()
+
+
+def test_constant_target_is_a_data_error():
+    df = pd.DataFrame({"a__x": np.arange(300.0), "target_bqx45_h15": 0.25})
+    with pytest.raises(DataError, match=r"target_bqx45_h15 is constant \(0.25\)"):
+        prepare_pair(frame_from_pandas(df, "eurusd", ["target_bqx45_h15"]))

@@ -90,8 +90,11 @@ def prepare_pair(frame: PairFrame, exclusions: dict[str, str] | None = None) -> 
         raise DataError(f"pair {frame.pair}: no usable feature columns")
     targets = frame.targets
     for column in targets.columns:
-        if targets[column].notna().sum() == 0:
+        values = targets[column].dropna()
+        if values.empty:
             raise DataError(f"pair {frame.pair}: target {column} is NULL on every sampled row")
+        if values.min() == values.max():
+            raise DataError(f"pair {frame.pair}: target {column} is constant ({values.iloc[0]}) on every sampled row")
     rows = np.flatnonzero(targets.notna().all(axis=1).to_numpy())
     if len(rows) < MIN_ROWS:
         raise DataError(f"pair {frame.pair}: only {len(rows)} rows have every target (need {MIN_ROWS})")
