@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from celery import Celery
 from celery.signals import celeryd_init
 
 from bqx_queue.celeryconfig import celery_config, check_worker_config
-from bqx_queue.config import load_settings
+from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import ConfigError
 
 
@@ -25,6 +26,18 @@ try:
     app.conf.update(celery_config(load_settings()))
 except ConfigError as exc:
     _refuse(exc)
+
+
+def use_settings(settings: Settings) -> Celery:
+    """Return the app pointed at these settings' broker and backend. A producer process (a
+    notebook, a test session) may start runs on different brokers over its life, while the app
+    was configured once at import."""
+    config = celery_config(settings)
+    if (app.conf.broker_url, app.conf.result_backend) != (config["broker_url"], config["result_backend"]):
+        app.close()  # drops the broker connection pool
+        app._local = threading.local()  # and the per-thread result backend (Celery caches it there)
+    app.conf.update(config)
+    return app
 
 
 @celeryd_init.connect

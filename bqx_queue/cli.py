@@ -97,19 +97,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         return 0
     # validates warehouse, tables, columns, and refuses a run whose estimate is over budget
     manifest = plan_run(settings, pairs, run_id=args.run_id)
-
-    from bqx_queue.celery import app
-    from bqx_queue.producer import check_broker, enqueue_run, live_workers
-    from bqx_queue.status import watch_run
-
-    check_broker(settings.broker_url)
-    workers = live_workers(app, args.worker_timeout)
-    console.print(f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}")
-    if not workers and not args.no_wait_for_workers:
-        raise BrokerError(
-            "no worker answered: start one with `celery -A bqx_queue worker --concurrency=8` "
-            "(or pass --no-wait-for-workers to enqueue anyway)"
-        )
+    app, workers = _require_workers(settings, args, console)
     manifest["workers"] = workers
     store = write_manifest(settings, manifest)
     print(f"run {manifest['run_id']}")
@@ -120,12 +108,40 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         shared = prefetch_shared(store)
         if shared:
             console.print(f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}")
+
+    from bqx_queue.producer import enqueue_run
+
     result = enqueue_run(manifest)
     console.print(f"enqueued {len(pairs)} pairs; report will be {store.report_path}")
-    if not args.wait:
-        return 0
-    report_path = watch_run(store, pairs, result, console, app=app)
-    print(report_path)
+    return _follow_run(store, pairs, result, app, console) if args.wait else 0
+
+
+def _require_workers(settings: Settings, args: argparse.Namespace, console: Console) -> tuple[Any, dict[str, int]]:
+    """Return the app on this run's broker and its live workers; refuses when none answers."""
+    from bqx_queue.celery import use_settings
+    from bqx_queue.producer import check_broker, live_workers
+
+    check_broker(settings.broker_url)
+    app = use_settings(settings)
+    workers = live_workers(app, args.worker_timeout)
+    console.print(f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}")
+    if not workers and not args.no_wait_for_workers:
+        raise BrokerError(
+            "no worker answered: start one with `celery -A bqx_queue worker --concurrency=8` "
+            "(or pass --no-wait-for-workers to enqueue anyway)"
+        )
+    return app, workers
+
+
+def _follow_run(store: Any, pairs: list[str], result: Any, app: Any, console: Console) -> int:
+    """Show the run until its report exists, print the report path; exit 1 if pairs failed."""
+    from bqx_queue.status import watch_run
+
+    print(watch_run(store, pairs, result, console, app=app))
+    return _failed_pairs_exit(store, console)
+
+
+def _failed_pairs_exit(store: Any, console: Console) -> int:
     failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
     if failed:
         console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
@@ -136,7 +152,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
 def _resume(args: argparse.Namespace, console: Console) -> int:
     """bqx-enqueue --resume RUN_ID: enqueue the run's unfinished pairs again; its manifest says
     everything else, so only this host's settings (broker, runs_dir) apply."""
-    run_options = ("pairs", "horizons", "warehouse", "max_rows", "run_id")
+    run_options = ("pairs", "horizons", "warehouse", "max_rows", "run_id", "dry_run", "source", "max_cost")
     given = [f"--{name.replace('_', '-')}" for name in run_options if getattr(args, name, None)]
     if given:
         raise BqxError(
@@ -148,39 +164,18 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     store = RunStore(settings.runs_dir, args.resume)
     manifest = store.manifest()  # one clear line for an unknown run
 
-    from bqx_queue.celery import app
-    from bqx_queue.producer import (
-        check_broker,
-        enqueue_run,
-        live_workers,
-        prepare_resume,
-        unfinished_pairs,
-    )
+    from bqx_queue.producer import enqueue_run, prepare_resume, unfinished_pairs
     from bqx_queue.run import finish_run
-    from bqx_queue.status import watch_run
 
     if not unfinished_pairs(store):
         print(finish_run(store))
         return 0
-    check_broker(settings.broker_url)
-    workers = live_workers(app, args.worker_timeout)
-    if not workers and not args.no_wait_for_workers:
-        raise BrokerError(
-            "no worker answered: start one first (or pass --no-wait-for-workers to enqueue anyway)"
-        )
+    app, _ = _require_workers(settings, args, console)
     pending = prepare_resume(store, settings.broker_url)
     result = enqueue_run(manifest, pending)
     total = len(manifest["pairs"])
     print(f"run {store.run_id}: re-enqueued {len(pending)} of {total} pairs: {', '.join(pending)}")
-    if not args.wait:
-        return 0
-    report_path = watch_run(store, pending, result, console, app=app)
-    print(report_path)
-    failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
-    if failed:
-        console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
-        return EXIT_FAILED_PAIRS
-    return 0
+    return _follow_run(store, pending, result, app, console) if args.wait else 0
 
 
 def enqueue_main(argv: list[str] | None = None) -> int:
@@ -224,7 +219,9 @@ def _status(args: argparse.Namespace) -> int:
     app = None
     try:
         check_broker(settings.broker_url)
-        from bqx_queue.celery import app
+        from bqx_queue.celery import use_settings
+
+        app = use_settings(settings)
     except BrokerError as exc:  # still show what the run folder says
         print(f"warning: {exc}; running pairs show as queued", file=sys.stderr)
     console = Console(soft_wrap=True)
@@ -282,16 +279,21 @@ def _demo(args: argparse.Namespace) -> int:
             args_enqueue = enqueue_parser().parse_args(
                 ["--pairs", args.pairs, "--wait", "--worker-timeout", "5", "--warehouse", str(warehouse)]
             )
-            for _ in range(20):  # the worker needs a few seconds to come up
-                from bqx_queue.celery import app
-                from bqx_queue.producer import live_workers
+            from bqx_queue.celery import use_settings
+            from bqx_queue.producer import live_workers
 
+            app = use_settings(_settings(args))
+            for _ in range(20):  # the worker needs a few seconds to come up
                 if live_workers(app, 1.0):
                     break
             return run_enqueue(args_enqueue)
         finally:
             worker.terminate()
-            worker.wait(60)
+            try:
+                worker.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

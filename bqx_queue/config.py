@@ -8,6 +8,7 @@ everything about a run travels in the run manifest.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -105,6 +106,15 @@ class Settings(BaseSettings):
     lgbm_num_leaves: int = Field(31, ge=2)
     lgbm_min_data_in_leaf: int = Field(100, ge=1)
     shap_rows: int = Field(10_000, ge=10)
+
+    @field_validator("bigquery_project")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        # it is written into SQL (`project.dataset.table`): only the project-id alphabet
+        # (lower-case letters, digits, hyphens; dots and a colon in domain-scoped ids)
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.:-]*", value):
+            raise ValueError("must be a Google Cloud project id (letters, digits, hyphens)")
+        return value
 
     @field_validator("horizons")
     @classmethod

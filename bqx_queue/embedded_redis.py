@@ -66,7 +66,7 @@ class EmbeddedRedis:
             try:
                 if client.ping():
                     return self
-            except redis.ConnectionError:
+            except redis.RedisError:
                 time.sleep(0.05)
         raise BrokerError(f"redis-server on port {self.port} did not answer within 10 s")
 
@@ -86,7 +86,11 @@ class EmbeddedRedis:
             self._tmp.cleanup()
 
     def __enter__(self) -> EmbeddedRedis:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.close()

@@ -37,10 +37,14 @@ class MemoryWatch:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self._stop.set()
-        self._thread.join()
+        try:
+            self._stop.set()
+            self._thread.join()
+        finally:
+            # the watcher may have fired just as the block ended: cancel the pending exception
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._target), None)
         self._sample()
-        if isinstance(value, MemoryBudgetExceeded) or (self.exceeded_bytes and kind is not None):
+        if self.exceeded_bytes is not None:
             raise MemoryBudgetExceeded(self.message()) from None
 
     def message(self) -> str:

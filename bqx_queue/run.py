@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
@@ -16,7 +17,6 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from bqx_queue.analysis.pair import failed_summary, process_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import BqxError, BudgetError
 from bqx_queue.store import RunStore
@@ -31,6 +31,22 @@ log = logging.getLogger(__name__)
 
 # Settings that belong to a host (where its broker and files are), not to a run.
 HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency"}
+
+
+def failed_summary(pair: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
+    """Return the summary of a pair that could not be analysed; the run goes on without it."""
+    return {
+        "pair": pair,
+        "status": "failed",
+        "error": str(error),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "queries": 0,
+        "bytes_billed": 0,
+        "cost_usd": 0.0,
+        "horizons": {},
+        **extra,
+    }
 
 
 def new_run_id() -> str:
@@ -147,6 +163,8 @@ def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]
     existing = store.pair_summary(pair)
     if existing and existing.get("status") == "ok":
         return small_summary(existing)
+    from bqx_queue.analysis.pair import process_pair_all_horizons  # the science: only where pairs run
+
     manifest = store.manifest()
     started = time.time()
     try:
@@ -173,8 +191,8 @@ def finish_run(store: RunStore) -> Path:
     return write_report(store)
 
 
-def _execute_in_child(runs_dir: str, run_id: str, pair: str) -> dict[str, Any]:
-    return execute_pair(RunStore(runs_dir, run_id), pair, threads=threads_per_child())
+def _execute_in_child(runs_dir: str, run_id: str, pair: str, threads: int) -> dict[str, Any]:
+    return execute_pair(RunStore(runs_dir, run_id), pair, threads=threads)
 
 
 def run_parallel_testing(pairs: str | list[str], max_workers: int = 8, settings: Settings | None = None) -> Path:
@@ -189,8 +207,7 @@ def run_parallel_testing(pairs: str | list[str], max_workers: int = 8, settings:
     threads = max(1, (os.cpu_count() or 1) // max_workers)
     # spawn, not fork: OpenMP state in this process must not leak into the children
     context = get_context("spawn")
-    env = {"BQX_THREADS_PER_CHILD": str(threads), "OMP_NUM_THREADS": str(threads)}
-    os.environ.update(env)
     with ProcessPoolExecutor(max_workers=max_workers, mp_context=context) as pool:
-        list(pool.map(_execute_in_child, [str(settings.runs_dir)] * len(chosen), [store.run_id] * len(chosen), chosen))
+        runs_dirs, run_ids = [str(settings.runs_dir)] * len(chosen), [store.run_id] * len(chosen)
+        list(pool.map(_execute_in_child, runs_dirs, run_ids, chosen, [threads] * len(chosen)))
     return finish_run(store)

@@ -46,7 +46,7 @@ class RunStore:
         return self.root / "pairs" / f"{pair}.ledger.parquet"
 
     def write_json(self, path: Path, data: Any) -> None:
-        _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
+        write_json_atomic(path, data)
 
     def write_text(self, path: Path, text: str) -> None:
         _atomic(path, lambda tmp: tmp.write_text(text))
@@ -71,6 +71,11 @@ class RunStore:
     def pair_summary(self, pair: str) -> dict[str, Any] | None:
         path = self.pair_path(pair)
         return self.read_json(path) if path.exists() else None
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so a concurrent reader sees the old file or the whole new one."""
+    _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
 
 
 def _atomic(path: Path, write: Any) -> None:

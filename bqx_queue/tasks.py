@@ -21,12 +21,11 @@ from typing import Any
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
 
-from bqx_queue.analysis.pair import failed_summary
 from bqx_queue.celery import app
 from bqx_queue.celeryconfig import redis_client
 from bqx_queue.config import load_settings
 from bqx_queue.errors import BqxError
-from bqx_queue.run import execute_pair, finish_run, run_settings, small_summary, threads_per_child
+from bqx_queue.run import execute_pair, failed_summary, finish_run, run_settings, small_summary, threads_per_child
 from bqx_queue.store import RunStore
 
 log = logging.getLogger(__name__)

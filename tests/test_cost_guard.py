@@ -226,6 +226,9 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
     report = json.loads((Path(bq_env["BQX_RUNS_DIR"]) / "bq-full" / "report.json").read_text())
     manifest = json.loads((Path(bq_env["BQX_RUNS_DIR"]) / "bq-full" / "manifest.json").read_text())
     assert report["totals"]["pairs_ok"] == 2 and report["run"]["source"] == "bigquery"
+    # the actual cost includes the shared tables, queried once for the run
+    assert report["shared"]["queries"] == 1 and report["shared"]["bytes_billed"] > 0
+    assert report["totals"]["bytes_billed"] == sum(p["bytes_billed"] for p in report["pairs"]) + report["shared"]["bytes_billed"]
     jobs = {j["configuration"]["labels"]["pair"]: j for j in server.query_jobs(dry_run=False)
             if j["configuration"].get("labels", {}).get("run") == "bq-full"}  # fmt: skip
     # one labelled query per pair (sent by the worker) and one for the shared tables, once

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import lars_path_gram
 
-from bqx_queue.analysis.stability import BlockGrams, SelectionParams, _standardise_in_place, lar_first_q, select_stable, time_blocks
+from bqx_queue.analysis.stability import (
+    BlockGrams,
+    SelectionParams,
+    _standardise_in_place,
+    lar_first_q,
+    select_stable,
+    time_blocks,
+)
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:

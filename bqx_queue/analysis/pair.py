@@ -20,8 +20,8 @@ from threadpoolctl import threadpool_limits
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.stability import BlockGrams, SelectionParams, SelectionResult, select_stable, time_blocks
-from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
+from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
@@ -272,19 +272,3 @@ def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionRe
     ledger = pd.concat(parts, ignore_index=True)
     ledger["excluded"] = ledger["excluded"].astype("string")
     return ledger
-
-
-def failed_summary(pair: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
-    """Return the summary of a pair that could not be analysed; the run goes on without it."""
-    return {
-        "pair": pair,
-        "status": "failed",
-        "error": str(error),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "queries": 0,
-        "bytes_billed": 0,
-        "cost_usd": 0.0,
-        "horizons": {},
-        **extra,
-    }

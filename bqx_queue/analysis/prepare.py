@@ -80,7 +80,7 @@ def prepare_pair(frame: PairFrame, exclusions: dict[str, str] | None = None) -> 
         elif len(levels) > MAX_STRING_LEVELS:
             excluded[name] = f"string with {len(levels)} distinct values (not encoded)"
         else:
-            for level in sorted(map(str, levels)):
+            for level in sorted(levels, key=str):
                 indicator = (values == level).astype(np.float32)
                 indicator -= indicator.mean()
                 matrix[:, write] = indicator / max(float(indicator.std()), 1e-12)

@@ -44,10 +44,21 @@ def _horizon(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shared_tables_cost(store: RunStore) -> dict[str, Any]:
+    """Return what the run's once-per-run shared-table queries cost (BigQuery runs only)."""
+    index = store.root / "shared" / "index.json"
+    keys = ("queries", "tables", "bytes_processed", "bytes_billed", "cost_usd")
+    if not index.exists():
+        return {key: 0 for key in keys}
+    data = store.read_json(index)
+    return {key: data[key] for key in keys}
+
+
 def report_data(store: RunStore) -> dict[str, Any]:
     """Return the report as a dict from the run's manifest and pair artifacts."""
     manifest = store.manifest()
     summaries = store.pair_summaries()
+    shared = _shared_tables_cost(store)
     missing = [p for p in manifest["pairs"] if p not in summaries]
     pairs = []
     for pair in manifest["pairs"]:
@@ -84,14 +95,15 @@ def report_data(store: RunStore) -> dict[str, Any]:
         "totals": {
             "pairs_ok": len(ok),
             "pairs_failed": len(pairs) - len(ok),
-            "queries": sum(p["queries"] for p in pairs),
-            "bytes_processed": sum(p.get("bytes_processed", 0) for p in pairs),
-            "bytes_billed": sum(p["bytes_billed"] for p in pairs),
-            "cost_usd": round(sum(p["cost_usd"] for p in pairs), 6),
+            "queries": sum(p["queries"] for p in pairs) + shared["queries"],
+            "bytes_processed": sum(p.get("bytes_processed", 0) for p in pairs) + shared["bytes_processed"],
+            "bytes_billed": sum(p["bytes_billed"] for p in pairs) + shared["bytes_billed"],
+            "cost_usd": round(sum(p["cost_usd"] for p in pairs) + shared["cost_usd"], 6),
             "features_tested": sum(p.get("features_tested", 0) for p in pairs),
             "stable_selections": sum(h["n_stable"] for p in ok for h in p["horizons"].values()),
         },
         "pairs": pairs,
+        "shared": shared,
         "features_across_pairs": [{"feature": f, "pair_horizons": n} for f, n in selected.most_common(50)],
     }
 
@@ -125,6 +137,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- queries: {totals['queries']} ({totals['queries'] / max(1, len(run['pairs'])):.1f} per pair)",
         f"- bytes processed / billed: {totals['bytes_processed']:,} / {totals['bytes_billed']:,}"
         f" (BigQuery on-demand ${totals['cost_usd']:.4f})",
+        *([f"- shared tables: {data['shared']['tables']} tables in {data['shared']['queries']} queries once for the run"
+           f" (${data['shared']['cost_usd']:.4f}, included above)"] if data["shared"]["queries"] else []),
         f"- sampled days: {run['days']}; source: {run['source']} {run['warehouse']}",
         f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
         f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",

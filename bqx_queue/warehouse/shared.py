@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import DataError
-from bqx_queue.store import RunStore
+from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import guarded_fetch
 from bqx_queue.warehouse.catalog import KEY_COLUMN
@@ -104,7 +104,7 @@ def fetch_shared(
         "cost_usd": billing.cost_usd(billed, settings.price_per_tib_usd),
         "parts": parts,
     }
-    (folder / INDEX_FILE).write_text(json.dumps(index, indent=2))
+    write_json_atomic(folder / INDEX_FILE, index)  # other processes poll for it
     log.info(
         "shared tables fetched",
         extra={"run": settings.run_id, "queries": len(parts), "bytes_billed": billed},
