@@ -43,7 +43,6 @@ TARGET_COLUMNS = 49
 ROWS_PER_DAY = 1_440
 HISTORY_ROWS = 2_170_000
 MAX_RESULT_COLUMNS = 10_000  # BigQuery: columns per query result
-MAX_TABLES = 1_000  # BigQuery: tables referenced per query
 GIB = 1024**3
 
 

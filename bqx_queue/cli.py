@@ -113,7 +113,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
 
     result = enqueue_run(manifest)
     console.print(f"enqueued {len(pairs)} pairs; report will be {store.report_path}")
-    return _follow_run(store, pairs, result, app, console) if args.wait else 0
+    return _follow_run(store, result, app, console) if args.wait else 0
 
 
 def _require_workers(settings: Settings, args: argparse.Namespace, console: Console) -> tuple[Any, dict[str, int]]:
@@ -133,11 +133,11 @@ def _require_workers(settings: Settings, args: argparse.Namespace, console: Cons
     return app, workers
 
 
-def _follow_run(store: Any, pairs: list[str], result: Any, app: Any, console: Console) -> int:
+def _follow_run(store: Any, result: Any, app: Any, console: Console) -> int:
     """Show the run until its report exists, print the report path; exit 1 if pairs failed."""
     from bqx_queue.status import watch_run
 
-    print(watch_run(store, pairs, result, console, app=app))
+    print(watch_run(store, result, console, app=app))
     return _failed_pairs_exit(store, console)
 
 
@@ -175,7 +175,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     result = enqueue_run(manifest, pending)
     total = len(manifest["pairs"])
     print(f"run {store.run_id}: re-enqueued {len(pending)} of {total} pairs: {', '.join(pending)}")
-    return _follow_run(store, pending, result, app, console) if args.wait else 0
+    return _follow_run(store, result, app, console) if args.wait else 0
 
 
 def enqueue_main(argv: list[str] | None = None) -> int:

@@ -289,7 +289,6 @@ def render_status(status: RunStatus) -> RenderableType:
 
 def watch_run(
     store: RunStore,
-    pairs: list[str] | None = None,
     result: Any = None,
     console: Console | None = None,
     poll_s: float = 1.0,
@@ -298,9 +297,8 @@ def watch_run(
     """Follow a run until its report is written and return the report path.
 
     On a terminal the view redraws in place; elsewhere a status line is printed whenever the
-    counts change. Raises BrokerError if the chord's report task (`result`) failed. Same
-    arguments as the producer's `wait_for_report`, plus the Celery `app` to ask about running
-    pairs (without it, running pairs show as queued).
+    counts change. Raises BrokerError if the chord's report task (`result`) failed. The Celery
+    `app` is asked about running pairs (without it, running pairs show as queued).
     """
     console = console or Console(stderr=True)
     last_line = ""

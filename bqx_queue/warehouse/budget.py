@@ -105,9 +105,11 @@ class RunLedger:
 
     @contextmanager
     def reservation(self, byte_count: int, what: str) -> Iterator[dict[str, int]]:
-        """Reserve bytes for one query; the block sets result['billed'] (0 if it never ran)."""
+        """Reserve bytes for one query; the block sets result['billed']. If the block fails
+        before saying what was billed, the whole reservation counts as spent: the job may have
+        run (and been billed) before the failure, and other hosts must not overspend."""
         self.reserve(byte_count, what)
-        result = {"billed": 0}
+        result = {"billed": byte_count}
         try:
             yield result
         finally:
@@ -156,10 +158,14 @@ def guarded_fetch(
     guard = (
         RunLedger.for_run(settings, settings.run_id).reservation(cap, what)
         if settings.run_id
-        else nullcontext({"billed": 0})
+        else nullcontext({"billed": cap})
     )
     with guard as spent:
-        reader = source.fetch(plan, days, maximum_bytes_billed=cap)
+        try:
+            reader = source.fetch(plan, days, maximum_bytes_billed=cap)
+        except BudgetError:  # refused for bytesBilledLimitExceeded before it ran: nothing billed
+            spent["billed"] = 0
+            raise
         job = source.job_bytes()
         spent["billed"] = job["bytes_billed"]
     return reader, {

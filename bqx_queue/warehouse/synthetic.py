@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import pyarrow as pa
 from scipy.signal import lfilter
 
 from bqx_queue.errors import WarehouseError
-from bqx_queue.universe import BQX_WINDOWS, HORIZONS, PAIRS, TARGET_WINDOW, pair_currencies, target_column
+from bqx_queue.universe import BQX_WINDOWS, CURRENCIES, HORIZONS, PAIRS, TARGET_WINDOW, pair_currencies, target_column
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.duckdb_source import META_SCHEMA
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
@@ -96,7 +96,6 @@ class _Simulation:
     coefficients: np.ndarray  # drift loading per signal
     pair_noise_var: float
     factors: np.ndarray  # (n, MARKET_FACTORS) latent market factors
-    rng: np.random.Generator = field(repr=False)
 
 
 def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, ...]) -> np.ndarray:
@@ -147,7 +146,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
         (days.values[:, None] + np.arange(ROWS_PER_DAY) * np.timedelta64(1, "m")).ravel(), tz="UTC"
     )
     n = len(times)
-    n_ccy = 8
+    n_ccy = len(CURRENCIES)
     correlation = np.full((n_ccy, n_ccy), CURRENCY_CORRELATION) + np.eye(n_ccy) * (1 - CURRENCY_CORRELATION)
     noise = rng.standard_normal((n, n_ccy)) @ np.linalg.cholesky(correlation).T * MINUTE_VOL
     pair_noise_var = 2 * MINUTE_VOL**2 * (1 - CURRENCY_CORRELATION)
@@ -158,7 +157,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
     returns = noise.copy()
     returns[1:] += drift[:-1]
     log_levels = np.cumsum(returns, axis=0)
-    currency_index = {c: i for i, c in enumerate(("eur", "gbp", "aud", "nzd", "usd", "cad", "chf", "jpy"))}
+    currency_index = {c: i for i, c in enumerate(CURRENCIES)}
     closes, pair_signals = {}, {}
     for pair in spec.pairs:
         base, quote = (currency_index[c] for c in pair_currencies(pair))
@@ -166,7 +165,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
         pair_signals[pair] = signals[base] - signals[quote]
     phis = rng.uniform(0.95, 0.999, MARKET_FACTORS)
     factors = np.stack([_ar1(rng, phi, (n,)) for phi in phis], axis=1)
-    return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors, rng)
+    return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors)
 
 
 def _targets(close: np.ndarray) -> dict[str, np.ndarray]:
