@@ -34,13 +34,14 @@ def select_stable_lightgbm(
     settings = {"verbose": -1, "num_threads": threads, "bin_construct_sample_cnt": BIN_SAMPLE_ROWS, "seed": params.seed}
     binned = lgb.Dataset(matrix[rows], label=np.zeros(len(rows)), params=settings, free_raw_data=True).construct()
     rng = np.random.default_rng(params.seed)
+    labels = {h: y[rows] for h, y in targets.items()}  # in the binned Dataset's row order
     counts = {h: np.zeros(p) for h in targets}
     for first in first_halves(rng, len(blocks), params.pairs):
         for in_half in (first, ~first):
             used = np.concatenate([np.arange(positions[b], positions[b + 1]) for b in np.flatnonzero(in_half)])
             subset = binned.subset(used).construct()
-            for h, y in targets.items():
-                subset.set_label(y[rows][used])
+            for h, y in labels.items():
+                subset.set_label(y[used])
                 booster = lgb.train(
                     settings | {"objective": "regression", "feature_fraction": 0.8, "seed": int(rng.integers(2**31))},
                     subset,

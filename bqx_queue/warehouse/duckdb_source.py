@@ -77,6 +77,7 @@ class DuckDBSource:
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._pid: int | None = None
         self._catalog: Catalog | None = None
+        self._day_counts: dict[str, dict[date, int]] = {}
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
@@ -132,12 +133,15 @@ class DuckDBSource:
         return self._catalog
 
     def day_counts(self, table: Table) -> dict[date, int]:
-        """Return rows per partition day of a table (what BigQuery's PARTITIONS view would say)."""
-        rows = self.connection.execute(
-            f"SELECT CAST({KEY_COLUMN} AS DATE) AS day, count(*) FROM {_ident(table.dataset)}.{_ident(table.name)} "
-            "GROUP BY day ORDER BY day"
-        ).fetchall()
-        return {day: count for day, count in rows if day is not None}
+        """Return rows per partition day of a table (what BigQuery's PARTITIONS view would say),
+        counted once per source: shared tables are in every pair's plan."""
+        if table.qualified not in self._day_counts:
+            rows = self.connection.execute(
+                f"SELECT CAST({KEY_COLUMN} AS DATE) AS day, count(*) FROM {_ident(table.dataset)}.{_ident(table.name)} "
+                "GROUP BY day ORDER BY day"
+            ).fetchall()
+            self._day_counts[table.qualified] = {day: count for day, count in rows if day is not None}
+        return self._day_counts[table.qualified]
 
     def fetch(self, plan: PairPlan, days: list[date]) -> pa.RecordBatchReader:
         """Run one statement and stream its rows as Arrow record batches."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import WarehouseError
@@ -34,9 +33,6 @@ def source_location(source: Any) -> str:
     return str(Path(source.path).resolve())
 
 
-_day_counts: WeakKeyDictionary[Any, dict[str, dict[date, int]]] = WeakKeyDictionary()
-
-
 def estimate_plan(source: Any, plan: QueryPlan, days: list[date], settings: Settings) -> billing.CostEstimate:
     """Return what the plan will cost: BigQuery's dry run where the source has one, otherwise
     the metadata estimate (catalog types x rows in the sampled partitions of every table)."""
@@ -45,9 +41,7 @@ def estimate_plan(source: Any, plan: QueryPlan, days: list[date], settings: Sett
     catalog = source.catalog()
     wanted = set(days)
     rows = {}
-    cache = _day_counts.setdefault(source, {})  # shared tables are in every pair's plan: count once
     for qualified in plan.tables:
-        if qualified not in cache:
-            cache[qualified] = source.day_counts(catalog.table(*qualified.split(".")))
-        rows[qualified] = sum(n for day, n in cache[qualified].items() if day in wanted)
+        counts = source.day_counts(catalog.table(*qualified.split(".")))
+        rows[qualified] = sum(n for day, n in counts.items() if day in wanted)
     return billing.metadata_estimate(plan, catalog, rows, settings.price_per_tib_usd, settings.string_length_estimate)
