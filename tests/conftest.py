@@ -90,6 +90,17 @@ class Worker:
                 self.process.wait()
 
 
+def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:
+    """Start `celery worker` on an app module holding `app_source` (which changes bqx's app
+    after import) and return how it ended: for workers that must refuse to start."""
+    (folder / "customapp.py").write_text(app_source)
+    return subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "customapp", "worker", "--concurrency=1", "-n", "custom@%h"],
+        env=os.environ | queue_env | {"PYTHONPATH": str(folder)},
+        capture_output=True, text=True, timeout=60, cwd=folder,
+    )  # fmt: skip
+
+
 @pytest.fixture()
 def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
     """Factory: start_worker(name='w1', concurrency=2, **extra_env) -> a ready Worker."""

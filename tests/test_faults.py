@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
+from conftest import run_worker_with_app
 
 from bqx_queue.embedded_redis import EmbeddedRedis, free_port
 
@@ -315,31 +316,10 @@ def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(
 
 
 def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue_env, tmp_path):
-    (tmp_path / "lowvisibility.py").write_text(
-        "broker_transport_options = {'visibility_timeout': 5}\n"
-    )
-    app_module = tmp_path / "lowvisapp.py"
-    app_module.write_text(
-        "from bqx_queue.celery import app\n"
-        "app.conf.broker_transport_options = {'visibility_timeout': 5}\n"
-    )
-    worker = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "lowvisapp",
-            "worker",
-            "--concurrency=1",
-            "-n",
-            "refuse2@%h",
-        ],
-        env=os.environ | queue_env | {"PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+    worker = run_worker_with_app(
+        "from bqx_queue.celery import app\napp.conf.broker_transport_options = {'visibility_timeout': 5}\n",
+        queue_env,
+        tmp_path,
     )
     assert worker.returncode == 2
     assert worker.stderr.strip().startswith(

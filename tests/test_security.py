@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import redis
+from conftest import run_worker_with_app
 from kombu import Connection, Exchange, Producer
 from test_faults import assert_each_pair_once, start_run
 
@@ -68,27 +69,9 @@ def test_worker_refuses_a_pickled_message(queue_env, start_worker, tmp_path):
 
 
 def test_worker_configured_for_pickle_does_not_start(queue_env, tmp_path):
-    (tmp_path / "pickleapp.py").write_text(
-        "from bqx_queue.celery import app\napp.conf.accept_content = ['pickle', 'json']\n"
-    )
     started = time.monotonic()
-    worker = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "pickleapp",
-            "worker",
-            "--concurrency=1",
-            "-n",
-            "pickle@%h",
-        ],
-        env=os.environ | queue_env | {"PYTHONPATH": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
+    worker = run_worker_with_app(
+        "from bqx_queue.celery import app\napp.conf.accept_content = ['pickle', 'json']\n", queue_env, tmp_path
     )
     assert worker.returncode == 2
     assert time.monotonic() - started < 30
