@@ -301,7 +301,9 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
                 writer.write(fd, f"{family}_g{t:03d}", columns)
         cov_rng = np.random.default_rng([spec.seed, 1001])
         for i, pair in enumerate(spec.pairs):
-            partners = [spec.pairs[(i + j) % len(spec.pairs)] for j in range(1, spec.cov_partners + 1)] if len(spec.pairs) > 1 else []
+            # the next pairs in the run's order, never the pair itself
+            count = min(spec.cov_partners, len(spec.pairs) - 1)
+            partners = [spec.pairs[(i + j) % len(spec.pairs)] for j in range(1, count + 1)]
             for partner in partners:
                 values = _decoys(sim, cov_rng, 3)
                 writer.write(fd, f"cov_{pair}_{partner}", {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))})
