@@ -35,6 +35,7 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
     from bqx_queue.analysis.pair import process_pair_all_horizons
     from bqx_queue.config import load_settings
     from bqx_queue.store import RunStore
+    from bqx_queue.warehouse.source import open_source
 
     settings = load_settings(warehouse=warehouse, selection_pairs=pairs)
     started = time.perf_counter()
@@ -45,6 +46,14 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
     wall = time.perf_counter() - started
     cpu, peak = _usage()
     summary = result.summary
+    truth = open_source(settings).manifest()["pairs"][pair]
+    found = wanted = others = 0
+    for horizon, entry in summary["horizons"].items():
+        stable = {s["feature"] for s in entry["stable"]}
+        informative = set(truth["horizons"][horizon]["informative"])
+        found, wanted = found + len(stable & informative), wanted + len(informative)
+        others += len(stable - set(truth["planted"]))
+    out.update(recall=f"{found}/{wanted}", not_planted=others)
     out.update(
         wall_s=wall, cpu_s=cpu, peak_rss_bytes=peak, rows=summary["rows"], features=summary["features_tested"],
         timings=summary["timings"], stable={h: len(r["stable"]) for h, r in summary["horizons"].items()},
@@ -128,6 +137,7 @@ def main() -> None:
     print(f"  wall {ours['wall_s']:.1f} s  cpu {ours['cpu_s']:.1f} s  peak RSS {ours['peak_rss_bytes'] / 1024**3:.2f} GiB")
     print(f"  steps (s): {json.dumps(ours['timings'])}")
     print(f"  stable features per horizon: {json.dumps(ours['stable'])}")
+    print(f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}")
     if args.skip_baseline:
         return
     base = _in_child(baseline, str(args.warehouse), args.pair, args.pairs, args.baseline_fits, args.threads)
