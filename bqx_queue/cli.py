@@ -259,6 +259,7 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
     from bqx_queue.embedded_redis import EmbeddedRedis
+    from bqx_queue.processes import stop_process
     from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
     settings = _settings(args)
@@ -288,12 +289,7 @@ def _demo(args: argparse.Namespace) -> int:
                     break
             return run_enqueue(args_enqueue)
         finally:
-            worker.terminate()
-            try:
-                worker.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_process(worker, 60)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,7 @@ from types import TracebackType
 import redis
 
 from bqx_queue.errors import BrokerError
+from bqx_queue.processes import stop_process
 
 
 def redis_server_binary() -> str:
@@ -71,13 +72,8 @@ class EmbeddedRedis:
         raise BrokerError(f"redis-server on port {self.port} did not answer within 10 s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process)
         self.process = None
 
     def close(self) -> None:

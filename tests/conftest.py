@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from bqx_queue.embedded_redis import EmbeddedRedis
+from bqx_queue.processes import stop_process
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 # Small enough to build in seconds, big enough that the planted signal is found.
@@ -81,13 +82,7 @@ class Worker:
         raise RuntimeError(f"worker not ready: {self.log.read_text()[-2000:]}")
 
     def stop(self, timeout_s: float = 60) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s)
 
 
 def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path) -> subprocess.CompletedProcess[str]:

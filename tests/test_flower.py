@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from bqx_queue.embedded_redis import free_port
+from bqx_queue.processes import stop_process
 
 BQX = str(Path(sys.executable).with_name("bqx"))
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
@@ -55,12 +56,7 @@ def flower(queue_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
                f"Flower answers /healthcheck (log: {log})")  # fmt: skip
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 15)
 
 
 def test_bqx_flower_refuses_to_start_without_credentials(queue_env: dict[str, str]) -> None:

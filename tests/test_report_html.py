@@ -24,6 +24,7 @@ from PIL import Image
 from tornado.websocket import websocket_connect
 
 from bqx_queue.config import load_settings
+from bqx_queue.processes import stop_process
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.report.estimate import cost_estimate
 from bqx_queue.report.html import render_html, shap_by_horizon
@@ -171,12 +172,7 @@ class Browser:
         return next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, Any]:

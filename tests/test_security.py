@@ -22,6 +22,7 @@ from bqx_queue.celeryconfig import celery_config, check_safe_content
 from bqx_queue.config import load_settings, redact_url
 from bqx_queue.embedded_redis import free_port, redis_server_binary
 from bqx_queue.errors import BqxError, ConfigError, WarehouseError
+from bqx_queue.processes import stop_process
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
@@ -195,8 +196,7 @@ def tls_redis(tmp_path: Path):
                 pytest.skip("this redis-server does not speak TLS")
             time.sleep(0.1)
     yield url, ca
-    server.terminate()
-    server.wait(10)
+    stop_process(server)
 
 
 def test_run_over_tls_with_a_password_never_prints_it(
