@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.stability import BlockGrams, SelectionParams, SelectionResult, select_stable, time_blocks
@@ -226,6 +227,13 @@ def _horizon_result(
     folds = walk_forward_folds(len(target), holdout_start, settings.cv_folds, gap)
     model = evaluate_horizon(features, target, folds, train)
     names = [prepared.features[i] for i in stable]
+    heldout = [
+        HeldOutFold(booster, features[test], target[test] > 0, up_rate)
+        for (_, test), booster, up_rate in zip(
+            folds, model.fold_boosters or [None] * len(folds), model.fold_up_rates, strict=True
+        )
+    ]
+    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, ConfirmParams(seed=settings.seed + horizon))
     shap_top = []
     if model.booster is not None:
         ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, settings.seed)
@@ -237,6 +245,7 @@ def _horizon_result(
         "fits": selection.fits,
         "error_bound": round(selection.error_bound, 4),
         "metrics": {"folds": model.folds, "mean": model.mean, "baseline": model.baseline},
+        "confirmation": confirmation,
         "shap_top": shap_top,
     }
 

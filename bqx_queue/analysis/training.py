@@ -7,7 +7,7 @@ rows (their labels overlap the test window) and an embargo of about 1% of rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
@@ -35,6 +35,8 @@ class HorizonModel:
     baseline: dict[str, float]
     booster: lgb.Booster | None  # the last fold's model: trained on the most history
     test_rows: np.ndarray  # positions of the last fold's test rows
+    fold_boosters: list[lgb.Booster] = field(default_factory=list)  # one per fold (held-out verdicts)
+    fold_up_rates: list[float] = field(default_factory=list)  # each fold's constant baseline probability
 
 
 def walk_forward_folds(n_rows: int, holdout_start: int, folds: int, gap: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -79,8 +81,10 @@ def evaluate_horizon(
     up-rate as a constant probability). With no features, the model is the baseline."""
     model_rows, baseline_rows = [], []
     booster = None
+    boosters, up_rates = [], []
     for train, test in folds:
         up_rate = float(np.mean(target[train] > 0))
+        up_rates.append(up_rate)
         baseline = np.full(len(test), up_rate)
         baseline_rows.append(fold_metrics(target[test], baseline))
         if features.shape[1] == 0:
@@ -102,5 +106,8 @@ def evaluate_horizon(
             dataset,
             num_boost_round=params.rounds,
         )
+        boosters.append(booster)
         model_rows.append(fold_metrics(target[test], booster.predict(features[test])))
-    return HorizonModel(model_rows, _mean(model_rows), _mean(baseline_rows), booster, folds[-1][1])
+    return HorizonModel(
+        model_rows, _mean(model_rows), _mean(baseline_rows), booster, folds[-1][1], boosters, up_rates
+    )

@@ -1,0 +1,130 @@
+"""Held-out verdicts: the block bootstrap keeps its promise, an informative feature is confirmed,
+persistent noise is not, and a model worse than the baseline is flagged."""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from scipy.stats import t as student_t
+from sklearn.metrics import roc_auc_score
+
+from bqx_queue.analysis.confirmation import (
+    ConfirmParams,
+    HeldOutFold,
+    block_bootstrap_weights,
+    bootstrap_replicates,
+    confirm_horizon,
+    dependence_rows,
+    weighted_auc,
+)
+
+
+def _ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
+    out = np.empty(n)
+    out[0] = rng.normal() / math.sqrt(1 - phi * phi)
+    for t in range(1, n):
+        out[t] = phi * out[t - 1] + rng.normal()
+    return out
+
+
+def test_block_weights_resample_whole_blocks_and_every_row_equally_often():
+    rng = np.random.default_rng(0)
+    weights = block_bootstrap_weights(100, 30, 4000, rng)
+    assert weights.shape == (4000, 100)
+    assert np.all(weights.sum(axis=1) == 120)  # 4 blocks of 30
+    assert np.abs(weights.mean(axis=0) - 1.2).max() < 0.1  # circular: no row is favoured
+    one_block = block_bootstrap_weights(50, 50, 3, rng)
+    assert np.all(one_block == 1)  # a block as long as the series is the series
+
+
+def test_weighted_auc_equals_sklearn_on_the_resampled_rows_with_ties():
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 20, 300) / 20  # many ties
+    up = rng.random(300) < 0.3 + 0.4 * scores
+    weights = block_bootstrap_weights(300, 7, 5, rng)
+    for draw in weights:
+        repeated = np.repeat(np.arange(300), draw.astype(int))
+        assert weighted_auc(scores, up, draw[None])[0] == pytest.approx(roc_auc_score(up[repeated], scores[repeated]))
+
+
+def _coverage(block: int, rng: np.random.Generator, simulations: int = 300, n: int = 600, mean: float = 0.3) -> float:
+    covered = 0
+    for _ in range(simulations):
+        values = mean + _ar1(n, 0.8, rng)
+        draws, _ = bootstrap_replicates(values[:, None], block, 300, rng)
+        se = draws.std(ddof=1)
+        half = student_t.ppf(0.975, max(1, math.ceil(n / block) - 1)) * se
+        covered += abs(values.mean() - mean) <= half
+    return covered / simulations
+
+
+def test_block_bootstrap_interval_covers_a_known_mean_of_a_persistent_series():
+    rng = np.random.default_rng(2)
+    assert 0.88 <= _coverage(40, rng) <= 0.99
+    assert _coverage(1, rng) < 0.75  # rows resampled one by one ignore the persistence
+
+
+def test_dependence_rows_grows_with_persistence():
+    rng = np.random.default_rng(3)
+    white, persistent = (dependence_rows(_ar1(5000, phi, rng)[:, None]) for phi in (0.0, 0.99))
+    assert white <= 4 and persistent >= 200
+
+
+def _folds(features: np.ndarray, up: np.ndarray, start: int, count: int, gap: int) -> list[HeldOutFold]:
+    edges = np.linspace(start, len(up), count + 1).round().astype(int)
+    folds = []
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        train = slice(0, a - gap)
+        booster = lgb.train(
+            {"objective": "binary", "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 50,
+             "num_threads": 1, "seed": 0, "deterministic": True, "verbose": -1},
+            lgb.Dataset(features[train], label=up[train].astype(np.float32)),
+            num_boost_round=100,
+        )  # fmt: skip
+        folds.append(HeldOutFold(booster, features[a:b], up[a:b], float(up[train].mean())))
+    return folds
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_informative_feature_is_confirmed_and_persistent_noise_is_not(seed):
+    rng = np.random.default_rng(seed)
+    n = 4000
+    informative = rng.normal(size=n)
+    persistent_noise = _ar1(n, 0.99, rng)
+    white_noise = rng.normal(size=n)
+    up = 0.5 * informative + rng.normal(size=n) > 0
+    features = np.column_stack([informative, persistent_noise, white_noise]).astype(np.float32)
+    names = ["informative", "persistent_noise", "white_noise"]
+    verdict = confirm_horizon(_folds(features, up, 2500, 3, 60), names, 60, ConfirmParams(seed=seed))
+    assert verdict["confirmed"] == ["informative"]
+    assert verdict["k"] == 3 and verdict["level"] == pytest.approx(0.05 / 3)
+    assert verdict["heldout_rows"] == 1500 and verdict["block_rows"] >= 60
+    effect = {f["feature"]: f for f in verdict["features"]}
+    assert effect["informative"]["effect_low"] > 0 and effect["informative"]["lower_bound"] > 0
+    for name in ("persistent_noise", "white_noise"):
+        assert effect[name]["lower_bound"] <= 0 and effect[name]["effect_low"] <= effect[name]["effect"]
+    assert not verdict["flagged"] and verdict["auc"]["low"] > 0.5 and verdict["log_loss_gain"]["low"] > 0
+
+
+def test_a_model_worse_than_the_baseline_is_flagged_and_confirms_nothing():
+    rng = np.random.default_rng(4)
+    n = 4000
+    x = rng.normal(size=n)
+    up = x + 0.5 * rng.normal(size=n) > 0
+    up[2500:] = ~up[2500:]  # the relation reverses on the held-out rows
+    verdict = confirm_horizon(_folds(x[:, None].astype(np.float32), up, 2500, 3, 60), ["x"], 60, ConfirmParams())
+    assert verdict["flagged"] and verdict["auc"]["high"] < 0.5 and verdict["log_loss_gain"]["high"] < 0
+    assert "below the baseline's 0.5" in verdict["flag_reason"]
+    assert verdict["confirmed"] == [] and not verdict["features"][0]["confirmed"]
+
+
+def test_without_stable_features_the_model_is_the_baseline():
+    up = np.random.default_rng(5).random(900) < 0.5
+    folds = [HeldOutFold(None, np.empty((300, 0), np.float32), up[i : i + 300], 0.5) for i in (0, 300, 600)]
+    verdict = confirm_horizon(folds, [], 60, ConfirmParams())
+    assert verdict["k"] == 0 and verdict["features"] == [] and not verdict["flagged"]
+    assert verdict["auc"] == {"estimate": 0.5, "low": 0.5, "high": 0.5}
+    assert verdict["log_loss_gain"]["estimate"] == pytest.approx(0.0)
