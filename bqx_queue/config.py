@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     pair_table_pattern: str = "{pair}"
     shared_table_prefixes: tuple[str, ...] = ("tri_", "mkt_", "var_", "csi_")
     max_rows: int = Field(80_000, ge=100)
+    # a table repeating an interval_time: keep one row by the rule in warehouse/sql.py, or fail the pair
+    on_duplicate_timestamps: Literal["drop", "fail"] = "drop"
     price_per_tib_usd: float = Field(6.25, gt=0)
 
     # BigQuery and cost (source = "bigquery")
@@ -96,6 +98,8 @@ class Settings(BaseSettings):
     selection_blocks: int = Field(12, ge=4, le=64)
     selection_weakness: float = Field(0.5, gt=0, le=1)
     selection_method: Literal["lar", "lightgbm"] = "lar"  # base selector: Gram LAR or LightGBM gain
+    # features entering selection; None: as many as the memory budget holds beside the matrix
+    selection_max_features: int | None = Field(None, ge=2)
 
     # Evaluation
     holdout_fraction: float = Field(0.25, gt=0.05, lt=0.8)

@@ -14,6 +14,7 @@ import pandas as pd
 from bqx_queue.errors import DataError
 from bqx_queue.warehouse.catalog import FORWARD_LOOKING, KEY_COLUMN
 from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, PairFrame
+from bqx_queue.warehouse.quality import FrameQuality
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
 
 CHUNK_COLUMNS = 256
@@ -32,6 +33,7 @@ class PreparedPair:
     times: np.ndarray
     exclusions: dict[str, str] = field(default_factory=dict)  # feature -> why it was left out
     tested: int = 0  # features that reached preparation (before exclusions)
+    failed_targets: dict[str, str] = field(default_factory=dict)  # target -> why its horizon cannot run
 
 
 def _forward_looking(name: str) -> bool:
@@ -89,13 +91,12 @@ def prepare_pair(frame: PairFrame, exclusions: dict[str, str] | None = None) -> 
     if not names:
         raise DataError(f"pair {frame.pair}: no usable feature columns")
     targets = frame.targets
-    for column in targets.columns:
-        values = targets[column].dropna()
-        if values.empty:
-            raise DataError(f"pair {frame.pair}: target {column} is NULL on every sampled row")
-        if values.min() == values.max():
-            raise DataError(f"pair {frame.pair}: target {column} is constant ({values.iloc[0]}) on every sampled row")
-    rows = np.flatnonzero(targets.notna().all(axis=1).to_numpy())
+    failed_targets = target_problems(targets)
+    if len(failed_targets) == len(targets.columns):
+        raise DataError(f"pair {frame.pair}: every horizon failed: " + "; ".join(failed_targets.values()))
+    usable = [column for column in targets.columns if column not in failed_targets]
+    # a failed target is left out of "rows with every target": its horizon fails, the others go on
+    rows = np.flatnonzero(targets[usable].notna().all(axis=1).to_numpy())
     if len(rows) < MIN_ROWS:
         raise DataError(f"pair {frame.pair}: only {len(rows)} rows have every target (need {MIN_ROWS})")
     return PreparedPair(
@@ -107,7 +108,20 @@ def prepare_pair(frame: PairFrame, exclusions: dict[str, str] | None = None) -> 
         times=frame.times,
         exclusions=excluded,
         tested=len(frame.numeric_names) + len(frame.strings) + len(exclusions or {}),
+        failed_targets=failed_targets,
     )
+
+
+def target_problems(targets: pd.DataFrame) -> dict[str, str]:
+    """Return target column -> why its horizon cannot be analysed (NULL or constant on every row)."""
+    problems = {}
+    for column in targets.columns:
+        values = targets[column].dropna()
+        if values.empty:
+            problems[column] = f"target {column} is NULL on every sampled row"
+        elif values.min() == values.max():
+            problems[column] = f"target {column} is constant ({values.iloc[0]}) on every sampled row"
+    return problems
 
 
 def _column_problem(name: str, column: np.ndarray, count: int, seen: dict[bytes, str]) -> str | None:
@@ -134,8 +148,10 @@ def frame_from_pandas(df: pd.DataFrame, pair: str, targets: list[str]) -> PairFr
     numeric_names = [c for c in feature_columns if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
     string_names = [c for c in feature_columns if c not in numeric_names]
     matrix = np.empty((len(df), len(numeric_names) + MAX_STRING_LEVELS * len(string_names)), np.float32, order="F")
+    quality = FrameQuality()
     for j, name in enumerate(numeric_names):
         matrix[:, j] = df[name].to_numpy(dtype=np.float32, na_value=np.nan)
+        quality.count_non_finite(name, matrix[:, j])
     if KEY_COLUMN in df:
         times = pd.to_datetime(df[KEY_COLUMN], utc=True).dt.tz_convert(None).to_numpy().astype("datetime64[us]")
     else:  # rows are taken to be consecutive minutes
@@ -146,5 +162,6 @@ def frame_from_pandas(df: pd.DataFrame, pair: str, targets: list[str]) -> PairFr
         numeric=matrix,
         numeric_names=numeric_names,
         strings={name: df[name].astype(object).where(df[name].notna(), None).to_numpy() for name in string_names},
-        targets=df[targets].astype(np.float64).reset_index(drop=True),
+        targets=df[targets].astype(np.float64).replace([np.inf, -np.inf], np.nan).reset_index(drop=True),
+        quality=quality,
     )

@@ -20,7 +20,7 @@ import pyarrow as pa
 from bqx_queue.config import Settings
 from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
 from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
+from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier
 from bqx_queue.warehouse.sql import QueryPlan
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class BigQuerySource:
                 columns: dict[str, list[Column]] = {}
                 for row in job.result().to_arrow(create_bqstorage_client=False).to_pylist():
                     columns.setdefault(row["table_name"], []).append(
-                        Column(row["column_name"], row["data_type"])
+                        Column(row["column_name"], base_type(row["data_type"]))
                     )
                 if not columns:
                     raise WarehouseError(f"dataset {self.project}.{dataset} has no tables")

@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import WarehouseError
+from bqx_queue.universe import PAIRS
 
 KEY_COLUMN = "interval_time"
 # Only plain identifiers reach SQL: names come from the catalog, never from user text, and
 # anything outside this alphabet is refused rather than quoted.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 # Forward-looking columns: they describe the future of the series and would leak the target.
-FORWARD_LOOKING = re.compile(r"^(target_|lead_|fwd_|future_)")
+# Case-insensitive, as BigQuery's column names are: `Target_...` leaks as much as `target_...`.
+FORWARD_LOOKING = re.compile(r"^(target_|lead_|fwd_|future_)", re.IGNORECASE)
+# Key types a table may have: a DATETIME key is read as UTC and converted in the query.
+KEY_TYPES = ("TIMESTAMP", "DATETIME")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,20 @@ class Table:
 
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    def column_type(self, name: str) -> str:
+        return next(c.type for c in self.columns if c.name == name)
+
+    def key_type(self) -> str:
+        """Return the type of the table's interval_time; raise if it cannot key 1-minute bars."""
+        if KEY_COLUMN not in self.column_names():
+            raise WarehouseError(f"table {self.qualified} has no {KEY_COLUMN} column")
+        key_type = self.column_type(KEY_COLUMN)
+        if key_type not in KEY_TYPES:
+            raise WarehouseError(
+                f"table {self.qualified}: {KEY_COLUMN} is {key_type}, but must be TIMESTAMP or DATETIME"
+            )
+        return key_type
 
 
 @dataclass(frozen=True)
@@ -65,6 +83,20 @@ def check_identifier(name: str) -> str:
     return name
 
 
+def base_type(data_type: str) -> str:
+    """Return a BigQuery type without its parameters: NUMERIC(10, 2) -> NUMERIC, STRING(64) -> STRING
+    (INFORMATION_SCHEMA.COLUMNS reports parameterized types as declared)."""
+    kind = data_type.strip().upper()
+    if kind.startswith(("ARRAY", "STRUCT", "RANGE")):
+        return kind
+    return kind.split("(", 1)[0].strip()
+
+
+def family(table: Table) -> str:
+    """Return a table's family: the word before its first underscore (reg_eurusd -> reg)."""
+    return table.name.split("_", 1)[0]
+
+
 def is_shared(table: Table, settings: Settings) -> bool:
     return table.name.startswith(tuple(settings.shared_table_prefixes))
 
@@ -84,6 +116,20 @@ def pair_feature_tables(catalog: Catalog, pair: str, settings: Settings) -> tupl
             f"pair {pair}: no tables in {settings.features_dataset} match {token!r}"
         )
     for table in own + shared:
-        if KEY_COLUMN not in table.column_names():
-            raise WarehouseError(f"table {table.qualified} has no {KEY_COLUMN} column")
+        table.key_type()
     return own, shared
+
+
+def missing_families(catalog: Catalog, pair: str, settings: Settings) -> list[str]:
+    """Return the table families other pairs have in the features dataset and this pair lacks
+    (e.g. every mom_ table): the pair is analysed with what it has, and the report says so."""
+    token = settings.pair_table_pattern.format(pair=pair)
+    tokens = tuple(settings.pair_table_pattern.format(pair=p) for p in PAIRS)
+    own_tables = [
+        t
+        for t in catalog.dataset_tables(settings.features_dataset)
+        if not is_shared(t, settings) and any(other in t.name for other in tokens)
+    ]
+    everyone = {family(t) for t in own_tables}
+    present = {family(t) for t in own_tables if token in t.name}
+    return sorted(everyone - present)

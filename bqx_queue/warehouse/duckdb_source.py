@@ -38,13 +38,20 @@ def bigquery_type(duckdb_type: str) -> str:
     if t in ("BIGINT", "INTEGER", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT", "HUGEINT"):
         return "INT64"
     if t.startswith("TIMESTAMP"):
-        return "TIMESTAMP"
+        # with a time zone it is an instant (BigQuery TIMESTAMP); without, a wall-clock DATETIME
+        return "TIMESTAMP" if "TIME ZONE" in t else "DATETIME"
     if t.startswith("DECIMAL"):
-        return "NUMERIC"
+        precision, scale = (int(n) for n in t[t.index("(") + 1 : -1].split(","))
+        # BigQuery's NUMERIC is DECIMAL(38, 9); anything wider is BIGNUMERIC (billed 32 bytes)
+        return "NUMERIC" if precision - scale <= 29 and scale <= 9 else "BIGNUMERIC"
     if t == "BOOLEAN":
         return "BOOL"
     if t == "DATE":
         return "DATE"
+    if t.startswith("TIME"):
+        return "TIME"
+    if t == "BLOB":
+        return "BYTES"
     return "STRING"
 
 

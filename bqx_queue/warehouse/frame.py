@@ -7,19 +7,24 @@ production-width pair (80,000 x 6,500) never exists as float64 or as a pandas co
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from bqx_queue.errors import DataError
 from bqx_queue.warehouse.catalog import KEY_COLUMN
-from bqx_queue.warehouse.sql import PairPlan
+from bqx_queue.warehouse.quality import FrameQuality, TableRows
+from bqx_queue.warehouse.sql import FEATURE_SEPARATOR, ROWS_AT_TIME, PairPlan
 
 NUMERIC_TYPES = ("FLOAT64", "INT64", "NUMERIC", "BIGNUMERIC", "BOOL")
 # Spare matrix columns per STRING feature, so its one-hot encoding fits without a copy.
 MAX_STRING_LEVELS = 8
+# A STRING feature is a category (one-hot encoded); values longer than this are free text, and
+# 80,000 of them would not be kept in memory as Python strings.
+MAX_STRING_CHARS = 1_000
 
 
 @dataclass
@@ -30,6 +35,8 @@ class PairFrame:
     numeric_names: list[str]
     strings: dict[str, np.ndarray]  # name -> object array (None for NULL)
     targets: pd.DataFrame  # one float64 column per target
+    quality: FrameQuality = field(default_factory=FrameQuality)
+    excluded: dict[str, str] = field(default_factory=dict)  # columns left out while reading, and why
 
     @property
     def rows(self) -> int:
@@ -48,7 +55,11 @@ class PairFrame:
 
 def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capacity: int) -> PairFrame:
     """Return the pair frame read from its result streams: one per statement, each with
-    interval_time and some of the plan's columns, every one over the same rows in time order."""
+    interval_time and some of the plan's columns, every one over the same rows in time order.
+
+    Each table's row count per minute (sql.ROWS_AT_TIME) is summed into frame.quality; +/-inf
+    (and values past float32's range) become NULL, counted per column; STRING columns with
+    values longer than MAX_STRING_CHARS are left out with their reason."""
     numeric_names = [f.alias for f in plan.features if f.type in NUMERIC_TYPES]
     string_names = [f.alias for f in plan.features if f.type not in NUMERIC_TYPES]
     numeric_index = {name: j for j, name in enumerate(numeric_names)}
@@ -57,6 +68,10 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
     strings: dict[str, list[np.ndarray]] = {name: [] for name in string_names}
     targets: dict[str, list[np.ndarray]] = {name: [] for name in plan.targets}
     times = np.array([], dtype="datetime64[us]")
+    quality = FrameQuality()
+    excluded: dict[str, str] = {}
+    qualified = {name.split(".", 1)[1]: name for name in plan.tables}
+    rows_part: dict[str, int] = {}  # the targets' row counts come with every part: count them once
     for number, part in enumerate(parts):
         filled = 0
         part_times = []
@@ -68,11 +83,24 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
                 numeric = grown
             for name in batch.schema.names:
                 if name in numeric_index:
-                    numeric[filled : filled + rows, numeric_index[name]] = _floats(batch.column(name))
+                    segment = numeric[filled : filled + rows, numeric_index[name]]
+                    segment[:] = _floats(batch.column(name))
+                    quality.count_non_finite(name, segment)
                 elif name in strings:
-                    strings[name].append(batch.column(name).to_numpy(zero_copy_only=False))
+                    column = batch.column(name)
+                    longest = _longest_string(column)
+                    if longest > MAX_STRING_CHARS:
+                        excluded[name] = f"string values up to {longest:,} characters (free text, not a category)"
+                        del strings[name]
+                        continue
+                    strings[name].append(column.to_numpy(zero_copy_only=False))
                 elif name in targets and number == 0:
-                    targets[name].append(_floats(batch.column(name)))
+                    values = np.array(_floats(batch.column(name)), dtype=np.float64)
+                    quality.count_non_finite(name, values)
+                    targets[name].append(values)
+                elif name.startswith(ROWS_AT_TIME + FEATURE_SEPARATOR) and rows_part.setdefault(name, number) == number:
+                    table = name[len(ROWS_AT_TIME + FEATURE_SEPARATOR) :]
+                    quality.tables.setdefault(qualified.get(table, table), TableRows()).add(batch.column(name))
             stamps = batch.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]")
             part_times.append(stamps)
             filled += rows
@@ -88,7 +116,16 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
         numeric_names=numeric_names,
         strings={n: np.concatenate(v) if v else np.array([], dtype=object) for n, v in strings.items()},
         targets=pd.DataFrame({n: np.concatenate(v) if v else np.array([]) for n, v in targets.items()}),
+        quality=quality,
+        excluded=excluded,
     )
+
+
+def _longest_string(column: pa.Array | pa.ChunkedArray) -> int:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return 0
+    longest = pc.max(pc.utf8_length(column)).as_py()
+    return int(longest or 0)
 
 
 def _floats(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

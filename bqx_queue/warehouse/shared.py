@@ -29,7 +29,14 @@ from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import guarded_fetch
 from bqx_queue.warehouse.catalog import KEY_COLUMN
-from bqx_queue.warehouse.sql import FeatureColumn, PairPlan, TablesPlan, split_pair_plan
+from bqx_queue.warehouse.sql import (
+    FEATURE_SEPARATOR,
+    ROWS_AT_TIME,
+    FeatureColumn,
+    PairPlan,
+    TablesPlan,
+    split_pair_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +182,9 @@ def join_parts(
         for feature in part_features:
             columns[feature.alias] = pc.take(table.column(feature.alias), take)
             features.append(feature)
+        for name in table.column_names:  # each table's row count per minute (NULL: it lacks the minute)
+            if name.startswith(ROWS_AT_TIME + FEATURE_SEPARATOR):
+                columns[name] = pc.take(table.column(name), take)
         excluded += part_excluded
         tables += part_tables
     joined = pa.table(columns)

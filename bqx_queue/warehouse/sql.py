@@ -1,4 +1,12 @@
-"""The pair plan: ONE BigQuery-dialect statement with every feature of a pair and its targets."""
+"""The pair plan: ONE BigQuery-dialect statement with every feature of a pair and its targets.
+
+Every table enters the statement as a subquery with one row per interval_time. Real exports
+repeat timestamps; joined as they are, two tables repeating the same minute multiply its rows.
+The rule, the same on BigQuery and DuckDB: of the rows sharing an interval_time, keep the one
+that sorts first by the selected columns in table order, each descending (largest value first,
+NULL last). Each subquery also returns how many rows shared the minute (ROWS_AT_TIME), so the
+repeats are counted per table in the same query, at no extra bytes: COUNT(*) reads no column.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +29,27 @@ from bqx_queue.warehouse.catalog import (
 )
 
 FEATURE_SEPARATOR = "__"  # result columns are <table>__<column>: unique and traceable
+ROWS_AT_TIME = "bqx_rows_at_time"  # rows a table has at the minute, before one is kept
+FEATURE_TYPES = ("FLOAT64", "INT64", "NUMERIC", "BIGNUMERIC", "BOOL", "STRING")
+CALENDAR_TYPES = ("DATE", "DATETIME", "TIMESTAMP", "TIME")
+
+
+def rows_alias(table_name: str) -> str:
+    """Return the result column that says how many rows a table had at each minute."""
+    return f"{ROWS_AT_TIME}{FEATURE_SEPARATOR}{table_name}"
+
+
+def exclusion_reason(column: Column) -> str | None:
+    """Return why a column is not queried as a feature, or None if it is one."""
+    if FORWARD_LOOKING.match(column.name):
+        return "forward-looking column (leaks the target)"
+    if column.type in CALENDAR_TYPES:
+        return f"{column.type} column that is not the key (a calendar value, not a measurement)"
+    if column.type not in FEATURE_TYPES:
+        return f"{column.type} column (not a feature type)"
+    if column.name.lower().startswith(ROWS_AT_TIME):
+        return f"column name {column.name} is reserved by bqx-queue"
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,6 +75,11 @@ class PairPlan:
     def queries(self) -> int:
         return 1
 
+    @property
+    def result_columns(self) -> int:
+        """Columns the statement returns: key, targets, features and one row count per table."""
+        return 1 + len(self.targets) + len(self.features) + len(self.tables)
+
     def to_duckdb(self) -> str:
         """Return the same statement in DuckDB's dialect (parameters become $name)."""
         return sqlglot.transpile(self.sql, read="bigquery", write="duckdb")[0]
@@ -59,6 +93,19 @@ def _table_ref(table: Table, project: str | None) -> str:
     parts = [project] if project else []
     parts += [check_identifier(table.dataset), check_identifier(table.name)]
     return "`" + ".".join(parts) + "`"
+
+
+def one_row_per_time(table: Table, columns: list[str], project: str | None) -> str:
+    """Return the SELECT of one table on the sampled days: one row per interval_time (the rule
+    in the module docstring), its columns, and ROWS_AT_TIME. A DATETIME key is read as UTC."""
+    key = KEY_COLUMN if table.key_type() == "TIMESTAMP" else f"TIMESTAMP({KEY_COLUMN}) AS {KEY_COLUMN}"
+    quoted = [_quote(name) for name in columns]
+    order = f" ORDER BY {', '.join(f'{name} DESC' for name in quoted)}" if quoted else ""
+    return (
+        f"SELECT {', '.join([key, *quoted])}, COUNT(*) OVER (PARTITION BY {KEY_COLUMN}) AS {ROWS_AT_TIME}"
+        f" FROM {_table_ref(table, project)} WHERE DATE({KEY_COLUMN}) IN UNNEST(@days)"
+        f" QUALIFY ROW_NUMBER() OVER (PARTITION BY {KEY_COLUMN}{order}) = 1"
+    )
 
 
 def plan_pair(
@@ -83,16 +130,15 @@ def plan_pair(
     missing = [t for t in targets if t not in targets_table.column_names()]
     if missing:
         raise WarehouseError(f"table {targets_table.qualified} lacks {', '.join(missing)}")
-    if KEY_COLUMN not in targets_table.column_names():
-        raise WarehouseError(f"table {targets_table.qualified} has no {KEY_COLUMN} column")
+    targets_table.key_type()
     own, shared = pair_feature_tables(catalog, pair, settings)
     if not include_shared:
         shared = []
     if tables is not None:
         own, shared = list(tables), []
 
-    day_filter = f"DATE({KEY_COLUMN}) IN UNNEST(@days)"
     select = [f"t.{KEY_COLUMN}"] + [f"t.{_quote(name)}" for name in targets]
+    select.append(f"t.{ROWS_AT_TIME} AS {_quote(rows_alias(targets_table.name))}")
     joins: list[str] = []
     features: list[FeatureColumn] = []
     excluded: list[tuple[str, str]] = []
@@ -103,8 +149,9 @@ def plan_pair(
             if column.name == KEY_COLUMN:
                 continue
             alias = f"{table.name}{FEATURE_SEPARATOR}{column.name}"
-            if FORWARD_LOOKING.match(column.name):
-                excluded.append((alias, "forward-looking column (leaks the target)"))
+            reason = exclusion_reason(column)
+            if reason:
+                excluded.append((alias, reason))
                 continue
             chosen.append(column)
             features.append(FeatureColumn(alias, table.qualified, column.name, column.type))
@@ -112,17 +159,16 @@ def plan_pair(
         if not chosen:
             continue
         referenced.append(table.qualified)
-        columns = ", ".join([KEY_COLUMN] + [_quote(c.name) for c in chosen])
+        select.append(f"f{index}.{ROWS_AT_TIME} AS {_quote(rows_alias(table.name))}")
         joins.append(
-            f"LEFT JOIN (SELECT {columns} FROM {_table_ref(table, project)} WHERE {day_filter})"
+            f"LEFT JOIN ({one_row_per_time(table, [c.name for c in chosen], project)})"
             f" AS f{index} ON f{index}.{KEY_COLUMN} = t.{KEY_COLUMN}"
         )
     sql = "\n".join(
         [
             "SELECT " + ",\n  ".join(select),
-            f"FROM {_table_ref(targets_table, project)} AS t",
+            f"FROM ({one_row_per_time(targets_table, list(targets), project)}) AS t",
             *joins,
-            f"WHERE DATE(t.{KEY_COLUMN}) IN UNNEST(@days)",
             f"ORDER BY t.{KEY_COLUMN}",
         ]
     )
@@ -154,6 +200,11 @@ class TablesPlan:
         return len(self.features) + 1
 
     @property
+    def result_columns(self) -> int:
+        """Columns the statement returns: key, features and one row count per table."""
+        return len(self.features) + 1 + len(self.tables)
+
+    @property
     def pair(self) -> str:
         return self.name  # what labels and messages call it
 
@@ -179,21 +230,24 @@ def plan_table_groups(tables: list[Table], prefix: str, project: str | None, max
     groups: list[list[tuple[Table, list[Column]]]] = [[]]
     width, text = 1, 0
     for table in tables:
-        if KEY_COLUMN not in table.column_names():
-            raise WarehouseError(f"table {table.qualified} has no {KEY_COLUMN} column")
+        table.key_type()
         chosen = _feature_columns(table)
         if not chosen:
             continue
-        if len(chosen) + 1 > max_columns:
-            raise WarehouseError(f"table {table.qualified} alone has {len(chosen)} columns, over {max_columns} per query")
+        if len(chosen) + 2 > max_columns:
+            raise WarehouseError(
+                f"table {table.qualified} alone has {len(chosen)} columns, over {max_columns} per query"
+            )
         piece = len(_tables_sql([(table, chosen)], project).encode())  # this table's share of the text
         if groups[-1] and (
-            width + len(chosen) > max_columns or len(groups[-1]) >= MAX_REFERENCED_TABLES or text + piece > MAX_SQL_BYTES
+            width + len(chosen) + 1 > max_columns
+            or len(groups[-1]) >= MAX_REFERENCED_TABLES
+            or text + piece > MAX_SQL_BYTES
         ):
             groups.append([])
             width, text = 1, 0
         groups[-1].append((table, chosen))
-        width += len(chosen)
+        width += len(chosen) + 1  # its columns and its row count
         text += piece
     plans = []
     for number, group in enumerate(g for g in groups if g):
@@ -201,10 +255,10 @@ def plan_table_groups(tables: list[Table], prefix: str, project: str | None, max
             FeatureColumn(f"{t.name}{FEATURE_SEPARATOR}{c.name}", t.qualified, c.name, c.type) for t, cs in group for c in cs
         )
         excluded = tuple(
-            (f"{t.name}{FEATURE_SEPARATOR}{c.name}", "forward-looking column (leaks the target)")
+            (f"{t.name}{FEATURE_SEPARATOR}{c.name}", reason)
             for t, _ in group
             for c in t.columns
-            if FORWARD_LOOKING.match(c.name)
+            if c.name != KEY_COLUMN and (reason := exclusion_reason(c))
         )
         plans.append(
             TablesPlan(
@@ -215,12 +269,12 @@ def plan_table_groups(tables: list[Table], prefix: str, project: str | None, max
 
 
 def _feature_columns(table: Table) -> list[Column]:
-    return [c for c in table.columns if c.name != KEY_COLUMN and not FORWARD_LOOKING.match(c.name)]
+    return [c for c in table.columns if c.name != KEY_COLUMN and not exclusion_reason(c)]
 
 
 def _fits(plan: PairPlan, max_columns: int) -> bool:
     return (
-        len(plan.features) + len(plan.targets) + 1 <= max_columns
+        plan.result_columns <= max_columns
         and len(plan.tables) <= MAX_REFERENCED_TABLES
         and len(plan.sql.encode()) <= MAX_SQL_BYTES
     )
@@ -244,9 +298,9 @@ def split_pair_plan(
     own, shared = pair_feature_tables(catalog, pair, settings)
     candidates = own + (shared if include_shared else [])
     main: list[Table] = []
-    width = len(plan.targets) + 1
+    width = len(plan.targets) + 2  # key, targets and the targets' row count
     for table in candidates:
-        chosen = len(_feature_columns(table))
+        chosen = len(_feature_columns(table)) + 1  # its columns and its row count
         if width + chosen > limit or len(main) + 2 > MAX_REFERENCED_TABLES:
             break
         main.append(table)
@@ -262,12 +316,11 @@ def split_pair_plan(
 def _tables_sql(group: list[tuple[Table, list[Column]]], project: str | None) -> str:
     select = [KEY_COLUMN]
     joins = []
-    day_filter = f"DATE({KEY_COLUMN}) IN UNNEST(@days)"
     for index, (table, chosen) in enumerate(group):
-        columns = ", ".join([KEY_COLUMN] + [_quote(c.name) for c in chosen])
-        source = f"(SELECT {columns} FROM {_table_ref(table, project)} WHERE {day_filter}) AS s{index}"
+        source = f"({one_row_per_time(table, [c.name for c in chosen], project)}) AS s{index}"
         joins.append(f"FROM {source}" if index == 0 else f"FULL OUTER JOIN {source} USING ({KEY_COLUMN})")
         select += [f"s{index}.{_quote(c.name)} AS {_quote(f'{table.name}{FEATURE_SEPARATOR}{c.name}')}" for c in chosen]
+        select.append(f"s{index}.{ROWS_AT_TIME} AS {_quote(rows_alias(table.name))}")
     return "\n".join(["SELECT " + ",\n  ".join(select), *joins, f"ORDER BY {KEY_COLUMN}"])
 
 
