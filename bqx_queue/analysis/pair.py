@@ -28,6 +28,7 @@ from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
 from bqx_queue.universe import TARGET_WINDOW, target_column
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.catalog import missing_families
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
 from bqx_queue.warehouse.sampling import sample_days
@@ -90,9 +91,10 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
         plan = plan_pair(pair, source.catalog(), settings)
         reader, job_bytes = source.fetch_plan(pair, plan, settings, days), None
     frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=settings.max_rows)
-    repeated = frame.rows - len(np.unique(frame.times))
-    if repeated:
-        raise DataError(f"pair {pair}: {repeated} duplicate interval_time rows (a table repeats timestamps)")
+    # the query keeps one row per interval_time per table; its counts say what that dropped
+    frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)
+    if len(np.unique(frame.times)) != frame.rows:  # cannot happen unless the query's rule is lost
+        raise DataError(f"pair {pair}: the result repeats interval_time values after one row per table was kept")
     if job_bytes is None:
         per_table = source.scanned_bytes(plan, days)
         job_bytes = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
@@ -104,7 +106,10 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
         "columns": len(plan.features) + len(plan.targets) + 1,
         **job_bytes,
         "cost_usd": billing.cost_usd(job_bytes["bytes_billed"], settings.price_per_tib_usd),
-        "excluded": dict(plan.excluded),
+        "excluded": dict(plan.excluded) | frame.excluded,
+        "data_quality": frame.quality.summary(
+            settings.on_duplicate_timestamps, missing_families(source.catalog(), pair, settings)
+        ),
     }
     return frame, cost
 
@@ -180,6 +185,9 @@ def process_pair_all_horizons(
         frame, cost = fetch_pair(pair, settings, days, source)
         timings["query_s"] = time.perf_counter() - started
         prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
+        # a horizon whose target is unusable fails alone, with its reason; the others go on
+        failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
+        horizons = [h for h in horizons if h not in failed]
         timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
         selection_rows, holdout_start = _split(prepared, settings, horizons)
         selections = _select(prepared, selection_rows, settings, horizons, pair, threads)
@@ -195,6 +203,7 @@ def process_pair_all_horizons(
         horizon_results = {}
         for horizon in horizons:
             horizon_results[str(horizon)] = _horizon_result(prepared, selections[horizon], holdout_start, settings, train)
+        horizon_results |= {str(h): {"status": "failed", "error": reason} for h, reason in failed.items()}
         timings["models_s"] = time.perf_counter() - started - sum(timings.values())
     summary = {
         "pair": pair,
