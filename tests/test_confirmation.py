@@ -69,7 +69,7 @@ def test_block_bootstrap_interval_covers_a_known_mean_of_a_persistent_series():
 
 def test_dependence_rows_grows_with_persistence():
     rng = np.random.default_rng(3)
-    white, persistent = (dependence_rows(_ar1(5000, phi, rng)[:, None]) for phi in (0.0, 0.99))
+    white, persistent = (int(dependence_rows(_ar1(5000, phi, rng)[:, None])[0]) for phi in (0.0, 0.99))
     assert white <= 4 and persistent >= 200
 
 

@@ -38,7 +38,7 @@ WEIGHT_CHUNK = 100  # bootstrap draws whose row weights are held at once
 class ConfirmParams:
     alpha: float = 0.05  # family-wise error rate over a horizon's stable features
     repeats: int = 3  # permutations of each column per fold
-    draws: int = 2000  # block-bootstrap resamples
+    draws: int = 1000  # block-bootstrap resamples (enough for a standard error)
     seed: int = 0
 
 
@@ -117,23 +117,31 @@ def fold_auc(scores: np.ndarray, up: np.ndarray, weights: np.ndarray, edges: np.
     return total / mass
 
 
-def dependence_rows(per_row: np.ndarray) -> int:
-    """Return twice the longest lag after which any column's autocorrelation stays insignificant
-    (Politis and White 2004: the first m whose next K_n lags are all below 2 sqrt(log10 n / n))."""
+def dependence_rows(per_row: np.ndarray) -> np.ndarray:
+    """Return per column twice the lag after which its autocorrelation stays insignificant
+    (Politis and White 2004: the first m whose next K_n lags are all below 2 sqrt(log10 n / n));
+    1 for a constant column."""
     n = len(per_row)
     centred = per_row - per_row.mean(axis=0)
     spectrum = np.fft.rfft(centred, n=2 * n, axis=0)
     covariance = np.fft.irfft(spectrum * np.conj(spectrum), axis=0)[:n]
     variance = covariance[0]
-    acf = np.abs(covariance[:, variance > 0] / variance[variance > 0])
-    if acf.shape[1] == 0:
-        return 1
-    window = max(5, math.ceil(math.sqrt(math.log10(n))))
+    acf = np.abs(np.divide(covariance, variance, out=np.zeros_like(covariance), where=variance > 0))
+    window = min(max(5, math.ceil(math.sqrt(math.log10(n)))), n - 1)
     significant = acf >= 2 * math.sqrt(math.log10(n) / n)
-    # runs of `window` insignificant lags: the first lag m whose next `window` lags are all quiet
+    # the first lag m whose next `window` lags are all insignificant
     quiet = np.lib.stride_tricks.sliding_window_view(~significant[1:], window, axis=0).all(axis=-1)
     first = np.where(quiet.any(axis=0), quiet.argmax(axis=0), n)
-    return int(2 * max(1, first.max()))
+    return np.where(variance > 0, 2 * np.maximum(first, 1), 1)
+
+
+def block_length(dependence: int, floor: int, cap: int) -> int:
+    """Return the shortest of floor, 1.5 floor, 2.25 floor, ... covering `dependence`, at most
+    `cap`: a few lengths shared by many features keep the resamples few."""
+    length = floor
+    while length < min(dependence, cap):
+        length = math.ceil(length * 1.5)
+    return max(1, min(length, cap))
 
 
 def row_log_loss(probability: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -164,7 +172,14 @@ def confirm_horizon(
     """Return the horizon's held-out verdicts (JSON-serialisable): per stable feature its
     permutation effect, 95% interval, Bonferroni lower bound and whether it is confirmed; the
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is
-    flagged. A flagged horizon confirms nothing: its model does worse than the baseline."""
+    flagged.
+
+    A feature is confirmed when held-out rows show both that the model needs it (the one-sided
+    lower bound of its effect at level alpha / k is above zero) and that the model beats the
+    baseline (the gain's one-sided lower bound at alpha is above zero): an intersection of tests,
+    so the family-wise level stays alpha. A persistent noise column can line up with a persistent
+    target over a short held-out stretch, and its permutation effect then looks real while the
+    model it drives does no better than the constant."""
     if not folds:
         raise DataError("held-out confirmation needs at least one walk-forward fold")
     rng = np.random.default_rng(params.seed)
@@ -180,21 +195,35 @@ def confirm_horizon(
         probability = np.concatenate([np.full(len(f.up), f.baseline_probability) for f in folds])
         effects = np.empty((n, 0))
     gain = baseline_loss - row_log_loss(probability, up)  # > 0: the model beats the baseline
-    per_row = np.column_stack([effects, gain])
-    estimates = per_row.mean(axis=0)
     fold_sizes = [len(f.up) for f in folds]
-    # blocks as long as the labels' overlap, or longer where the loss differences stay correlated
-    # longer (persistent features); at least 4 blocks per resample
-    block = max(1, min(max(block, dependence_rows(per_row)), n // 4))
+    # blocks at least as long as the labels' overlap, longer where a feature or its loss
+    # differences stay correlated longer (persistent series), and at least 4 per resample
+    cap = max(1, n // 4)
+    floor = max(1, min(block, cap))
+    if k:
+        values = np.concatenate([f.features for f in folds]).astype(np.float64)
+        dependence = np.maximum(dependence_rows(values), dependence_rows(effects))
+    else:
+        dependence = np.empty(0, dtype=np.int64)
+    feature_blocks = np.array([block_length(int(d), floor, cap) for d in dependence], dtype=np.int64)
+    model_block = max([block_length(int(dependence_rows(gain[:, None])[0]), floor, cap), *feature_blocks])
+    effect_se = np.empty(k)
+    for length in np.unique(feature_blocks):
+        columns = np.flatnonzero(feature_blocks == length)
+        draws, _ = bootstrap_replicates(effects[:, columns], int(length), params.draws, rng)
+        effect_se[columns] = draws.std(axis=0, ddof=1)
     auc = float(fold_auc(probability, up, np.ones((1, n)), np.cumsum([0, *fold_sizes]))[0])
-    mean_draws, auc_draws = bootstrap_replicates(per_row, block, params.draws, rng, probability, up, fold_sizes)
-    se = mean_draws.std(axis=0, ddof=1)
+    gain_draws, auc_draws = bootstrap_replicates(
+        gain[:, None], model_block, params.draws, rng, probability, up, fold_sizes
+    )
+    gain_estimate, gain_se = float(gain.mean()), float(gain_draws.std(ddof=1))
     auc_se = float(auc_draws.std(ddof=1))
-    # the standard error rests on few independent blocks: Student t with blocks - 1 degrees of freedom
-    dof = max(1, math.ceil(n / block) - 1)
     level = params.alpha / k if k else params.alpha
-    t95, t_family = float(student_t.ppf(0.975, dof)), float(student_t.ppf(1 - level, dof))
-    gain_estimate, gain_se = float(estimates[-1]), float(se[-1])
+    # a standard error from few independent blocks: Student t with (blocks per resample - 1) dof
+    model_dof = max(1, math.ceil(n / model_block) - 1)
+    t95 = float(student_t.ppf(0.975, model_dof))
+    gain_lower_bound = gain_estimate - float(student_t.ppf(1 - params.alpha, model_dof)) * gain_se
+    beats_baseline = k > 0 and gain_lower_bound > 0
     auc_low, auc_high = auc - t95 * auc_se, auc + t95 * auc_se
     gain_low, gain_high = gain_estimate - t95 * gain_se, gain_estimate + t95 * gain_se
     reasons = []
@@ -207,23 +236,27 @@ def confirm_horizon(
         )
     features = []
     for j, name in enumerate(names):
-        effect, effect_se = float(estimates[j]), float(se[j])
-        lower_bound = effect - t_family * effect_se
+        effect, se, length = float(effects[:, j].mean()), float(effect_se[j]), int(feature_blocks[j])
+        dof = max(1, math.ceil(n / length) - 1)
+        t_interval, t_family = float(student_t.ppf(0.975, dof)), float(student_t.ppf(1 - level, dof))
+        lower_bound = effect - t_family * se
         features.append(
             {
                 "feature": name,
                 "effect": effect,
-                "effect_low": effect - t95 * effect_se,
-                "effect_high": effect + t95 * effect_se,
+                "effect_low": effect - t_interval * se,
+                "effect_high": effect + t_interval * se,
                 "lower_bound": lower_bound,
-                "confirmed": bool(lower_bound > 0 and not reasons),
+                "block_rows": length,
+                "confirmed": bool(lower_bound > 0 and beats_baseline),
             }
         )
     return {
         "k": k,
         "alpha": params.alpha,
         "level": level,
-        "block_rows": block,
+        "min_block_rows": floor,
+        "block_rows": int(model_block),
         "heldout_rows": n,
         "repeats": params.repeats,
         "draws": params.draws,
@@ -231,6 +264,8 @@ def confirm_horizon(
         "confirmed": [f["feature"] for f in features if f["confirmed"]],
         "auc": {"estimate": auc, "low": max(0.0, auc_low), "high": min(1.0, auc_high)},
         "log_loss_gain": {"estimate": gain_estimate, "low": gain_low, "high": gain_high},
+        "gain_lower_bound": gain_lower_bound,
+        "model_beats_baseline": bool(beats_baseline),
         "flagged": bool(reasons),
         "flag_reason": "; ".join(reasons) or None,
     }

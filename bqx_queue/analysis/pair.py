@@ -222,7 +222,8 @@ def process_pair_all_horizons(
         "pid": os.getpid(),
         "horizons": horizon_results,
     }
-    return PairResult(summary, _ledger(pair, prepared, selections))
+    ledger = _ledger(pair, prepared, selections)
+    return PairResult(summary, _with_verdicts(ledger, horizon_results))
 
 
 def _horizon_result(
@@ -290,3 +291,28 @@ def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionRe
     ledger = pd.concat(parts, ignore_index=True)
     ledger["excluded"] = ledger["excluded"].astype("string")
     return ledger
+
+def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Return the ledger with each stable feature's held-out verdict: confirmed, its permutation
+    effect on held-out log loss and 95% interval, and the Bonferroni lower bound that decided it
+    (NaN and False for features that were not stable)."""
+    verdicts = pd.DataFrame(
+        [
+            {
+                "horizon": int(horizon),
+                "feature": f["feature"],
+                "confirmed": f["confirmed"],
+                "heldout_effect": f["effect"],
+                "effect_low": f["effect_low"],
+                "effect_high": f["effect_high"],
+                "effect_lower_bound": f["lower_bound"],
+            }
+            for horizon, result in horizon_results.items()
+            for f in result.get("confirmation", {}).get("features", [])  # a failed horizon has none
+        ],
+        columns=["horizon", "feature", "confirmed", "heldout_effect", "effect_low", "effect_high",
+                 "effect_lower_bound"],
+    )  # fmt: skip
+    merged = ledger.merge(verdicts, on=["horizon", "feature"], how="left", validate="many_to_one")
+    merged["confirmed"] = merged["confirmed"].astype("boolean").fillna(False).astype(bool)
+    return merged

@@ -16,6 +16,7 @@ import pandas as pd
 
 from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
+from bqx_queue.warehouse.sql import DUPLICATE_RULE
 
 PAIR_FIELDS = (
     "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
@@ -67,7 +68,11 @@ def report_data(store: RunStore) -> dict[str, Any]:
             "queries": 0, "bytes_billed": 0, "cost_usd": 0.0, "host": "", "pid": 0, "horizons": {},
         }  # fmt: skip
         entry = {k: summary[k] for k in PAIR_FIELDS if k in summary}
-        entry["horizons"] = {h: _horizon(r) for h, r in summary.get("horizons", {}).items()}
+        horizons = summary.get("horizons", {})
+        entry["horizons"] = {h: _horizon(r) for h, r in horizons.items() if r.get("status", "ok") == "ok"}
+        entry["failed_horizons"] = {h: r["error"] for h, r in horizons.items() if r.get("status", "ok") != "ok"}
+        if "data_quality" in summary:
+            entry["data_quality"] = summary["data_quality"]
         pairs.append(entry)
     ok = [p for p in pairs if p["status"] == "ok"]
     finished = max((p.get("finished_at", 0) for p in pairs), default=0) or time.time()
@@ -105,6 +110,30 @@ def report_data(store: RunStore) -> dict[str, Any]:
         "pairs": pairs,
         "shared": shared,
         "features_across_pairs": [{"feature": f, "pair_horizons": n} for f, n in selected.most_common(50)],
+        "data_quality": data_quality(pairs),
+    }
+
+
+def data_quality(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the run's data-quality section: what each pair's warehouse hazards did."""
+    return {
+        "duplicate_rule": DUPLICATE_RULE,
+        "tables": [
+            {"pair": p["pair"], **table} for p in pairs for table in p.get("data_quality", {}).get("tables", [])
+        ],
+        "non_finite": [
+            {"pair": p["pair"], **column} for p in pairs for column in p.get("data_quality", {}).get("non_finite", [])
+        ],
+        "missing_families": [
+            {"pair": p["pair"], "families": p["data_quality"]["missing_families"]}
+            for p in pairs
+            if p.get("data_quality", {}).get("missing_families")
+        ],
+        "failed_horizons": [
+            {"pair": p["pair"], "horizon": int(h), "error": error}
+            for p in pairs
+            for h, error in p.get("failed_horizons", {}).items()
+        ],
     }
 
 
@@ -166,8 +195,36 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Features stable in most pairs and horizons", ""]
     for row in data["features_across_pairs"][:20]:
         lines.append(f"- `{row['feature']}`: {row['pair_horizons']} pair-horizons")
+    lines += _markdown_data_quality(data.get("data_quality"))
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if failed:
         lines += ["", "## Failed pairs", ""] + [f"- {p['pair']}: {p['error']}" for p in failed]
     lines += ["", "The feature ledger (every feature x horizon, frequency, selected, exclusion reason) is ledger.parquet."]
     return "\n".join(lines) + "\n"
+
+
+def _markdown_data_quality(quality: dict[str, Any] | None) -> list[str]:
+    if quality is None:  # a report written before data-quality counts were recorded
+        return []
+    lines = ["", "## Data quality", "", f"Repeated timestamps are resolved to {quality['duplicate_rule']}.", ""]
+    if quality["tables"]:
+        lines += [
+            "| pair | table | repeated timestamps | rows dropped | minutes without a row |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {t['pair']} | {t['table']} | {t['repeated_timestamps']} | {t['rows_dropped']} | {t['rows_missing']} |"
+            for t in quality["tables"]
+        ]
+    else:
+        lines.append("No table repeats a timestamp or lacks a minute of its pair's targets.")
+    if quality["non_finite"]:
+        lines += ["", "+/-inf values read as NULL:", ""]
+        lines += [f"- {c['pair']} `{c['column']}`: {c['values']}" for c in quality["non_finite"]]
+    if quality["missing_families"]:
+        lines += ["", "Table families other pairs have and these lack (analysed with the tables they have):", ""]
+        lines += [f"- {m['pair']}: {', '.join(m['families'])}" for m in quality["missing_families"]]
+    if quality["failed_horizons"]:
+        lines += ["", "Failed horizons (the pair's other horizons went on):", ""]
+        lines += [f"- {f['pair']} h{f['horizon']}: {f['error']}" for f in quality["failed_horizons"]]
+    return lines

@@ -133,6 +133,8 @@ def _heatmap_section(data: dict[str, Any]) -> str:
                     f"{p['pair']} h{h}: {result['n_stable']} stable (AUC {result['metrics']['auc']:.3f} vs "
                     f"baseline {result['baseline']['auc']:.3f}; error bound {result['error_bound']}) {names}"
                 )
+            elif h in p.get("failed_horizons", {}):
+                tips[key] = f"{p['pair']} h{h}: horizon failed: {p['failed_horizons'][h]}"
             else:
                 tips[key] = f"{p['pair']} h{h}: no result ({p['status']})"
     return heatmap([p["pair"] for p in data["pairs"]], [f"h{h}" for h in horizons], values,
@@ -213,6 +215,40 @@ def _timeline_section(data: dict[str, Any], created_at: float) -> str:
     return chart
 
 
+def _data_quality_section(data: dict[str, Any]) -> str:
+    """Return what the warehouse's hazards did: repeated timestamps and missing minutes per table,
+    +/-inf values, missing table families and failed horizons."""
+    quality = data.get("data_quality")
+    if quality is None:
+        return "<p class='note'>This report was written before data-quality counts were recorded.</p>"
+    parts = [f"<p class='note'>Repeated timestamps are resolved to {escape(quality['duplicate_rule'])}.</p>"]
+    if quality["tables"]:
+        head = (
+            "<tr><th class='l'>pair</th><th class='l'>table</th><th>repeated timestamps</th><th>rows dropped</th>"
+            "<th>minutes without a row</th></tr>"
+        )
+        rows = "".join(
+            f"<tr><td class='l'>{escape(t['pair'])}</td><td class='l'><code>{escape(t['table'])}</code></td>"
+            f"<td>{t['repeated_timestamps']:,}</td><td>{t['rows_dropped']:,}</td><td>{t['rows_missing']:,}</td></tr>"
+            for t in quality["tables"]
+        )
+        parts.append(f"<table class='quality'>{head}{rows}</table>")
+    else:
+        parts.append("<p>No table repeats a timestamp or lacks a minute of its pair's targets.</p>")
+    lists = [
+        ("+/-inf values read as NULL", [f"{escape(c['pair'])} <code>{escape(c['column'])}</code>: {c['values']:,}"
+                                        for c in quality["non_finite"]]),
+        ("Table families other pairs have and these lack (analysed with the tables they have)",
+         [f"{escape(m['pair'])}: {escape(', '.join(m['families']))}" for m in quality["missing_families"]]),
+        ("Failed horizons (the pair's other horizons went on)",
+         [f"{escape(f['pair'])} h{f['horizon']}: {escape(f['error'])}" for f in quality["failed_horizons"]]),
+    ]  # fmt: skip
+    for title, items in lists:
+        if items:
+            parts.append(f"<p>{escape(title)}:</p><ul>{''.join(f'<li>{item}</li>' for item in items)}</ul>")
+    return "".join(parts)
+
+
 def _failed_section(data: dict[str, Any]) -> str:
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if not failed:
@@ -231,6 +267,7 @@ def render_html(data: dict[str, Any], manifest: dict[str, Any]) -> str:
     sections = [
         ("Run", _summary(data, estimate.total_usd)),
         ("Cost per pair: estimate and actual", _cost_section(data, estimate.per_pair_usd)),
+        ("Data quality", _data_quality_section(data)),
         ("Stable features: pairs x horizons", _heatmap_section(data)),
         ("Features stable across most pairs and horizons", _stable_across_section(data)),
         ("SHAP: top features per horizon", _shap_section(data)),

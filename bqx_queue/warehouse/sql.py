@@ -30,6 +30,10 @@ from bqx_queue.warehouse.catalog import (
 
 FEATURE_SEPARATOR = "__"  # result columns are <table>__<column>: unique and traceable
 ROWS_AT_TIME = "bqx_rows_at_time"  # rows a table has at the minute, before one is kept
+DUPLICATE_RULE = (
+    "one row per interval_time per table: of the rows sharing a minute, the one that sorts first by the "
+    "selected columns in table order, each descending (largest value first, NULL last)"
+)
 FEATURE_TYPES = ("FLOAT64", "INT64", "NUMERIC", "BIGNUMERIC", "BOOL", "STRING")
 CALENDAR_TYPES = ("DATE", "DATETIME", "TIMESTAMP", "TIME")
 

@@ -1,0 +1,81 @@
+"""Real prices, not ours: 5,000 hourly EUR/USD bars (shipped by `backtesting`) as a Parquet export.
+
+For H < 45, target_bqx45_hH contains the last 45 - H one-row returns, so the momentum over 45 - H
+rows must be confirmed on held-out rows; for H >= 45 nothing here carries information, and the
+persistent AR(1) noise columns, which in-sample selection does sometimes call stable, must never
+be confirmed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bqx_queue.analysis.pair import process_pair_all_horizons
+from bqx_queue.config import load_settings
+from bqx_queue.testing.real_prices import build_real_price_export, momentum_feature, noise_features
+from bqx_queue.universe import HORIZONS, TARGET_WINDOW
+
+# A short hourly history: read all of it (max_rows above its ~4,900 rows); the defaults fit the
+# rest (12 selection blocks of ~300 rows, 3 walk-forward folds over the last 25%, B = 50).
+SHORT_HISTORY = {"max_rows": 10_000}
+NOISE = set(noise_features())
+
+
+def _run(tmp_path_factory: pytest.TempPathFactory, noise_seed: int, seed: int):
+    folder = build_real_price_export(tmp_path_factory.mktemp(f"eurusd-{noise_seed}"), noise_seed=noise_seed)
+    return process_pair_all_horizons("eurusd", load_settings(warehouse=folder, seed=seed, **SHORT_HISTORY))
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    return _run(tmp_path_factory, noise_seed=0, seed=42)
+
+
+def _confirmed(summary) -> dict[int, set[str]]:
+    return {int(h): set(r["confirmation"]["confirmed"]) for h, r in summary["horizons"].items()}
+
+
+def _assert_the_truth(summary) -> None:
+    confirmed = _confirmed(summary)
+    for horizon in HORIZONS:
+        if horizon < TARGET_WINDOW:
+            assert momentum_feature(horizon) in confirmed[horizon], (horizon, summary["horizons"][str(horizon)])
+        else:
+            assert confirmed[horizon] == set(), (horizon, summary["horizons"][str(horizon)]["confirmation"])
+        assert not confirmed[horizon] & NOISE
+
+
+def test_real_prices_confirm_the_shared_momentum_and_nothing_past_45_rows(real_run):
+    summary = real_run.summary
+    assert summary["rows_used"] > 4_500 and summary["features_usable"] == 40
+    _assert_the_truth(summary)
+    h15 = summary["horizons"]["15"]["confirmation"]
+    assert h15["auc"]["low"] > 0.85 and h15["log_loss_gain"]["low"] > 0 and not h15["flagged"]
+    assert h15["k"] == len(summary["horizons"]["15"]["stable"]) and h15["level"] == pytest.approx(0.05 / h15["k"])
+    assert h15["min_block_rows"] == 15 + TARGET_WINDOW and h15["heldout_rows"] > 1_000
+
+
+def test_flagged_horizons_confirm_nothing_and_say_why(real_run):
+    for result in real_run.summary["horizons"].values():
+        verdict = result["confirmation"]
+        if verdict["flagged"]:
+            assert verdict["confirmed"] == [] and "baseline" in verdict["flag_reason"]
+            assert verdict["auc"]["high"] < 0.5 or verdict["log_loss_gain"]["high"] < 0
+
+
+def test_the_ledger_carries_each_stable_feature_verdict(real_run):
+    ledger = real_run.ledger
+    stable = ledger[ledger["selected"]]
+    assert stable["heldout_effect"].notna().all() and stable["effect_low"].le(stable["heldout_effect"]).all()
+    assert not ledger.loc[~ledger["selected"], "confirmed"].any()
+    confirmed = ledger[ledger["confirmed"]]
+    assert set(zip(confirmed["horizon"], confirmed["feature"], strict=True)) == {
+        (15, momentum_feature(15)),
+        (30, momentum_feature(30)),
+    }
+
+
+@pytest.mark.parametrize(("noise_seed", "seed"), [(1, 1), (2, 2), (3, 3), (7, 7)])
+def test_across_seeds_no_noise_column_is_ever_confirmed(tmp_path_factory, noise_seed, seed):
+    summary = _run(tmp_path_factory, noise_seed, seed).summary
+    _assert_the_truth(summary)
