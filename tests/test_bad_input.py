@@ -1,8 +1,9 @@
 """Bad input: each case ends with one clear line naming the problem, a non-zero exit, and nothing
 half written. Producer-side problems (selection, settings, warehouse layout, broker) stop
-`bqx-enqueue` with exit 2 before a run folder exists; problems only a pair's data shows
-(duplicate timestamps, a NULL or constant target, too few rows) fail that pair with its reason,
-and the run exits 1. The property test feeds random settings and pair lists to the CLI."""
+`bqx-enqueue` with exit 2 before a run folder exists; problems only a pair's data shows (every
+target NULL or constant, too few rows, repeated timestamps under on_duplicate_timestamps =
+"fail") fail that pair with its reason, and the run exits 1. The property test feeds random
+settings and pair lists to the CLI."""
 
 from __future__ import annotations
 
@@ -249,12 +250,16 @@ def run_one_pair(warehouse: Path, runs: Path, **overrides) -> dict:
     return summary
 
 
-def test_duplicate_timestamps_fail_the_pair_with_the_reason(cli_env, export_copy):
+def test_duplicate_timestamps_are_dropped_or_fail_the_pair_as_the_setting_says(cli_env, export_copy):
     table = next((export_copy / "bqx_features").glob("reg_eurusd*.parquet"))
     rewrite(table, lambda frame: pd.concat([frame, frame.head(5)]))
     summary = run_one_pair(export_copy, cli_env)
+    assert summary["status"] == "ok"
+    repeats = {"table": f"bqx_features.{table.stem}", "repeated_timestamps": 5, "rows_dropped": 5, "rows_missing": 0}
+    assert repeats in summary["data_quality"]["tables"]
+    summary = run_one_pair(export_copy, cli_env / "strict", on_duplicate_timestamps="fail")
     assert summary["status"] == "failed"
-    assert "5 duplicate interval_time rows" in summary["error"]
+    assert f"bqx_features.{table.stem} (5 timestamps, 5 extra rows)" in summary["error"]
 
 
 def test_all_null_target_fails_the_pair_with_the_reason(cli_env, export_copy):
