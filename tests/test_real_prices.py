@@ -8,10 +8,15 @@ be confirmed.
 
 from __future__ import annotations
 
+import json
+
+import jsonschema
 import pytest
 
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
+from bqx_queue.report.build import report_schema, write_report
+from bqx_queue.run import execute_pair, plan_run, write_manifest
 from bqx_queue.testing.real_prices import build_real_price_export, momentum_feature, noise_features
 from bqx_queue.universe import HORIZONS, TARGET_WINDOW
 
@@ -79,3 +84,40 @@ def test_the_ledger_carries_each_stable_feature_verdict(real_run):
 def test_across_seeds_no_noise_column_is_ever_confirmed(tmp_path_factory, noise_seed, seed):
     summary = _run(tmp_path_factory, noise_seed, seed).summary
     _assert_the_truth(summary)
+
+
+def test_the_report_lists_findings_apart_from_unconfirmed_features_and_marks_flagged_horizons(tmp_path_factory):
+    folder = build_real_price_export(tmp_path_factory.mktemp("eurusd-report"), noise_seed=0)
+    settings = load_settings(warehouse=folder, runs_dir=folder.parent / "runs", seed=42, **SHORT_HISTORY)
+    store = write_manifest(settings, plan_run(settings, ["eurusd"]))
+    execute_pair(store, "eurusd")
+    data = json.loads(write_report(store).read_text())
+    jsonschema.validate(data, report_schema())
+    section = data["confirmation"]
+    assert {(r["horizon"], r["feature"]) for r in section["findings"]} == {
+        (15, momentum_feature(15)),
+        (30, momentum_feature(30)),
+    }
+    assert data["totals"]["confirmed_findings"] == 2 and section["horizons_evaluated"] == len(HORIZONS)
+    stable = {(int(h), s["feature"]) for h, r in data["pairs"][0]["horizons"].items() for s in r["stable"]}
+    assert {(r["horizon"], r["feature"]) for r in section["unconfirmed"]} == stable - {
+        (r["horizon"], r["feature"]) for r in section["findings"]
+    }
+    assert all(r["why"] for r in section["unconfirmed"])
+    flagged = [(int(h), r["confirmation"]["flag_reason"]) for h, r in data["pairs"][0]["horizons"].items()
+               if r["confirmation"]["flagged"]]  # fmt: skip
+    assert [(f["horizon"], f["reason"]) for f in section["flagged_horizons"]] == flagged
+    assert "error bound" in section["note"] and "held-out rows" in section["note"]
+
+    markdown = (store.root / "report.md").read_text()
+    findings_md, unconfirmed_md = markdown.split("## Confirmed findings (held-out rows)")[1].split(
+        "## Stable but not confirmed"
+    )
+    assert f"| eurusd | h15 | `{momentum_feature(15)}` |" in findings_md
+    assert "noise_eurusd" not in findings_md
+    for horizon, _ in flagged:
+        assert f"**FLAGGED** eurusd h{horizon}:" in unconfirmed_md
+    page = (store.root / "report.html").read_text()
+    assert "<h3>Confirmed findings</h3>" in page and "<h3>Stable but not confirmed</h3>" in page
+    assert page.index(momentum_feature(30)) < page.index("<h3>Stable but not confirmed</h3>")
+    assert ("<b>FLAGGED</b>" in page) == bool(flagged)

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
+from bqx_queue.report import confirmation
 from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
@@ -42,6 +43,7 @@ def _horizon(result: dict[str, Any]) -> dict[str, Any]:
         "baseline": metrics["baseline"],
         "folds": metrics["folds"],
         "shap_top": result["shap_top"],
+        **({"confirmation": result["confirmation"]} if "confirmation" in result else {}),
     }
 
 
@@ -81,6 +83,8 @@ def report_data(store: RunStore) -> dict[str, Any]:
     selected = Counter(
         (s["feature"]) for p in ok for h in p["horizons"].values() for s in h["stable"]
     )
+    held_out = confirmation.confirmation_section(ok)
+    confirmed = Counter(r["feature"] for r in held_out["findings"])
     return {
         "run": {
             "run_id": manifest["run_id"],
@@ -106,10 +110,16 @@ def report_data(store: RunStore) -> dict[str, Any]:
             "cost_usd": round(sum(p["cost_usd"] for p in pairs) + shared["cost_usd"], 6),
             "features_tested": sum(p.get("features_tested", 0) for p in pairs),
             "stable_selections": sum(h["n_stable"] for p in ok for h in p["horizons"].values()),
+            "confirmed_findings": len(held_out["findings"]),
+            "flagged_horizons": len(held_out["flagged_horizons"]),
         },
         "pairs": pairs,
         "shared": shared,
-        "features_across_pairs": [{"feature": f, "pair_horizons": n} for f, n in selected.most_common(50)],
+        "features_across_pairs": [
+            {"feature": f, "pair_horizons": n, "confirmed_pair_horizons": confirmed[f]}
+            for f, n in selected.most_common(50)
+        ],
+        "confirmation": held_out,
         "data_quality": data_quality(pairs),
     }
 
@@ -172,6 +182,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
         f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",
         f"- features tested: {totals['features_tested']:,}; stable selections: {totals['stable_selections']}",
+        *([f"- confirmed on held-out rows: {totals['confirmed_findings']} of the stable selections; "
+           f"flagged horizons: {totals['flagged_horizons']}"] if "confirmed_findings" in totals else []),
         "",
         "## Pairs",
         "",
@@ -184,22 +196,30 @@ def render_markdown(data: dict[str, Any]) -> str:
             f"| {_gib(p['bytes_billed'])} | {p['cost_usd']:.4f} | {p.get('wall_s', 0):.1f} "
             f"| {_gib(p.get('peak_rss_bytes', 0))} | {p['host']}:{p['pid']} |"
         )
-    lines += ["", "## Stable features per pair and horizon (AUC / baseline AUC)", ""]
+    lines += ["", "## Stable features per pair and horizon (AUC / baseline AUC; confirmed; FLAGGED)", ""]
     lines += ["| pair | " + " | ".join(f"h{h}" for h in horizons) + " |", "|---" * (len(horizons) + 1) + "|"]
     for p in data["pairs"]:
         cells = []
         for h in horizons:
             r = p["horizons"].get(h)
             cells.append(f"{r['n_stable']} ({r['metrics']['auc']:.3f}/{r['baseline']['auc']:.3f})" if r else "-")
+            if r and "confirmation" in r:
+                verdict = r["confirmation"]
+                cells[-1] += f"; {len(verdict['confirmed'])} confirmed" + (" FLAGGED" if verdict["flagged"] else "")
         lines.append(f"| {p['pair']} | " + " | ".join(cells) + " |")
     lines += ["", "## Features stable in most pairs and horizons", ""]
     for row in data["features_across_pairs"][:20]:
         lines.append(f"- `{row['feature']}`: {row['pair_horizons']} pair-horizons")
+    lines += confirmation.markdown_lines(data.get("confirmation"))
     lines += _markdown_data_quality(data.get("data_quality"))
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if failed:
         lines += ["", "## Failed pairs", ""] + [f"- {p['pair']}: {p['error']}" for p in failed]
-    lines += ["", "The feature ledger (every feature x horizon, frequency, selected, exclusion reason) is ledger.parquet."]
+    lines += [
+        "",
+        "The feature ledger (every feature x horizon: frequency, selected, exclusion reason, and for stable features "
+        "the held-out verdict: confirmed, heldout_effect, effect_low, effect_high) is ledger.parquet.",
+    ]
     return "\n".join(lines) + "\n"
 
 

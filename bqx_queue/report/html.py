@@ -133,6 +133,10 @@ def _heatmap_section(data: dict[str, Any]) -> str:
                     f"{p['pair']} h{h}: {result['n_stable']} stable (AUC {result['metrics']['auc']:.3f} vs "
                     f"baseline {result['baseline']['auc']:.3f}; error bound {result['error_bound']}) {names}"
                 )
+                if "confirmation" in result:
+                    verdict = result["confirmation"]
+                    tips[key] += f"; {len(verdict['confirmed'])} confirmed on held-out rows"
+                    tips[key] += f"; FLAGGED: {verdict['flag_reason']}" if verdict["flagged"] else ""
             elif h in p.get("failed_horizons", {}):
                 tips[key] = f"{p['pair']} h{h}: horizon failed: {p['failed_horizons'][h]}"
             else:
@@ -249,6 +253,53 @@ def _data_quality_section(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _verdict_table(rows: list[dict[str, Any]], with_why: bool) -> str:
+    head = (
+        "<tr><th class='l'>pair</th><th>horizon</th><th class='l'>feature</th><th>frequency</th>"
+        "<th>held-out effect on log loss</th><th>95% CI</th><th>lower bound</th><th>level (alpha/k)</th>"
+        + ("<th class='l'>why not confirmed</th>" if with_why else "")
+        + "</tr>"
+    )
+    body = "".join(
+        f"<tr><td class='l'>{escape(r['pair'])}</td><td>h{r['horizon']}</td><td class='l'><code>{escape(r['feature'])}"
+        f"</code></td><td>{r['frequency']:.2f}</td><td>{r['effect']:+.4f}</td>"
+        f"<td>{r['effect_low']:+.4f} to {r['effect_high']:+.4f}</td><td>{r['lower_bound']:+.4f}</td>"
+        f"<td>{r['level']:.4g} (k={r['k']})</td>" + (f"<td class='l'>{escape(r['why'])}</td>" if with_why else "")
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table>{head}{body}</table>"
+
+
+def _confirmation_section(data: dict[str, Any]) -> str:
+    """Return confirmed findings, stable features held-out rows did not confirm (with their
+    evidence) and flagged horizons; empty for a report written before held-out verdicts."""
+    section = data.get("confirmation")
+    if section is None:
+        return "<p class='note'>This run has no held-out verdicts.</p>"
+    parts = [f"<p class='note'>{escape(section['note'])}</p>", "<h3>Confirmed findings</h3>"]
+    parts.append(
+        _verdict_table(section["findings"], with_why=False)
+        if section["findings"]
+        else "<p>No stable feature was confirmed on held-out rows.</p>"
+    )
+    parts.append("<h3>Stable but not confirmed</h3>")
+    parts.append(
+        _verdict_table(section["unconfirmed"], with_why=True)
+        if section["unconfirmed"]
+        else "<p>Every stable feature was confirmed.</p>"
+    )
+    if section["flagged_horizons"]:
+        items = "".join(
+            f"<li><b>FLAGGED</b> {escape(f['pair'])} h{f['horizon']}: {escape(f['reason'])}</li>"
+            for f in section["flagged_horizons"]
+        )
+        parts.append(
+            f"<h3>Flagged horizons: worse than the constant baseline on held-out rows</h3><ul class='failed'>{items}</ul>"
+        )
+    return "".join(parts)
+
+
 def _failed_section(data: dict[str, Any]) -> str:
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if not failed:
@@ -269,6 +320,7 @@ def render_html(data: dict[str, Any], manifest: dict[str, Any]) -> str:
         ("Cost per pair: estimate and actual", _cost_section(data, estimate.per_pair_usd)),
         ("Data quality", _data_quality_section(data)),
         ("Stable features: pairs x horizons", _heatmap_section(data)),
+        ("Held-out confirmation: findings, unconfirmed, flagged horizons", _confirmation_section(data)),
         ("Features stable across most pairs and horizons", _stable_across_section(data)),
         ("SHAP: top features per horizon", _shap_section(data)),
         ("Timeline: pair tasks per worker process", _timeline_section(data, created_at)),

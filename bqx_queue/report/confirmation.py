@@ -1,0 +1,120 @@
+"""The report's held-out confirmation: findings are the stable features held-out rows confirmed;
+stable ones they did not confirm are listed apart with their evidence; flagged horizons (models
+worse than the constant baseline on held-out rows) are named, never shown as successes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+NOTE = (
+    "Stable means selected in at least pi_thr of the 2B block-half subsamples of the first 75% of "
+    "the history; the error bound (Meinshausen-Buehlmann) bounds the expected number of features "
+    "selected in-sample by chance under that block-half subsampling, and says nothing about held-out "
+    "rows. Confirmed means that on the held-out last 25% (purged walk-forward folds) permuting the "
+    "feature within each fold's test window raises log loss, with a one-sided lower bound at level "
+    "alpha / k above zero (Bonferroni over the horizon's k stable features), and that the horizon's "
+    "model beats the constant baseline (log-loss gain lower bound at alpha above zero). Intervals are "
+    "95% circular block-bootstrap intervals over the held-out rows (blocks of at least horizon + 45 "
+    "rows, longer for persistent features; Student t on blocks - 1 degrees of freedom): they cover "
+    "the sampling of held-out rows given the fold models, not the variability of selection or "
+    "training. A horizon is flagged when its held-out AUC interval lies below 0.5 (the constant "
+    "baseline's) or its log-loss gain interval lies below 0; a flagged horizon confirms nothing."
+)
+
+
+def _why_unconfirmed(feature: dict[str, Any], verdict: dict[str, Any]) -> str:
+    if verdict["flagged"]:
+        return f"horizon flagged: {verdict['flag_reason']}"
+    if feature["lower_bound"] <= 0:
+        return f"effect lower bound {feature['lower_bound']:+.4f} at level {verdict['level']:.4g} is not above 0"
+    return (
+        f"the horizon's model does not beat the baseline on held-out rows "
+        f"(log-loss gain lower bound {verdict['gain_lower_bound']:+.4f})"
+    )
+
+
+def confirmation_section(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return report.json's confirmation section from the pairs' horizon entries."""
+    findings, unconfirmed, flagged = [], [], []
+    evaluated = 0
+    for p in pairs:
+        for horizon, result in p["horizons"].items():
+            verdict = result.get("confirmation")
+            if verdict is None:  # a summary written before held-out verdicts existed
+                continue
+            evaluated += 1
+            frequency = {s["feature"]: s["frequency"] for s in result["stable"]}
+            for feature in verdict["features"]:
+                row = {
+                    "pair": p["pair"],
+                    "horizon": int(horizon),
+                    "feature": feature["feature"],
+                    "frequency": frequency.get(feature["feature"], 0.0),
+                    "effect": feature["effect"],
+                    "effect_low": feature["effect_low"],
+                    "effect_high": feature["effect_high"],
+                    "lower_bound": feature["lower_bound"],
+                    "k": verdict["k"],
+                    "level": verdict["level"],
+                }
+                if feature["confirmed"]:
+                    findings.append(row)
+                else:
+                    unconfirmed.append({**row, "why": _why_unconfirmed(feature, verdict)})
+            if verdict["flagged"]:
+                flagged.append(
+                    {
+                        "pair": p["pair"],
+                        "horizon": int(horizon),
+                        "reason": verdict["flag_reason"],
+                        "auc": verdict["auc"],
+                        "log_loss_gain": verdict["log_loss_gain"],
+                    }
+                )
+    findings.sort(key=lambda r: (r["pair"], r["horizon"], -r["effect"]))
+    unconfirmed.sort(key=lambda r: (r["pair"], r["horizon"], -r["effect"]))
+    return {
+        "note": NOTE,
+        "horizons_evaluated": evaluated,
+        "findings": findings,
+        "unconfirmed": unconfirmed,
+        "flagged_horizons": flagged,
+    }
+
+
+def _interval(row: dict[str, Any]) -> str:
+    return f"{row['effect']:+.4f} [{row['effect_low']:+.4f}, {row['effect_high']:+.4f}]"
+
+
+def markdown_lines(section: dict[str, Any] | None) -> list[str]:
+    """Return report.md's confirmation sections."""
+    if section is None:  # a report written before held-out verdicts existed
+        return []
+    lines = ["", "## Confirmed findings (held-out rows)", "", section["note"], ""]
+    head = (
+        "| pair | horizon | feature | frequency | held-out effect on log loss [95% CI] | lower bound "
+        "| level (alpha/k) |"
+    )
+    if section["findings"]:
+        lines += [head, "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| {r['pair']} | h{r['horizon']} | `{r['feature']}` | {r['frequency']:.2f} | {_interval(r)} "
+            f"| {r['lower_bound']:+.4f} | {r['level']:.4g} (k={r['k']}) |"
+            for r in section["findings"]
+        ]
+    else:
+        lines.append("No stable feature was confirmed on held-out rows.")
+    lines += ["", "## Stable but not confirmed", ""]
+    if section["unconfirmed"]:
+        lines += [head + " why not |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"| {r['pair']} | h{r['horizon']} | `{r['feature']}` | {r['frequency']:.2f} | {_interval(r)} "
+            f"| {r['lower_bound']:+.4f} | {r['level']:.4g} (k={r['k']}) | {r['why']} |"
+            for r in section["unconfirmed"]
+        ]
+    else:
+        lines.append("Every stable feature was confirmed.")
+    if section["flagged_horizons"]:
+        lines += ["", "## Flagged horizons (worse than the constant baseline on held-out rows)", ""]
+        lines += [f"- **FLAGGED** {f['pair']} h{f['horizon']}: {f['reason']}" for f in section["flagged_horizons"]]
+    return lines
