@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hazard_export import PAIRS, ROWS_PER_DAY, Export, build_export, minutes, weekdays
-from test_report_html import _visit, browser  # noqa: F401  (the headless Chromium fixture)
+from test_report_html import _distinct_colours, _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
 from bqx_queue.analysis.pair import fetch_pair, pair_days, process_pair_all_horizons, query_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
@@ -401,3 +401,5 @@ def test_the_data_quality_section_renders_in_headless_chromium(hazard_run, brows
     visit = asyncio.run(_visit(browser.page_websocket(), (hazard_run / "report.html").as_uri()))
     assert visit["problems"] == []
     assert visit["facts"]["text"] > 1000
+    colours, ink, _ = _distinct_colours(visit["png"])
+    assert colours >= 50 and 0.03 < ink < 0.6  # drawn, not blank
