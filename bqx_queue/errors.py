@@ -29,5 +29,9 @@ class BudgetError(BqxError):
     """A run or query would spend more than its budget allows."""
 
 
+class MemoryPlanError(BqxError):
+    """A pair's predicted peak memory is above the per-child cap: refused before enqueueing."""
+
+
 class MemoryBudgetExceeded(BqxError):
     """A task's resident memory went past its budget; raised inside the task to stop it."""

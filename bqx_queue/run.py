@@ -18,14 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import BqxError, BudgetError
+from bqx_queue.analysis.width import PeakEstimate, predict_peak
+from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
+from bqx_queue.memory import GIB
 from bqx_queue.store import RunStore
 from bqx_queue.universe import resolve_pairs
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.sampling import common_days, sample_days
 from bqx_queue.warehouse.shared import shared_once
 from bqx_queue.warehouse.source import estimate_plan, open_source, source_location
-from bqx_queue.warehouse.sql import TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
+from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
+from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +80,13 @@ def plan_run(
         plans[pair] = plan
         counts[pair] = source.day_counts(catalog.table(*plan.tables[0].split(".")))
     days = sample_days(common_days(counts), settings.max_rows, settings.seed)
+    shared_features = [f for p in plan_shared_tables(catalog, settings) for f in p.features] if once else []
+    peaks = {
+        pair: refuse_if_too_wide(
+            pair, sum(counts[pair].get(day, 0) for day in days), [*plan.features, *shared_features], parts[pair], settings
+        )
+        for pair, plan in plans.items()
+    }
     run_id = run_id or new_run_id()
     estimates = {
         pair: billing.combined_estimate(
@@ -116,6 +126,8 @@ def plan_run(
                 "queries": estimates[pair].queries,
                 "tables": estimates[pair].tables,
                 "columns": len(p.features) + sum(len(part.features) for part in parts[pair]),
+                "predicted_peak_bytes": peaks[pair].peak_bytes,
+                "features_in_selection": peaks[pair].selection_features,
             }
             for pair, p in plans.items()
         },
@@ -127,6 +139,27 @@ def plan_run(
         **extra,
     }
     return manifest
+
+
+def refuse_if_too_wide(
+    pair: str, rows: int, features: list[FeatureColumn], parts: list[TablesPlan], settings: Settings
+) -> PeakEstimate:
+    """Return the pair's predicted per-child peak; raises MemoryPlanError when it is above the
+    per-child cap, so no worker has to find out."""
+    features = features + [f for part in parts for f in part.features]
+    width = sum(1 if f.type in NUMERIC_TYPES else 1 + MAX_STRING_LEVELS for f in features)
+    peak = predict_peak(
+        rows, width, settings.selection_blocks, settings.memory_budget_bytes, settings.selection_max_features
+    )
+    cap = settings.worker_max_memory_per_child_kib * 1024
+    if peak.peak_bytes > cap:
+        raise MemoryPlanError(
+            f"pair {pair}: {len(features):,} features x {rows:,} rows would peak at {peak.peak_bytes / GIB:.1f} GiB "
+            f"per worker child, above worker_max_memory_per_child_kib ({cap / GIB:.1f} GiB): lower max_rows"
+            + (" or selection_max_features" if settings.selection_max_features else "")
+            + ", or raise worker_max_memory_per_child_kib on hosts with the memory"
+        )
+    return peak
 
 
 def write_manifest(settings: Settings, manifest: dict[str, Any]) -> RunStore:

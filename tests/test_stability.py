@@ -6,14 +6,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import lars_path_gram
 
-from bqx_queue.analysis.stability import (
-    BlockGrams,
-    SelectionParams,
-    _standardise_in_place,
-    lar_first_q,
-    select_stable,
-    time_blocks,
-)
+from bqx_queue.analysis.grams import BlockGrams, HalfGram, packed_bytes
+from bqx_queue.analysis.stability import SelectionParams, lar_first_q, select_stable, time_blocks
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
@@ -30,19 +24,32 @@ def test_lar_enters_features_in_the_order_scikit_learn_does():
     gram, cross = xs.T @ xs, xs.T @ (y - y.mean())
     before = gram.copy()
     _, reference, _ = lars_path_gram(cross, gram.copy(), n_samples=1500, max_iter=15, method="lar")
-    assert lar_first_q(gram, cross, 15) == [int(i) for i in reference]
+    assert lar_first_q(gram.__getitem__, np.diag(gram), cross, 15) == [int(i) for i in reference]
     assert np.array_equal(gram, before)  # the shared Gram is never changed
 
 
-def test_in_place_standardisation_equals_the_centred_correlation_gram():
+def test_half_gram_rows_equal_the_centred_correlation_gram_of_its_blocks():
     rng = np.random.default_rng(1)
-    x = rng.normal(3.0, 2.0, size=(800, 50))
-    gram = (x.T @ x).astype(np.float64)
-    weights = rng.uniform(0.5, 1.0, 50)
-    scale = _standardise_in_place(gram, x.sum(axis=0), 800, weights)
-    expected = _standardised(x) * weights
-    assert np.allclose(gram, expected.T @ expected, atol=1e-10)
-    assert np.allclose(scale * np.sqrt(((x - x.mean(0)) ** 2).sum(0)), weights)
+    x = np.asfortranarray(rng.normal(3.0, 2.0, size=(800, 50)).astype(np.float32))
+    x[:, 7] = 1.5  # a constant column cannot enter
+    blocks = time_blocks(np.arange(800), 4, gap=3)
+    columns = np.array([0, 3, 7, 9, 20, 49])
+    grams = BlockGrams(x, blocks, columns)
+    assert grams.packed.nbytes == packed_bytes(6, 4)
+    in_half = np.array([True, False, True, False])
+    weights = rng.uniform(0.5, 1.0, 6)
+    half = HalfGram(grams, in_half, weights)
+    rows = np.concatenate([blocks[0], blocks[2]])
+    sub = x[np.ix_(rows, columns)].astype(np.float64)
+    varying = sub.std(axis=0) > 0
+    expected = np.zeros_like(sub)
+    expected[:, varying] = _standardised(sub[:, varying]) * weights[varying]
+    gram = np.stack([half.row(j) for j in range(6)])
+    assert np.allclose(gram, expected.T @ expected, atol=1e-5)
+    assert np.allclose(half.diagonal, np.diag(expected.T @ expected), atol=1e-5)
+    y = rng.normal(size=800)
+    xy, ysum = grams.cross(y)
+    assert np.allclose(half.cross(xy, ysum), expected.T @ (y[rows] - y[rows].mean()), atol=1e-4)
 
 
 def test_blocks_are_contiguous_and_drop_the_horizon_at_their_ends():
@@ -58,7 +65,7 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     x = rng.normal(size=(n, p)).astype(np.float32)
     y = x[:, 0] * 0.4 + x[:, 1] * 0.3 + rng.normal(size=n)
     grams = BlockGrams(x, time_blocks(np.arange(n), 8, gap=5))
-    result = select_stable(grams, {15: y}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
+    result = select_stable(grams, {15: grams.cross(y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
     assert result.fits == 50 and result.q == 8  # floor(sqrt(1.0 * 0.6 * 120))
     assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
     assert len(set(result.stable) - {0, 1}) <= 2
@@ -75,6 +82,7 @@ def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
     blocks = time_blocks(np.arange(n), 8, gap=5)
     params = SelectionParams(pairs=5, threshold=0.8, q=3)
     trees = select_stable_lightgbm(x, blocks, {15: y}, params)[15]
-    linear = select_stable(BlockGrams(x, blocks), {15: y}, params)[15]
+    grams = BlockGrams(x, blocks)
+    linear = select_stable(grams, {15: grams.cross(y)}, params)[15]
     assert trees.stable == [5] and trees.fits == 10
     assert 5 not in linear.stable

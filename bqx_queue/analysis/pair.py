@@ -20,9 +20,11 @@ from threadpoolctl import threadpool_limits
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
-from bqx_queue.analysis.stability import BlockGrams, SelectionParams, SelectionResult, select_stable, time_blocks
+from bqx_queue.analysis.grams import BlockGrams, block_crosses
+from bqx_queue.analysis.stability import SelectionParams, SelectionResult, select_stable, time_blocks
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
+from bqx_queue.analysis.width import marginal_strength, screen, selection_width
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
@@ -124,7 +126,7 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
     target = target_column(horizon)
     prepared = prepare_pair(frame_from_pandas(df, "frame", [target]))
     selection_rows, _ = _split(prepared, settings, [horizon])
-    result = _select(prepared, selection_rows, settings, [horizon], "frame")[horizon]
+    result = _select(prepared, selection_rows, settings, [horizon], "frame").results[horizon]
     table = pd.DataFrame(
         {"feature": prepared.features, "frequency": result.frequencies, "stable": result.frequencies >= result.threshold}
     ).sort_values("frequency", ascending=False, kind="stable")
@@ -142,6 +144,16 @@ def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> t
     return prepared.rows[: holdout_start - gap], holdout_start
 
 
+@dataclass
+class Selection:
+    """Per-horizon selection results over every prepared feature, and the features screened
+    out before selection (index -> reason) because their block Grams would not fit memory."""
+
+    results: dict[int, SelectionResult]
+    entered: int
+    screened: dict[int, str]
+
+
 def _select(
     prepared: PreparedPair,
     selection_rows: np.ndarray,
@@ -149,17 +161,53 @@ def _select(
     horizons: list[int],
     pair: str,
     threads: int = 1,
-) -> dict[int, SelectionResult]:
+) -> Selection:
     blocks = time_blocks(selection_rows, settings.selection_blocks, gap=max(horizons))
-    targets = {}
-    for horizon in horizons:
-        full = np.zeros(prepared.matrix.shape[0])
-        full[prepared.rows] = prepared.targets[target_column(horizon)].to_numpy()
-        targets[horizon] = full
+    targets = np.zeros((prepared.matrix.shape[0], len(horizons)))
+    for k, horizon in enumerate(horizons):
+        targets[prepared.rows, k] = prepared.targets[target_column(horizon)].to_numpy()
     params = selection_params(settings, pair)
+    p = prepared.matrix.shape[1]
     if settings.selection_method == "lightgbm":
-        return select_stable_lightgbm(prepared.matrix, blocks, targets, params, threads)
-    return select_stable(BlockGrams(prepared.matrix, blocks), targets, params)
+        by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
+        return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {})
+    xy, ysum = block_crosses(prepared.matrix, blocks, targets)
+    entered = selection_width(
+        prepared.matrix.shape[0], p, len(blocks), settings.memory_budget_bytes, settings.selection_max_features
+    )
+    columns = np.arange(p)
+    screened: dict[int, str] = {}
+    if entered < p:
+        n = float(sum(len(b) for b in blocks))
+        selection_targets = targets[np.concatenate(blocks)]
+        strength = marginal_strength(
+            list(xy.sum(axis=1)), list(ysum.sum(axis=1)), list(np.square(selection_targets).sum(axis=0)), n
+        )
+        columns = screen(strength, entered)
+        order = np.argsort(-strength, kind="stable")
+        rank = np.empty(p, dtype=np.int64)
+        rank[order] = np.arange(1, p + 1)
+        dropped = np.setdiff1d(np.arange(p), columns)
+        screened = {
+            int(j): f"screened out before selection: max |corr| with the targets {strength[j]:.4f} ranks "
+            f"{rank[j]:,} of {p:,}; the {entered:,} strongest fit the memory budget"
+            for j in dropped
+        }
+    grams = BlockGrams(prepared.matrix, blocks, None if entered == p else columns)
+    crosses = {h: (xy[k][:, columns], ysum[k]) for k, h in enumerate(horizons)}
+    results = select_stable(grams, crosses, params)
+    del grams
+    return Selection({h: _over_all_features(r, columns, p) for h, r in results.items()}, entered, screened)
+
+
+def _over_all_features(result: SelectionResult, columns: np.ndarray, p: int) -> SelectionResult:
+    """Return the result indexed by prepared feature (NaN frequency where a feature was screened)."""
+    if len(columns) == p:
+        return result
+    frequencies = np.full(p, np.nan)
+    frequencies[columns] = result.frequencies
+    stable = [int(columns[i]) for i in result.stable]
+    return SelectionResult(result.horizon, frequencies, stable, result.q, result.threshold, result.fits, result.error_bound)
 
 
 def process_pair_all_horizons(
@@ -190,7 +238,8 @@ def process_pair_all_horizons(
         horizons = [h for h in horizons if h not in failed]
         timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
         selection_rows, holdout_start = _split(prepared, settings, horizons)
-        selections = _select(prepared, selection_rows, settings, horizons, pair, threads)
+        selection = _select(prepared, selection_rows, settings, horizons, pair, threads)
+        selections = selection.results
         timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
         train = TrainParams(
             rounds=settings.lgbm_rounds,
@@ -214,6 +263,7 @@ def process_pair_all_horizons(
         "days": len(days),
         "features_tested": prepared.tested,
         "features_usable": len(prepared.features),
+        "features_in_selection": selection.entered,
         **cost,
         "wall_s": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},
@@ -222,7 +272,7 @@ def process_pair_all_horizons(
         "pid": os.getpid(),
         "horizons": horizon_results,
     }
-    ledger = _ledger(pair, prepared, selections)
+    ledger = _ledger(pair, prepared, selections, selection.screened)
     return PairResult(summary, _with_verdicts(ledger, horizon_results))
 
 
@@ -260,7 +310,10 @@ def _horizon_result(
     }
 
 
-def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionResult]) -> pd.DataFrame:
+def _ledger(
+    pair: str, prepared: PreparedPair, selections: dict[int, SelectionResult], screened: dict[int, str]
+) -> pd.DataFrame:
+    reasons = [screened.get(j) for j in range(len(prepared.features))]
     parts = []
     for horizon, selection in selections.items():
         parts.append(
@@ -271,7 +324,7 @@ def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionRe
                     "feature": prepared.features,
                     "frequency": selection.frequencies,
                     "selected": selection.frequencies >= selection.threshold,
-                    "excluded": None,
+                    "excluded": reasons,
                 }
             )
         )
@@ -291,6 +344,7 @@ def _ledger(pair: str, prepared: PreparedPair, selections: dict[int, SelectionRe
     ledger = pd.concat(parts, ignore_index=True)
     ledger["excluded"] = ledger["excluded"].astype("string")
     return ledger
+
 
 def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Return the ledger with each stable feature's held-out verdict: confirmed, its permutation
