@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from bqx_queue.errors import ConfigError
-from bqx_queue.universe import HORIZONS
+from bqx_queue.universe import CURRENCIES, HORIZONS, PAIRS
 
 KIB_PER_GIB = 1024 * 1024
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
@@ -86,7 +86,9 @@ class Settings(BaseSettings):
     max_query_columns: int = Field(10_000, ge=2, le=10_000)  # BigQuery: result columns per query
 
     # Run
-    runs_dir: Path = Path("data/runs")
+    runs_dir: str = "data/runs"  # a local folder, or a bucket URL (gs://bucket/prefix, s3://...)
+    extract_cache: bool = True  # keep each query's rows under runs_dir/cache; a rerun reads them, unbilled
+    refresh_extracts: bool = False  # query again even when the cache holds the rows (bqx-enqueue --refresh)
     horizons: tuple[int, ...] = HORIZONS
     seed: int = 42
 
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     selection_method: Literal["lar", "lightgbm"] = "lar"  # base selector: Gram LAR or LightGBM gain
     # features entering selection; None: as many as the memory budget holds beside the matrix
     selection_max_features: int | None = Field(None, ge=2)
+    scratch_dir: Path | None = None  # where a pair's matrix waits during selection (system temp by default)
 
     # Evaluation
     holdout_fraction: float = Field(0.25, gt=0.05, lt=0.8)
@@ -110,6 +113,15 @@ class Settings(BaseSettings):
     lgbm_num_leaves: int = Field(31, ge=2)
     lgbm_min_data_in_leaf: int = Field(100, ge=1)
     shap_rows: int = Field(10_000, ge=10)
+
+    # Across pairs (report): families, substitutes, eras
+    # a feature's family is its name without these tokens (analysis/families.py)
+    family_strip_tokens: tuple[str, ...] = PAIRS + CURRENCIES
+    family_fdr: float = Field(0.05, gt=0, lt=1)  # Benjamini-Yekutieli level over families x horizons
+    substitute_correlation: float = Field(0.7, gt=0, lt=1)  # |corr| joining two stable features
+    era_count: int = Field(4, ge=2, le=20)  # contiguous eras when the sample spans fewer than 2 years
+    era_reference_features: int = Field(100, ge=10)  # other features competing with the stable ones
+    era_collapse_frequency: float = Field(0.3, ge=0, lt=1)  # below this in an era: era-dependent
 
     @field_validator("bigquery_project")
     @classmethod

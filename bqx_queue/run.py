@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.analysis.width import PeakEstimate, predict_peak
+from bqx_queue.analysis.width import PeakEstimate, plan_memory
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
 from bqx_queue.memory import GIB
 from bqx_queue.store import RunStore
@@ -33,7 +33,7 @@ from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_s
 log = logging.getLogger(__name__)
 
 # Settings that belong to a host (where its broker and files are), not to a run.
-HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency"}
+HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir"}
 
 
 def failed_summary(pair: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
@@ -148,7 +148,7 @@ def refuse_if_too_wide(
     per-child cap, so no worker has to find out."""
     features = features + [f for part in parts for f in part.features]
     width = sum(1 if f.type in NUMERIC_TYPES else 1 + MAX_STRING_LEVELS for f in features)
-    peak = predict_peak(
+    peak = plan_memory(
         rows, width, settings.selection_blocks, settings.memory_budget_bytes, settings.selection_max_features
     )
     cap = settings.worker_max_memory_per_child_kib * 1024

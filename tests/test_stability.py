@@ -4,9 +4,11 @@ direct computation, and complementary halves on time blocks."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.linear_model import lars_path_gram
 
-from bqx_queue.analysis.grams import BlockGrams, HalfGram, packed_bytes
+from bqx_queue.analysis.grams import BlockGrams, HalfGram, block_crosses, gram_bytes
+from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, lar_first_q, select_stable, time_blocks
 
 
@@ -28,28 +30,41 @@ def test_lar_enters_features_in_the_order_scikit_learn_does():
     assert np.array_equal(gram, before)  # the shared Gram is never changed
 
 
-def test_half_gram_rows_equal_the_centred_correlation_gram_of_its_blocks():
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("spilled", [False, True])
+def test_half_gram_rows_equal_the_centred_correlation_gram_of_its_blocks(packed, spilled, tmp_path):
     rng = np.random.default_rng(1)
-    x = np.asfortranarray(rng.normal(3.0, 2.0, size=(800, 50)).astype(np.float32))
+    x = np.asfortranarray(rng.normal(3.0, 2.0, size=(800, 1200)).astype(np.float32))
     x[:, 7] = 1.5  # a constant column cannot enter
     blocks = time_blocks(np.arange(800), 4, gap=3)
-    columns = np.array([0, 3, 7, 9, 20, 49])
-    grams = BlockGrams(x, blocks, columns)
-    assert grams.packed.nbytes == packed_bytes(6, 4)
+    columns = np.array([0, 3, 7, 9, 20, 49, *range(100, 1200, 2)])  # wider than a panel and a tile
+    source = SpilledMatrix(x, tmp_path) if spilled else x
+    grams = BlockGrams(source, blocks, columns, packed=packed)
+    p = len(columns)
+    assert grams.grams.nbytes == gram_bytes(p, 4, packed)
     in_half = np.array([True, False, True, False])
-    weights = rng.uniform(0.5, 1.0, 6)
+    weights = rng.uniform(0.5, 1.0, p)
     half = HalfGram(grams, in_half, weights)
     rows = np.concatenate([blocks[0], blocks[2]])
     sub = x[np.ix_(rows, columns)].astype(np.float64)
     varying = sub.std(axis=0) > 0
     expected = np.zeros_like(sub)
     expected[:, varying] = _standardised(sub[:, varying]) * weights[varying]
-    gram = np.stack([half.row(j) for j in range(6)])
-    assert np.allclose(gram, expected.T @ expected, atol=1e-5)
-    assert np.allclose(half.diagonal, np.diag(expected.T @ expected), atol=1e-5)
+    reference = expected.T @ expected
+    for j in (0, 2, 3, 300, p - 1):
+        assert np.allclose(half.row(j), reference[j], atol=2e-4)
+    assert np.allclose(half.diagonal, np.diag(reference), atol=1e-5)
     y = rng.normal(size=800)
-    xy, ysum = grams.cross(y)
-    assert np.allclose(half.cross(xy, ysum), expected.T @ (y[rows] - y[rows].mean()), atol=1e-4)
+    xy, ysum = _cross(x, blocks, columns, y)
+    assert np.allclose(half.cross(xy, ysum), expected.T @ (y[rows] - y[rows].mean()), atol=1e-3)
+    if spilled:
+        source.close()
+        assert not source.path.exists()
+
+
+def _cross(x, blocks, columns, y):
+    xy, ysum = block_crosses(x, blocks, y[:, None])
+    return (xy[0] if columns is None else xy[0][:, columns]), ysum[0]
 
 
 def test_blocks_are_contiguous_and_drop_the_horizon_at_their_ends():
@@ -65,7 +80,7 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     x = rng.normal(size=(n, p)).astype(np.float32)
     y = x[:, 0] * 0.4 + x[:, 1] * 0.3 + rng.normal(size=n)
     grams = BlockGrams(x, time_blocks(np.arange(n), 8, gap=5))
-    result = select_stable(grams, {15: grams.cross(y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
+    result = select_stable(grams, {15: _cross(x, grams.blocks, None, y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
     assert result.fits == 50 and result.q == 8  # floor(sqrt(1.0 * 0.6 * 120))
     assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
     assert len(set(result.stable) - {0, 1}) <= 2
@@ -83,6 +98,6 @@ def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
     params = SelectionParams(pairs=5, threshold=0.8, q=3)
     trees = select_stable_lightgbm(x, blocks, {15: y}, params)[15]
     grams = BlockGrams(x, blocks)
-    linear = select_stable(grams, {15: grams.cross(y)}, params)[15]
+    linear = select_stable(grams, {15: _cross(x, blocks, None, y)}, params)[15]
     assert trees.stable == [5] and trees.fits == 10
     assert 5 not in linear.stable

@@ -1,9 +1,11 @@
-"""Per-block Gram matrices of the prepared features, kept packed and read one row at a time.
+"""Per-block Gram matrices of the prepared features, read one row at a time.
 
 Stability selection fits LAR on 2B half-samples x 7 horizons. LAR reads the Gram only through
 the rows of the features it lets in (q of p), so no half-sample's Gram is ever formed: each
-block's X_b'X_b is computed once (ssyrk, one triangle), stored packed (half the memory of full
-matrices), and a half-sample's row is the sum of its blocks' rows, gathered when LAR asks.
+block's X_b'X_b is computed once and a half-sample's row is the sum of its blocks' rows,
+gathered when LAR asks. The blocks are kept as full symmetric matrices (a row is one
+contiguous read) when they fit the memory budget, else packed (one triangle, half the memory;
+half of each row is then a strided gather, about 20x slower to read).
 """
 
 from __future__ import annotations
@@ -11,12 +13,28 @@ from __future__ import annotations
 import numpy as np
 from scipy.linalg.blas import ssyrk
 
+from bqx_queue.analysis.spill import SpilledMatrix
+
 FLOAT32_BYTES = 4
+PANEL_COLUMNS = 512  # packed Grams are built a panel of columns at a time
+TILE = 512  # full Grams are mirrored tile by tile
 
 
-def packed_bytes(features: int, blocks: int) -> int:
-    """Return the memory the packed block Grams of `features` columns take."""
-    return blocks * features * (features + 1) // 2 * FLOAT32_BYTES
+def gram_bytes(features: int, blocks: int, packed: bool) -> int:
+    """Return the memory the block Grams of `features` columns take."""
+    per_block = features * (features + 1) // 2 if packed else features * features
+    return blocks * per_block * FLOAT32_BYTES
+
+
+def _rows_of(matrix: np.ndarray | SpilledMatrix, block: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
+    """Return a block's rows of the given columns as a column-major array (what BLAS reads)."""
+    start, stop = int(block[0]), int(block[-1]) + 1
+    contiguous = stop - start == len(block)
+    if isinstance(matrix, SpilledMatrix):
+        part = matrix.rows(start, stop, columns)
+        return part if contiguous else np.asfortranarray(part[block - start])
+    rows = matrix[start:stop] if contiguous else matrix[block]
+    return np.asfortranarray(rows if columns is None else rows[:, columns])
 
 
 def block_crosses(matrix: np.ndarray, blocks: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -26,71 +44,86 @@ def block_crosses(matrix: np.ndarray, blocks: list[np.ndarray], targets: np.ndar
     xy = np.empty((targets.shape[1], len(blocks), matrix.shape[1]))
     ysum = np.empty((targets.shape[1], len(blocks)))
     for index, block in enumerate(blocks):
-        contiguous = len(block) and block[-1] - block[0] + 1 == len(block)
-        rows = matrix[block[0] : block[-1] + 1] if contiguous else matrix[block]
-        y = targets[block].astype(np.float32)
-        xy[:, index, :] = (rows.T @ y).T
+        start, stop = int(block[0]), int(block[-1]) + 1
+        rows = matrix[start:stop] if stop - start == len(block) else matrix[block]
+        xy[:, index, :] = (rows.T @ targets[block].astype(np.float32)).T
         ysum[:, index] = targets[block].sum(axis=0)
     return xy, ysum
 
 
 class BlockGrams:
-    """Per-block sums and packed X'X of `matrix[:, columns]`, shared by every horizon.
+    """Per-block sums and X'X of `matrix[:, columns]`, shared by every horizon.
 
-    Element (i, j), i <= j, of block b's Gram is `packed[b, start[j] + i]`: column j's upper
-    part is contiguous, as BLAS leaves it in a column-major upper triangle.
+    Full: `full[b, j]` is row j of block b's Gram. Packed: element (i, j), i <= j, of block b's
+    Gram is `packed[b, start[j] + i]` (column j's upper part is contiguous).
     """
 
-    def __init__(self, matrix: np.ndarray, blocks: list[np.ndarray], columns: np.ndarray | None = None) -> None:
-        self.matrix = matrix
+    def __init__(
+        self,
+        matrix: np.ndarray | SpilledMatrix,
+        blocks: list[np.ndarray],
+        columns: np.ndarray | None = None,
+        packed: bool = False,
+    ) -> None:
         self.blocks = blocks
         self.columns = np.arange(matrix.shape[1]) if columns is None else np.asarray(columns)
+        self.is_packed = packed
         p = len(self.columns)
-        self.start = np.arange(p, dtype=np.int64) * np.arange(1, p + 1, dtype=np.int64) // 2
+        subset = None if columns is None else self.columns
         self.counts = np.array([len(b) for b in blocks], dtype=np.float64)
         self.sums = np.empty((len(blocks), p))
-        self.packed = np.empty((len(blocks), p * (p + 1) // 2), dtype=np.float32)
-        full = np.empty((p, p), dtype=np.float32, order="F")  # reused by every block
+        self.start = np.arange(p, dtype=np.int64) * np.arange(1, p + 1, dtype=np.int64) // 2
+        if packed:
+            self.grams = np.empty((len(blocks), p * (p + 1) // 2), dtype=np.float32)
+        else:
+            self.grams = np.empty((len(blocks), p, p), dtype=np.float32)
         for index, block in enumerate(blocks):
-            part = self.block_matrix(block)
+            part = _rows_of(matrix, block, subset)
             self.sums[index] = part.sum(axis=0, dtype=np.float64)
-            full = ssyrk(1.0, part, trans=1, lower=0, c=full, overwrite_c=1)
+            if packed:
+                self._fill_packed(index, part)
+            else:
+                self._fill_full(index, part)
             del part
-            packed = self.packed[index]
-            for j in range(p):
-                packed[self.start[j] : self.start[j] + j + 1] = full[: j + 1, j]
-        del full
-        self.diagonals = self.packed[:, self.start + np.arange(p)].astype(np.float64)
-        self._rows: dict[int, np.ndarray] = {}
+        diagonal = np.arange(p)
+        if packed:
+            self.diagonals = self.grams[:, self.start + diagonal].astype(np.float64)
+        else:
+            self.diagonals = self.grams[:, diagonal, diagonal].astype(np.float64)
 
     @property
     def features(self) -> int:
         return len(self.columns)
 
-    def block_matrix(self, block: np.ndarray) -> np.ndarray:
-        """Return the block's rows of the selected columns, column-major (what ssyrk reads)."""
-        contiguous = len(block) and block[-1] - block[0] + 1 == len(block)
-        rows = self.matrix[block[0] : block[-1] + 1] if contiguous else self.matrix[block]
-        if len(self.columns) == self.matrix.shape[1]:
-            return np.asfortranarray(rows)
-        return rows[:, self.columns]
+    def _fill_full(self, index: int, part: np.ndarray) -> None:
+        gram = self.grams[index]
+        # BLAS fills the upper triangle of the column-major view, i.e. this C-order slab's
+        # lower triangle; mirror it so that every row is contiguous
+        written = ssyrk(1.0, part, trans=1, lower=0, c=gram.T, overwrite_c=1)
+        assert np.shares_memory(written, gram)
+        p = gram.shape[0]
+        for i in range(0, p, TILE):
+            for j in range(i + TILE, p, TILE):
+                gram[i : i + TILE, j : j + TILE] = gram[j : j + TILE, i : i + TILE].T
+            block = gram[i : i + TILE, i : i + TILE]
+            upper = np.triu_indices(block.shape[0], 1)
+            block[upper] = block.T[upper]
 
-    def cross(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return per-block X'y (blocks, p) and y sums (blocks,) of the selected columns."""
-        xy, ysum = block_crosses(self.matrix, self.blocks, y[:, None])
-        return xy[0][:, self.columns], ysum[0]
+    def _fill_packed(self, index: int, part: np.ndarray) -> None:
+        packed = self.grams[index]
+        p = part.shape[1]
+        for first in range(0, p, PANEL_COLUMNS):
+            last = min(p, first + PANEL_COLUMNS)
+            panel = part[:, :last].T @ part[:, first:last]  # rows 0..last of these columns
+            for j in range(first, last):
+                packed[self.start[j] : self.start[j] + j + 1] = panel[: j + 1, j - first]
 
-    def block_rows(self, j: int) -> np.ndarray:
-        """Return row j of every block's Gram, (blocks, p) float32, cached until forget_rows."""
-        rows = self._rows.get(j)
-        if rows is None:
-            index = np.concatenate([self.start[j] + np.arange(j + 1), self.start[j + 1 :] + j])
-            rows = self._rows[j] = self.packed[:, index]
-        return rows
-
-    def forget_rows(self) -> None:
-        """Drop cached rows (called per complementary pair: both halves share the gathers)."""
-        self._rows.clear()
+    def half_rows(self, j: int, blocks: np.ndarray) -> np.ndarray:
+        """Return row j of the Grams of the given blocks, (len(blocks), p) float32."""
+        if not self.is_packed:
+            return self.grams[blocks, j, :]
+        index = np.concatenate([self.start[j] + np.arange(j + 1), self.start[j + 1 :] + j])
+        return self.grams[np.ix_(blocks, index)]
 
 
 class HalfGram:
@@ -100,26 +133,26 @@ class HalfGram:
     def __init__(self, grams: BlockGrams, in_half: np.ndarray, weights: np.ndarray) -> None:
         self.grams = grams
         self.in_half = in_half
+        self.blocks = np.flatnonzero(in_half)
         self.n = float(grams.counts[in_half].sum())
         self.sums = grams.sums[in_half].sum(axis=0)
         variance = grams.diagonals[in_half].sum(axis=0) / self.n - (self.sums / self.n) ** 2
-        self.scale = np.divide(
-            weights, np.sqrt(variance * self.n), out=np.zeros_like(weights), where=variance > 1e-12
-        )
+        varies = variance > 1e-12
+        self.scale = np.divide(weights, np.sqrt(variance * self.n), out=np.zeros_like(weights), where=varies)
         self.scaled_sums = self.sums * self.scale
         # the standardised diagonal: the weight squared where a feature varies, 0 where not
-        self.diagonal = np.where(variance > 1e-12, weights**2, 0.0)
+        self.diagonal = np.where(varies, weights**2, 0.0)
         self._rows: dict[int, np.ndarray] = {}
 
     def row(self, j: int) -> np.ndarray:
-        """Return row j: scale_j scale (G_j - s_j s / n), float64."""
+        """Return row j: scale_j scale (G_j - s_j s / n), float64 (cached: horizons share it)."""
         row = self._rows.get(j)
         if row is None:
-            raw = self.grams.block_rows(j)[self.in_half].sum(axis=0, dtype=np.float64)
-            raw *= self.scale[j]
-            raw *= self.scale
-            raw -= self.scaled_sums[j] / self.n * self.scaled_sums
-            row = self._rows[j] = raw
+            row = self.grams.half_rows(j, self.blocks).sum(axis=0, dtype=np.float64)
+            row *= self.scale[j]
+            row *= self.scale
+            row -= self.scaled_sums[j] / self.n * self.scaled_sums
+            self._rows[j] = row
         return row
 
     def cross(self, xy: np.ndarray, ysum: np.ndarray) -> np.ndarray:

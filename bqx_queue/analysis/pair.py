@@ -5,6 +5,7 @@ Plain functions with no Celery in them: a test or a notebook can run a pair with
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -19,12 +20,15 @@ from threadpoolctl import threadpool_limits
 
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
 from bqx_queue.analysis.explain import shap_importance
+from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
+from bqx_queue.analysis.stable_structure import stable_structure
 from bqx_queue.analysis.stability import SelectionParams, SelectionResult, select_stable, time_blocks
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
-from bqx_queue.analysis.width import marginal_strength, screen, selection_width
+from bqx_queue.analysis.spill import SpilledMatrix
+from bqx_queue.analysis.width import marginal_strength, plan_memory, screen
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
@@ -39,6 +43,7 @@ from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
 
 SHAP_TOP = 20
+SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file would save little
 
 
 @dataclass
@@ -89,10 +94,15 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
         # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
         # BigQuery's limits; the jobs report their own bytes
         reader, plan, job_bytes = fetch_billable(pair, settings, days, source)
+        capacity = settings.max_rows
     else:
         plan = plan_pair(pair, source.catalog(), settings)
         reader, job_bytes = source.fetch_plan(pair, plan, settings, days), None
-    frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=settings.max_rows)
+        # the rows the targets hold on these days: the matrix is allocated once at its size (an
+        # oversized column-major buffer becomes resident whole under transparent huge pages)
+        counts = source.day_counts(source.catalog().table(*plan.tables[0].split(".")))
+        capacity = sum(counts.get(day, 0) for day in days)
+    frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=capacity)
     # the query keeps one row per interval_time per table; its counts say what that dropped
     frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)
     if len(np.unique(frame.times)) != frame.rows:  # cannot happen unless the query's rule is lost
@@ -126,7 +136,8 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
     target = target_column(horizon)
     prepared = prepare_pair(frame_from_pandas(df, "frame", [target]))
     selection_rows, _ = _split(prepared, settings, [horizon])
-    result = _select(prepared, selection_rows, settings, [horizon], "frame").results[horizon]
+    with contextlib.ExitStack() as scratch:
+        result = _select(prepared, selection_rows, settings, [horizon], "frame", 1, scratch).results[horizon]
     table = pd.DataFrame(
         {"feature": prepared.features, "frequency": result.frequencies, "stable": result.frequencies >= result.threshold}
     ).sort_values("frequency", ascending=False, kind="stable")
@@ -152,6 +163,7 @@ class Selection:
     results: dict[int, SelectionResult]
     entered: int
     screened: dict[int, str]
+    storage: str  # how the block Grams were held: "full", "packed", or "none" (LightGBM selector)
 
 
 def _select(
@@ -160,8 +172,11 @@ def _select(
     settings: Settings,
     horizons: list[int],
     pair: str,
-    threads: int = 1,
+    threads: int,
+    scratch: contextlib.ExitStack,
 ) -> Selection:
+    """Return per-horizon selections. Past SPILL_MIN_BYTES the matrix moves to a scratch file
+    (kept open on `scratch`) once the crosses are computed, so the block Grams have its memory."""
     blocks = time_blocks(selection_rows, settings.selection_blocks, gap=max(horizons))
     targets = np.zeros((prepared.matrix.shape[0], len(horizons)))
     for k, horizon in enumerate(horizons):
@@ -170,11 +185,12 @@ def _select(
     p = prepared.matrix.shape[1]
     if settings.selection_method == "lightgbm":
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
-        return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {})
+        return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
     xy, ysum = block_crosses(prepared.matrix, blocks, targets)
-    entered = selection_width(
+    memory = plan_memory(
         prepared.matrix.shape[0], p, len(blocks), settings.memory_budget_bytes, settings.selection_max_features
     )
+    entered = memory.selection_features
     columns = np.arange(p)
     screened: dict[int, str] = {}
     if entered < p:
@@ -193,11 +209,16 @@ def _select(
             f"{rank[j]:,} of {p:,}; the {entered:,} strongest fit the memory budget"
             for j in dropped
         }
-    grams = BlockGrams(prepared.matrix, blocks, None if entered == p else columns)
+    matrix: np.ndarray | SpilledMatrix = prepared.matrix
+    if prepared.matrix.nbytes >= SPILL_MIN_BYTES:
+        matrix = scratch.enter_context(SpilledMatrix(prepared.matrix, settings.scratch_dir))
+        prepared.matrix = matrix.mapped()  # the in-memory copy is freed here
+    grams = BlockGrams(matrix, blocks, None if entered == p else columns, packed=memory.packed)
     crosses = {h: (xy[k][:, columns], ysum[k]) for k, h in enumerate(horizons)}
     results = select_stable(grams, crosses, params)
     del grams
-    return Selection({h: _over_all_features(r, columns, p) for h, r in results.items()}, entered, screened)
+    storage = "packed" if memory.packed else "full"
+    return Selection({h: _over_all_features(r, columns, p) for h, r in results.items()}, entered, screened, storage)
 
 
 def _over_all_features(result: SelectionResult, columns: np.ndarray, p: int) -> SelectionResult:
@@ -232,38 +253,52 @@ def process_pair_all_horizons(
         days = days if days is not None else pair_days(source, pair, settings)
         frame, cost = fetch_pair(pair, settings, days, source)
         timings["query_s"] = time.perf_counter() - started
+        rows_fetched = frame.rows
         prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
+        del frame  # the prepared matrix now holds the only reference to the fetched values
         # a horizon whose target is unusable fails alone, with its reason; the others go on
         failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
         horizons = [h for h in horizons if h not in failed]
         timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
         selection_rows, holdout_start = _split(prepared, settings, horizons)
-        selection = _select(prepared, selection_rows, settings, horizons, pair, threads)
-        selections = selection.results
-        timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
-        train = TrainParams(
-            rounds=settings.lgbm_rounds,
-            learning_rate=settings.lgbm_learning_rate,
-            num_leaves=settings.lgbm_num_leaves,
-            min_data_in_leaf=settings.lgbm_min_data_in_leaf,
-            threads=threads,
-            seed=settings.seed,
-        )
-        horizon_results = {}
-        for horizon in horizons:
-            horizon_results[str(horizon)] = _horizon_result(prepared, selections[horizon], holdout_start, settings, train)
+        scratch = contextlib.ExitStack()
+        with scratch:  # the spilled matrix lives until the models have read their columns
+            selection = _select(prepared, selection_rows, settings, horizons, pair, threads, scratch)
+            selections = selection.results
+            timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
+            train = TrainParams(
+                rounds=settings.lgbm_rounds,
+                learning_rate=settings.lgbm_learning_rate,
+                num_leaves=settings.lgbm_num_leaves,
+                min_data_in_leaf=settings.lgbm_min_data_in_leaf,
+                threads=threads,
+                seed=settings.seed,
+            )
+            horizon_results = {}
+            for horizon in horizons:
+                horizon_results[str(horizon)] = _horizon_result(
+                    prepared, selections[horizon], holdout_start, settings, train
+                )
+                horizon_results[str(horizon)] |= stable_structure(
+                    prepared, selection_rows, horizon_results[str(horizon)], horizon, settings
+                )
         horizon_results |= {str(h): {"status": "failed", "error": reason} for h, reason in failed.items()}
         timings["models_s"] = time.perf_counter() - started - sum(timings.values())
     summary = {
         "pair": pair,
         "status": "ok",
         "error": None,
-        "rows": frame.rows,
+        "rows": rows_fetched,
         "rows_used": len(prepared.rows),
         "days": len(days),
         "features_tested": prepared.tested,
         "features_usable": len(prepared.features),
         "features_in_selection": selection.entered,
+        # family -> members that entered selection: the across-pair null model's family size
+        "families": family_sizes(
+            (f for j, f in enumerate(prepared.features) if j not in selection.screened), settings.family_strip_tokens
+        ),
+        "gram_storage": selection.storage,
         **cost,
         "wall_s": round(time.perf_counter() - started, 3),
         "timings": {k: round(v, 3) for k, v in timings.items()},

@@ -129,12 +129,10 @@ def select_stable(
     rng = np.random.default_rng(params.seed)
     counts = {h: np.zeros(p) for h in crosses}
     for first in first_halves(rng, n_blocks, params.pairs):
-        grams.forget_rows()  # both halves of a pair share the gathered block rows
         for in_half in (first, ~first):
             half = HalfGram(grams, in_half, rng.uniform(params.weakness, 1.0, p))
             for h, (xy, ysum) in crosses.items():
                 counts[h][lar_first_q(half.row, half.diagonal, half.cross(xy, ysum), q)] += 1
-    grams.forget_rows()
     return selection_results(counts, 2 * params.pairs, q, p, params.threshold)
 
 

@@ -1,27 +1,30 @@
 """How wide a pair may be: its predicted peak memory, and which features enter selection.
 
-A pair's resident memory is the prepared matrix (rows x width float32) plus the packed block
-Grams of the features that enter selection (blocks x p^2 / 2 float32) plus a fixed overhead.
-The matrix is fixed by the data; the Grams are not: when every feature's Gram would not fit the
-pair's memory budget, the features with the weakest marginal correlation with every target are
-screened out before selection, each with its reason in the ledger, and the error bound is
-stated over the features that entered.
+A pair's resident memory has two phases. While it is fetched and prepared, it holds the matrix
+(rows x width float32). Then the matrix goes to a scratch file (spill.py) and selection holds the
+block Grams of the features that enter it: full symmetric matrices when they fit the budget
+(fastest), else packed triangles (half the memory). When even packed Grams of every feature do
+not fit, the features with the weakest marginal correlation with every target are screened out
+before selection, each with its reason in the ledger, and the error bound is stated over the
+features that entered. So the peak is the overhead plus the larger of the two phases.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from bqx_queue.analysis.grams import FLOAT32_BYTES, packed_bytes
+from bqx_queue.analysis.grams import FLOAT32_BYTES, PANEL_COLUMNS, gram_bytes
 
 # Interpreter, numpy/pandas/LightGBM/SHAP/DuckDB, the fetch's Arrow batches, preparation
-# temporaries and LightGBM's Datasets: measured with bench/pair.py at 2,000 to 17,000 features.
+# temporaries and the models: measured with bench/pair.py at 2,000 to 17,000 features.
 OVERHEAD_BYTES = 700 * 1024**2
-# Selection should leave this share of the budget free: RSS sampling and allocator slack.
+# The plan leaves this share of the budget free: RSS sampling and allocator slack.
 HEADROOM = 0.92
 MIN_SELECTION_FEATURES = 500
+HORIZONS_AT_ONCE = 7
 
 
 @dataclass(frozen=True)
@@ -32,43 +35,45 @@ class PeakEstimate:
     width: int
     selection_features: int
     blocks: int
+    packed: bool
 
     @property
     def matrix_bytes(self) -> int:
         return self.rows * self.width * FLOAT32_BYTES
 
     @property
-    def gram_bytes(self) -> int:
+    def selection_bytes(self) -> int:
         p = self.selection_features
-        # the packed Grams, plus one full p x p buffer and one block's rows while they are built
-        return packed_bytes(p, self.blocks) + p * p * FLOAT32_BYTES + self.rows // self.blocks * p * FLOAT32_BYTES
+        building = self.rows // self.blocks * p * FLOAT32_BYTES  # one block's rows
+        if self.packed:
+            building += p * PANEL_COLUMNS * FLOAT32_BYTES
+        # a half's cached Gram rows (float64): about q per horizon, q ~ sqrt(2 p)
+        cached_rows = HORIZONS_AT_ONCE * math.isqrt(2 * p) * p * 8
+        return gram_bytes(p, self.blocks, self.packed) + building + cached_rows
 
     @property
     def peak_bytes(self) -> int:
-        return OVERHEAD_BYTES + self.matrix_bytes + self.gram_bytes
+        return OVERHEAD_BYTES + max(self.matrix_bytes, self.selection_bytes)
 
 
-def selection_width(rows: int, width: int, blocks: int, budget_bytes: int, max_features: int | None) -> int:
-    """Return how many features enter selection: all of them, `max_features` if set, or the most
-    whose block Grams fit the budget beside the matrix (at least MIN_SELECTION_FEATURES)."""
-    if max_features is not None:
-        return min(width, max_features)
+def plan_memory(rows: int, width: int, blocks: int, budget_bytes: int, max_features: int | None) -> PeakEstimate:
+    """Return the pair's memory plan: every feature (or `max_features`) in full Grams if they
+    fit the budget, else packed, else the most features whose packed Grams fit (at least
+    MIN_SELECTION_FEATURES). Its peak may still be above the budget when the matrix alone is."""
     target = HEADROOM * budget_bytes
-    low, high = min(width, MIN_SELECTION_FEATURES), width
-    if PeakEstimate(rows, width, high, blocks).peak_bytes <= target:
-        return high
+    features = min(width, max_features or width)
+    for packed in (False, True):
+        estimate = PeakEstimate(rows, width, features, blocks, packed)
+        if estimate.peak_bytes <= target:
+            return estimate
+    low, high = min(features, MIN_SELECTION_FEATURES), features
     while high - low > 1:  # the peak grows with p: bisect for the widest that fits
         middle = (low + high) // 2
-        if PeakEstimate(rows, width, middle, blocks).peak_bytes <= target:
+        if PeakEstimate(rows, width, middle, blocks, True).peak_bytes <= target:
             low = middle
         else:
             high = middle
-    return low
-
-
-def predict_peak(rows: int, width: int, blocks: int, budget_bytes: int, max_features: int | None) -> PeakEstimate:
-    """Return the predicted peak of a pair of this many rows and features under these settings."""
-    return PeakEstimate(rows, width, selection_width(rows, width, blocks, budget_bytes, max_features), blocks)
+    return PeakEstimate(rows, width, low, blocks, True)
 
 
 def screen(strength: np.ndarray, keep: int) -> np.ndarray:
