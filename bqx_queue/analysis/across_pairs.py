@@ -1,0 +1,152 @@
+"""Across pairs: in how many pairs is a feature family confirmed at a horizon, and is that more
+than chance?
+
+The unit is the family (analysis/families.py): `mom__mom_dir_45` is confirmed in pair P at
+horizon h when a confirmed feature of P at h belongs to it. Substitutes count once: of each
+cluster of correlated stable features (analysis/substitutes.py), only the confirmed member with
+the largest held-out effect counts, for its family.
+
+Null model: every pair's selections are chance at its cell's error bound. Stability selection
+bounds the expected number of falsely selected features of a pair-horizon by its
+Meinshausen-Buehlmann bound EB over the p features that entered selection, so one noise feature
+is selected with probability at most EB / p, and a family with m members in that pair at most
+min(1, m EB / p). The count k over N pairs is then a sum of independent Bernoulli variables with
+those probabilities (a Poisson-binomial; binomial when every pair has the same EB, p and m), and
+the p-value is P(K >= k). A confirmed selection is rarer than a stable one, so the null's rates
+are upper bounds and the p-values conservative. Benjamini-Yekutieli then controls the false
+discovery rate over every family x horizon tested, under any dependence between them (pairs
+share currencies, so their tests are dependent).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bqx_queue.analysis.families import feature_family
+
+
+def poisson_binomial_tail(probabilities: list[float], k: int) -> float:
+    """Return P(K >= k) for K the number of successes of independent trials with these
+    success probabilities (exact, by convolution).
+
+    >>> round(poisson_binomial_tail([0.5, 0.5], 1), 4)
+    0.75
+    >>> poisson_binomial_tail([0.1, 0.2], 0)
+    1.0
+    """
+    if k <= 0:
+        return 1.0
+    distribution = np.zeros(len(probabilities) + 1)
+    distribution[0] = 1.0
+    for i, p in enumerate(probabilities):
+        distribution[1 : i + 2] = distribution[1 : i + 2] * (1 - p) + distribution[: i + 1] * p
+        distribution[0] *= 1 - p
+    return float(min(1.0, max(0.0, distribution[k:].sum())))
+
+
+def benjamini_yekutieli(p_values: np.ndarray) -> np.ndarray:
+    """Return Benjamini-Yekutieli adjusted p-values (FDR under arbitrary dependence):
+    q_(i) = min over j >= i of min(1, m c(m) p_(j) / j), c(m) = sum 1/i.
+
+    >>> [round(float(q), 4) for q in benjamini_yekutieli(np.array([0.001, 0.02, 0.5]))]
+    [0.0055, 0.055, 0.9167]
+    """
+    m = len(p_values)
+    if m == 0:
+        return np.empty(0)
+    order = np.argsort(p_values)
+    harmonic = float(np.sum(1.0 / np.arange(1, m + 1)))
+    scaled = p_values[order] * m * harmonic / np.arange(1, m + 1)
+    adjusted_sorted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    adjusted = np.empty(m)
+    adjusted[order] = adjusted_sorted
+    return adjusted
+
+
+@dataclass(frozen=True)
+class FamilyCell:
+    """One family at one horizon across the run's pairs."""
+
+    family: str
+    horizon: int
+    members: dict[str, list[str]]  # pair -> its confirmed features of the family (counted once)
+    chance: dict[str, float]  # pair -> probability the family is falsely selected there
+
+    @property
+    def k(self) -> int:
+        return len(self.members)
+
+
+def counted_features(horizon_result: dict[str, Any]) -> list[str]:
+    """Return the confirmed features of a pair-horizon that count: one per substitute cluster,
+    the one with the largest held-out effect."""
+    verdict = horizon_result.get("confirmation") or {}
+    effect = {f["feature"]: f["effect"] for f in verdict.get("features", []) if f["confirmed"]}
+    clusters = (horizon_result.get("substitutes") or {}).get("clusters") or [[f] for f in effect]
+    counted = []
+    for cluster in clusters:
+        confirmed = [f for f in cluster if f in effect]
+        if confirmed:
+            counted.append(max(confirmed, key=lambda f: effect[f]))
+    clustered = {f for cluster in clusters for f in cluster}
+    counted += [f for f in effect if f not in clustered]  # a summary whose clusters miss a feature
+    return counted
+
+
+def family_cells(pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...]) -> list[FamilyCell]:
+    """Return one cell per family x horizon over the ok pairs' summaries (every family any pair
+    has, so the FDR counts every test, including those with k = 0)."""
+    members: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
+    chance: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
+    families: set[str] = set()
+    for pair in pairs:
+        sizes: dict[str, int] = pair.get("families") or {}
+        features_in_selection = max(1, int(pair.get("features_in_selection") or pair.get("features_usable") or 1))
+        families |= set(sizes)
+        for horizon in horizons:
+            result = pair["horizons"].get(str(horizon))
+            if result is None:
+                continue
+            bound = float(result["error_bound"])
+            for family, size in sizes.items():
+                chance[(family, horizon)][pair["pair"]] = min(1.0, size * bound / features_in_selection)
+            for feature in counted_features(result):
+                family = feature_family(feature, strip_tokens)
+                families.add(family)
+                members[(family, horizon)].setdefault(pair["pair"], []).append(feature)
+                # a summary without family sizes: the family has at least this member
+                chance[(family, horizon)].setdefault(pair["pair"], min(1.0, bound / features_in_selection))
+    return [
+        FamilyCell(family, horizon, members.get((family, horizon), {}), chance.get((family, horizon), {}))
+        for family in sorted(families)
+        for horizon in horizons
+    ]
+
+
+def family_tests(cells: list[FamilyCell], fdr_level: float) -> list[dict[str, Any]]:
+    """Return every cell with k >= 1 (JSON-serialisable, strongest first): k of N pairs, the
+    null's expected count, the p-value P(K >= k), the Benjamini-Yekutieli adjusted value over
+    all cells, and whether it is significant at `fdr_level`."""
+    p_values = np.array([poisson_binomial_tail(list(c.chance.values()), c.k) for c in cells])
+    adjusted = benjamini_yekutieli(p_values)
+    rows = [
+        {
+            "family": cell.family,
+            "horizon": cell.horizon,
+            "k": cell.k,
+            "n_pairs": len(cell.chance),
+            "pairs": sorted(cell.members),
+            "members": {pair: features for pair, features in sorted(cell.members.items())},
+            "expected_under_null": round(sum(cell.chance.values()), 6),
+            "p_value": float(p),
+            "q_value": float(q),
+            "significant": bool(q <= fdr_level),
+        }
+        for cell, p, q in zip(cells, p_values, adjusted, strict=True)
+        if cell.k > 0
+    ]
+    return sorted(rows, key=lambda r: (r["p_value"], -r["k"], r["family"], r["horizon"]))

@@ -1,0 +1,47 @@
+"""A pair-horizon's stable features beyond their verdicts: which are substitutes for each other
+(analysis/substitutes.py) and whether the confirmed ones held in every era (analysis/eras.py).
+Both read the pair's prepared matrix, so they run where the pair runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bqx_queue.analysis.eras import EraParams, era_frequencies
+from bqx_queue.analysis.prepare import PreparedPair
+from bqx_queue.analysis.substitutes import substitute_clusters
+from bqx_queue.config import Settings
+from bqx_queue.universe import target_column
+
+
+def stable_structure(
+    prepared: PreparedPair, selection_rows: np.ndarray, horizon_result: dict[str, Any], horizon: int, settings: Settings
+) -> dict[str, Any]:
+    """Return the horizon's `substitutes` (clusters of its stable features on the selection rows,
+    at |corr| >= substitute_correlation) and `eras` (per-era selection frequency of its confirmed
+    features; None when nothing was confirmed)."""
+    index = {name: j for j, name in enumerate(prepared.features)}
+    stable_names = [s["feature"] for s in horizon_result["stable"]]
+    stable = [index[name] for name in stable_names]
+    values = prepared.matrix[np.ix_(selection_rows, stable)] if stable else np.empty((0, 0))
+    clusters = substitute_clusters(values, stable_names, settings.substitute_correlation)
+    confirmed = horizon_result.get("confirmation", {}).get("confirmed", [])
+    eras = None
+    if confirmed:
+        params = EraParams(
+            era_count=settings.era_count,
+            reference_features=settings.era_reference_features,
+            collapse_frequency=settings.era_collapse_frequency,
+            pairs=settings.selection_pairs,
+            threshold=settings.selection_threshold,
+            expected_false_max=settings.expected_false_max,
+            weakness=settings.selection_weakness,
+            seed=settings.seed + horizon,
+        )
+        target = prepared.targets[target_column(horizon)].to_numpy()
+        eras = era_frequencies(
+            prepared.matrix, prepared.rows, prepared.times[prepared.rows], target, stable, stable_names, horizon, params
+        )
+        eras["features"] = [f | {"confirmed": f["feature"] in confirmed} for f in eras["features"]]
+    return {"substitutes": {"level": settings.substitute_correlation, "clusters": clusters}, "eras": eras}

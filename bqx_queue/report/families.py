@@ -1,0 +1,218 @@
+"""The report's answers across pairs: feature families confirmed in k of N pairs against a null
+with Benjamini-Yekutieli FDR, substitute clusters, era-dependent features, effect sizes per
+pair x horizon, and the run's error accounting (report.json, report.md; html.py draws them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bqx_queue.analysis.across_pairs import family_cells, family_tests
+from bqx_queue.analysis.families import feature_family
+
+FAMILY_NOTE = (
+    "A family is a feature name without its pair and currency tokens (setting family_strip_tokens): "
+    "mom_eurusd__mom_dir_45 and mom_gbpjpy__mom_dir_45 are both mom__mom_dir_45. A family is confirmed in a "
+    "pair at a horizon when one of the pair's confirmed features there belongs to it; of each substitute "
+    "cluster only the confirmed member with the largest held-out effect counts. Null: each pair's selections "
+    "are chance at its pair-horizon's error bound EB over the p features in selection, so a family with m "
+    "members in a pair is falsely selected there with probability at most min(1, m EB / p); k over N pairs is "
+    "then Poisson-binomial and the p-value is P(K >= k) (conservative: confirmed selections are rarer than "
+    "stable ones). Significant: Benjamini-Yekutieli adjusted p-value (q) at or below the FDR level, over every "
+    "family x horizon tested."
+)
+ERA_NOTE = (
+    "Each confirmed feature's selection frequency per era (calendar years when the sample spans two or more, "
+    "else equal stretches of sampled days), from a small stability selection per era over all its rows: the "
+    "horizon's stable features and other features drawn at random as candidates, complementary halves of the "
+    "era's blocks, forward stepwise regression stopped after q steps. Era-dependent: below the collapse "
+    "frequency in some era."
+)
+
+
+def families_section(
+    pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...], fdr_level: float
+) -> dict[str, Any]:
+    """Return report.json's `families`: every family x horizon with k >= 1, and the test count."""
+    cells = family_cells(pairs, horizons, strip_tokens)
+    rows = family_tests(cells, fdr_level)
+    return {
+        "note": FAMILY_NOTE,
+        "strip_tokens": list(strip_tokens),
+        "fdr_level": fdr_level,
+        "method": "Poisson-binomial tail at each pair's error bound; Benjamini-Yekutieli over families x horizons",
+        "tests": len(cells),
+        "families": len({c.family for c in cells}),
+        "pairs": len(pairs),
+        "significant": sum(r["significant"] for r in rows),
+        "cells": rows,
+    }
+
+
+def substitutes_section(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return every cluster of two or more substitutes, per pair and horizon, with its level."""
+    return [
+        {"pair": p["pair"], "horizon": int(h), "level": r["substitutes"]["level"], "members": cluster}
+        for p in pairs
+        for h, r in p["horizons"].items()
+        if r.get("substitutes")
+        for cluster in r["substitutes"]["clusters"]
+        if len(cluster) > 1
+    ]
+
+
+def eras_section(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return each confirmed feature's frequency per era and whether it is era-dependent."""
+    rows = []
+    for p in pairs:
+        for h, result in p["horizons"].items():
+            eras = result.get("eras")
+            if not eras:
+                continue
+            labels = [e["era"] for e in eras["eras"]]
+            for feature in eras["features"]:
+                if feature.get("confirmed", True):
+                    rows.append(
+                        {
+                            "pair": p["pair"],
+                            "horizon": int(h),
+                            "feature": feature["feature"],
+                            "eras": labels,
+                            "frequencies": feature["frequencies"],
+                            "era_dependent": feature["era_dependent"],
+                            "collapsed_eras": feature["collapsed_eras"],
+                            "collapse_frequency": eras["collapse_frequency"],
+                        }
+                    )
+    return {"note": ERA_NOTE, "features": rows, "era_dependent": sum(r["era_dependent"] for r in rows)}
+
+
+def effect_sizes(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return per pair x horizon the held-out AUC and log-loss gain over the baseline, with
+    their 95% block-bootstrap intervals (from the held-out verdicts)."""
+    return [
+        {
+            "pair": p["pair"],
+            "horizon": int(h),
+            "auc": r["confirmation"]["auc"],
+            "log_loss_gain": r["confirmation"]["log_loss_gain"],
+            "flagged": r["confirmation"]["flagged"],
+        }
+        for p in pairs
+        for h, r in p["horizons"].items()
+        if r.get("confirmation")
+    ]
+
+
+def error_accounting(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the stable selections of the run and the sum of their pair-horizons' error bounds:
+    up to that many of them are expected to be false."""
+    cells = [r for p in pairs for r in p["horizons"].values()]
+    return {
+        "stable_selections": sum(len(r["stable"]) for r in cells),
+        "error_bound_sum": round(sum(float(r["error_bound"]) for r in cells), 4),
+        "pair_horizons": len(cells),
+    }
+
+
+def ledger_columns(ledger: Any, pairs: list[dict[str, Any]], strip_tokens: tuple[str, ...]) -> Any:
+    """Return the run ledger with `family`, `substitute_cluster` (the cluster's first member, for
+    stable features in a cluster of two or more) and `era_dependent` (confirmed features)."""
+    cluster_of, era_dependent = {}, {}
+    for p in pairs:
+        for h, r in p["horizons"].items():
+            for cluster in (r.get("substitutes") or {}).get("clusters", []):
+                for feature in cluster if len(cluster) > 1 else []:
+                    cluster_of[(p["pair"], int(h), feature)] = cluster[0]
+            for feature in (r.get("eras") or {}).get("features", []):
+                era_dependent[(p["pair"], int(h), feature["feature"])] = feature["era_dependent"]
+    keys = list(zip(ledger["pair"], ledger["horizon"].astype(int), ledger["feature"], strict=True))
+    ledger = ledger.copy()
+    ledger["family"] = [feature_family(f, strip_tokens) for f in ledger["feature"]]
+    ledger["substitute_cluster"] = [cluster_of.get(k) for k in keys]
+    ledger["substitute_cluster"] = ledger["substitute_cluster"].astype("string")
+    ledger["era_dependent"] = [era_dependent.get(k) for k in keys]
+    ledger["era_dependent"] = ledger["era_dependent"].astype("boolean")
+    return ledger
+
+
+def era_frequencies_text(row: dict[str, Any]) -> str:
+    pairs = zip(row["eras"], row["frequencies"], strict=True)
+    return ", ".join(f"{label}: {'-' if f is None else f'{f:.2f}'}" for label, f in pairs)
+
+
+def _interval(value: dict[str, float], signed: bool = False) -> str:
+    form = "+.4f" if signed else ".3f"
+    return f"{value['estimate']:{form}} [{value['low']:{form}}, {value['high']:{form}}]"
+
+
+def markdown_lines(data: dict[str, Any]) -> list[str]:
+    """Return report.md's sections for families, error accounting, substitutes, eras, effect sizes."""
+    lines: list[str] = []
+    accounting = data.get("error_accounting")
+    if accounting:
+        lines += [
+            "",
+            "## Error accounting",
+            "",
+            f"Stable selections: {accounting['stable_selections']} over {accounting['pair_horizons']} pair-horizons; "
+            f"the sum of their error bounds is {accounting['error_bound_sum']:.2f}: up to "
+            f"{accounting['error_bound_sum']:.1f} of these {accounting['stable_selections']} may be false "
+            "(expected, in-sample selection).",
+        ]
+    families = data.get("families")
+    if families:
+        lines += ["", "## Feature families across pairs", "", families["note"], ""]
+        lines.append(
+            f"{families['families']} families x {len(data['run']['horizons'])} horizons = {families['tests']} tests; "
+            f"{families['significant']} significant at FDR {families['fdr_level']}."
+        )
+        if families["cells"]:
+            lines += [
+                "",
+                "| family | horizon | confirmed in k of N pairs | expected under null | p-value | BY q | significant "
+                "| pairs |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| `{c['family']}` | h{c['horizon']} | {c['k']} of {c['n_pairs']} | {c['expected_under_null']:.3f} "
+                f"| {c['p_value']:.3g} | {c['q_value']:.3g} | {'**yes**' if c['significant'] else 'no'} "
+                f"| {', '.join(c['pairs'])} |"
+                for c in families["cells"][:60]
+            ]
+        else:
+            lines.append("No family was confirmed in any pair.")
+    substitutes = data.get("substitutes")
+    if substitutes is not None:
+        lines += ["", "## Substitutes (stable features clustered by correlation)", ""]
+        lines += [
+            f"- {s['pair']} h{s['horizon']} (|corr| >= {s['level']}): " + ", ".join(f"`{m}`" for m in s["members"])
+            for s in substitutes
+        ] or ["No two stable features of a pair-horizon are correlated above the level."]
+    eras = data.get("eras")
+    if eras is not None:
+        lines += ["", "## Eras: confirmed features per era", "", eras["note"], ""]
+        if eras["features"]:
+            lines += ["| pair | horizon | feature | frequency per era | era-dependent |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {e['pair']} | h{e['horizon']} | `{e['feature']}` | "
+                + era_frequencies_text(e)
+                + f" | {'**yes** (' + ', '.join(e['collapsed_eras']) + ')' if e['era_dependent'] else 'no'} |"
+                for e in eras["features"]
+            ]
+        else:
+            lines.append("No confirmed feature, so no era frequencies.")
+    sizes = data.get("effect_sizes")
+    if sizes:
+        lines += [
+            "",
+            "## Effect sizes per pair and horizon (held-out, 95% block-bootstrap intervals)",
+            "",
+            "| pair | horizon | AUC [95% CI] | log-loss gain over baseline [95% CI] |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {e['pair']} | h{e['horizon']} | {_interval(e['auc'])} | {_interval(e['log_loss_gain'], True)}"
+            f"{' FLAGGED' if e['flagged'] else ''} |"
+            for e in sizes
+        ]
+    return lines

@@ -1,0 +1,88 @@
+"""The approval step in the report: what a one-pair pilot measured and what the full run would
+cost and take at its width, and who approved the plan a run ran (bqx_queue/approval.py)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bqx_queue.universe import PAIRS
+
+PILOT_NOTE = (
+    "Projection from this one-pair run: every pair assumed as wide as the pilot, so the full run's cost is "
+    "the pilot's cost times the number of pairs (plus shared tables once, when the run fetched them), and its "
+    "wall time is the pilot's wall time times the waves of pairs the live workers' slots run one after another."
+)
+
+
+def pilot_projection(ok: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the measured pilot and the projected full run, for a run of exactly one pair that
+    finished; None otherwise."""
+    if len(manifest["pairs"]) != 1 or len(ok) != 1:
+        return None
+    pair = ok[0]
+    slots = max(1, int(sum((manifest.get("workers") or {}).values())))
+    shared = manifest.get("estimate", {}).get("shared") or []
+    shared_cost = sum(float(e["cost_usd"]) for e in shared)
+    shared_bytes = sum(int(e["bytes_billed"]) for e in shared)
+    waves = math.ceil(len(PAIRS) / slots)
+    return {
+        "note": PILOT_NOTE,
+        "pair": pair["pair"],
+        "measured": {
+            "bytes_processed": pair.get("bytes_processed", 0),
+            "bytes_billed": pair["bytes_billed"],
+            "cost_usd": pair["cost_usd"],
+            "wall_s": pair.get("wall_s", 0.0),
+            "peak_rss_bytes": pair.get("peak_rss_bytes", 0),
+            "features_tested": pair.get("features_tested", 0),
+        },
+        "projected": {
+            "pairs": len(PAIRS),
+            "bytes_billed": len(PAIRS) * pair["bytes_billed"] + shared_bytes,
+            "cost_usd": round(len(PAIRS) * pair["cost_usd"] + shared_cost, 6),
+            "slots": slots,
+            "waves": waves,
+            "wall_s": round(waves * pair.get("wall_s", 0.0), 3),
+        },
+    }
+
+
+def approval(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the approved plan the run ran (who, when, when it was written), or None."""
+    plan = manifest.get("plan")
+    if not plan:
+        return None
+    return {key: plan[key] for key in ("path", "written_at", "approved_by", "approved_at", "fingerprints")}
+
+
+def markdown_lines(data: dict[str, Any]) -> list[str]:
+    """Return report.md's approval and pilot sections (nothing when neither applies)."""
+    lines: list[str] = []
+    approved = data.get("approval")
+    if approved:
+        lines += [
+            "",
+            "## Approval",
+            "",
+            f"Ran plan `{approved['path']}` written {approved['written_at']}, "
+            f"approved by **{approved['approved_by']}** "
+            f"at {approved['approved_at']}; catalog, sampled days and settings matched the plan at enqueue.",
+        ]
+    pilot = data.get("pilot")
+    if pilot:
+        measured, projected = pilot["measured"], pilot["projected"]
+        lines += [
+            "",
+            "## Pilot: one pair measured, the full run projected",
+            "",
+            f"- measured on {pilot['pair']}: {measured['bytes_billed']:,} bytes billed, ${measured['cost_usd']:.4f}, "
+            f"{measured['wall_s']:.1f} s wall, {measured['features_tested']:,} features, "
+            f"peak RSS {measured['peak_rss_bytes'] / 1024**3:.2f} GiB",
+            f"- projected for {projected['pairs']} pairs at this width: {projected['bytes_billed']:,} bytes billed, "
+            f"${projected['cost_usd']:.4f}; {projected['wall_s']:.0f} s wall on {projected['slots']} slots "
+            f"({projected['waves']} waves)",
+            "",
+            pilot["note"],
+        ]
+    return lines
