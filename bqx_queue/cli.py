@@ -21,7 +21,7 @@ from bqx_queue.errors import BqxError, BrokerError
 
 EXIT_FAILED_PAIRS = 1
 EXIT_BAD_INPUT = 2
-DEMO_WAREHOUSE = {"days": 15, "features_per_pair": 100}
+DEMO_WAREHOUSE = {"days": 20, "features_per_pair": 100, "planted_share": 0.75}
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -64,7 +64,15 @@ def enqueue_parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN_ID",
         help="enqueue again the pairs of RUN_ID without a completed artifact, then rebuild its report",
     )  # fmt: skip
+    parser.add_argument(
+        "--plan", metavar="PLAN_JSON",
+        help="run exactly an approved plan (bqx plan ... -o PLAN_JSON; bqx plan approve PLAN_JSON --by NAME)",
+    )  # fmt: skip
     return parser
+
+
+# options that choose what a run does: --resume and --plan take them from the manifest or plan
+RUN_OPTIONS = ("pairs", "horizons", "warehouse", "max_rows", "dry_run", "source", "max_cost")
 
 
 def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int:
@@ -73,6 +81,8 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     console = console or Console(stderr=True)
     if getattr(args, "resume", None):
         return _resume(args, console)
+    if getattr(args, "plan", None):
+        return _enqueue_plan(args, console)
     if args.run_id:
         from bqx_queue.store import check_run_id
 
@@ -97,6 +107,33 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         return 0
     # validates warehouse, tables, columns, and refuses a run whose estimate is over budget
     manifest = plan_run(settings, pairs, run_id=args.run_id)
+    return _enqueue_manifest(settings, manifest, args, console)
+
+
+def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
+    """bqx-enqueue --plan PLAN_JSON: run the approved plan, refused if anything it was reviewed on changed."""
+    from bqx_queue.approval import manifest_from_plan, read_plan
+
+    given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name, None)]
+    if given:
+        raise BqxError(f"--plan takes pairs and settings from the plan: drop {', '.join(given)}")
+    if args.run_id:
+        from bqx_queue.store import check_run_id
+
+        check_run_id(args.run_id)
+    path = Path(args.plan)
+    plan = read_plan(path)
+    settings = _settings(args, **plan["overrides"])
+    manifest = manifest_from_plan(plan, settings, path, args.run_id)
+    console.print(f"plan {path}: approved by {manifest['plan']['approved_by']} at {manifest['plan']['approved_at']}")
+    return _enqueue_manifest(settings, manifest, args, console)
+
+
+def _enqueue_manifest(settings: Settings, manifest: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
+    """Write the run's manifest, enqueue its pairs, and follow it with --wait."""
+    from bqx_queue.run import write_manifest
+
+    pairs = manifest["pairs"]
     app, workers = _require_workers(settings, args, console)
     manifest["workers"] = workers
     store = write_manifest(settings, manifest)
@@ -152,8 +189,7 @@ def _failed_pairs_exit(store: Any, console: Console) -> int:
 def _resume(args: argparse.Namespace, console: Console) -> int:
     """bqx-enqueue --resume RUN_ID: enqueue the run's unfinished pairs again; its manifest says
     everything else, so only this host's settings (broker, runs_dir) apply."""
-    run_options = ("pairs", "horizons", "warehouse", "max_rows", "run_id", "dry_run", "source", "max_cost")
-    given = [f"--{name.replace('_', '-')}" for name in run_options if getattr(args, name, None)]
+    given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "run_id", "plan") if getattr(args, name, None)]
     if given:
         raise BqxError(
             f"--resume takes pairs and settings from the run's manifest: drop {', '.join(given)}"
@@ -199,11 +235,42 @@ def _warehouse_build(args: argparse.Namespace) -> int:
         null_fraction=args.null_fraction,
         decoy_correlation=args.decoy_correlation,
         with_signal=not args.no_signal,
+        planted_share=None if args.random_families else args.planted_share,
         features_dataset=settings.features_dataset,
         analytics_dataset=settings.analytics_dataset,
     )
     manifest = build_warehouse(path, spec)
     print(f"{path}: {len(spec.pairs)} pairs, {manifest['rows']:,} rows per table, ~{spec.features_per_pair} features per pair")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """bqx plan: write the reviewed estimate of a run to a plan file; `bqx plan approve` signs it."""
+    from bqx_queue.approval import approve_plan, write_plan
+    from bqx_queue.universe import resolve_horizons, resolve_pairs
+    from bqx_queue.warehouse.budget import format_estimate
+
+    if args.plan_action == "approve":
+        approval = approve_plan(Path(args.plan_file), args.by)
+        print(f"{args.plan_file}: approved by {approval['by']} at {approval['at']}")
+        return 0
+    if not args.output:
+        raise BqxError("bqx plan needs -o PLAN_JSON (where to write the plan)")
+    overrides = {
+        "warehouse": args.warehouse, "max_rows": args.max_rows, "source": args.source, "budget_usd": args.max_cost,
+        "horizons": resolve_horizons(args.horizons) if args.horizons else None,
+    }  # fmt: skip
+    settings = _settings(args, **overrides)
+    plan = write_plan(settings, resolve_pairs(args.pairs), overrides, Path(args.output))
+    manifest = plan["manifest"]
+    print(format_estimate(manifest["estimate"]))
+    peak = max(p["predicted_peak_bytes"] for p in manifest["plans"].values())
+    print(
+        f"{len(manifest['pairs'])} pairs x {len(manifest['horizons'])} horizons over "
+        f"{len(manifest['days'])} sampled days; "
+        f"predicted peak per worker child {peak / 1024**3:.2f} GiB"
+    )
+    print(f"plan written to {args.output}; review it, then: bqx plan approve {args.output} --by NAME")
     return 0
 
 
@@ -307,12 +374,33 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--null-fraction", type=float, default=0.0)
     build.add_argument("--decoy-correlation", type=float, default=None)
     build.add_argument("--no-signal", action="store_true", help="plant nothing: every feature is noise")
+    build.add_argument(
+        "--planted-share", type=float, default=DEMO_WAREHOUSE["planted_share"],
+        help="share of pairs whose planted features sit in the same families (0 < share <= 1)",
+    )  # fmt: skip
+    build.add_argument(
+        "--random-families", action="store_true", help="plant each pair's signal in families drawn at random"
+    )
     build.set_defaults(handler=_warehouse_build)
 
     demo = commands.add_parser("demo", help="embedded Redis + a worker + every pair, end to end")
     demo.add_argument("--pairs", default="all")
     demo.add_argument("--concurrency", type=int, default=None)
     demo.set_defaults(handler=_demo)
+
+    plan = commands.add_parser("plan", help="write a run's reviewed estimate to a plan file; `plan approve` signs it")
+    plan.add_argument("--pairs", default="all")
+    plan.add_argument("--horizons", default=None)
+    plan.add_argument("--warehouse")
+    plan.add_argument("--max-rows", type=int)
+    plan.add_argument("--source", choices=["auto", "duckdb", "parquet", "bigquery"])
+    plan.add_argument("--max-cost", type=float, help="the run's budget in USD (default budget_usd)")
+    plan.add_argument("-o", "--output", help="plan file to write")
+    plan.set_defaults(handler=_plan, plan_action=None)
+    plan_actions = plan.add_subparsers(dest="plan_action")
+    approve = plan_actions.add_parser("approve", help="record who approved a plan, and when")
+    approve.add_argument("plan_file")
+    approve.add_argument("--by", required=True, help="the approver's name")
 
     status = commands.add_parser("status", help="pairs done, running (where), failed, queued; cost; ETA")
     status.add_argument("run_id")

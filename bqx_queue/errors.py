@@ -35,3 +35,8 @@ class MemoryPlanError(BqxError):
 
 class MemoryBudgetExceeded(BqxError):
     """A task's resident memory went past its budget; raised inside the task to stop it."""
+
+
+class PlanError(BqxError):
+    """A reviewed plan cannot run: unapproved, edited after approval, or the warehouse catalog,
+    the sampled days or the settings changed since it was written."""

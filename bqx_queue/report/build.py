@@ -14,10 +14,15 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
-from bqx_queue.report import confirmation
+from bqx_queue.config import Settings
+from bqx_queue.report import confirmation, families, pilot
 from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
+
+# reports of runs whose manifest predates the across-pair settings read the defaults
+DEFAULT_STRIP_TOKENS = Settings.model_fields["family_strip_tokens"].default
+DEFAULT_FDR = Settings.model_fields["family_fdr"].default
 
 PAIR_FIELDS = (
     "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
@@ -44,6 +49,7 @@ def _horizon(result: dict[str, Any]) -> dict[str, Any]:
         "folds": metrics["folds"],
         "shap_top": result["shap_top"],
         **({"confirmation": result["confirmation"]} if "confirmation" in result else {}),
+        **{key: result[key] for key in ("substitutes", "eras") if result.get(key) is not None},
     }
 
 
@@ -75,6 +81,9 @@ def report_data(store: RunStore) -> dict[str, Any]:
         entry["failed_horizons"] = {h: r["error"] for h, r in horizons.items() if r.get("status", "ok") != "ok"}
         if "data_quality" in summary:
             entry["data_quality"] = summary["data_quality"]
+        for key in ("families", "features_in_selection"):  # the across-pair null model reads them
+            if key in summary:
+                entry[key] = summary[key]
         pairs.append(entry)
     ok = [p for p in pairs if p["status"] == "ok"]
     finished = max((p.get("finished_at", 0) for p in pairs), default=0) or time.time()
@@ -110,6 +119,8 @@ def report_data(store: RunStore) -> dict[str, Any]:
             "cost_usd": round(sum(p["cost_usd"] for p in pairs) + shared["cost_usd"], 6),
             "features_tested": sum(p.get("features_tested", 0) for p in pairs),
             "stable_selections": sum(h["n_stable"] for p in ok for h in p["horizons"].values()),
+            # the MB bounds summed over pair-horizons: up to this many stable selections are expected false
+            "error_bound_sum": round(sum(h["error_bound"] for p in ok for h in p["horizons"].values()), 4),
             "confirmed_findings": len(held_out["findings"]),
             "flagged_horizons": len(held_out["flagged_horizons"]),
         },
@@ -121,6 +132,25 @@ def report_data(store: RunStore) -> dict[str, Any]:
         ],
         "confirmation": held_out,
         "data_quality": data_quality(pairs),
+        **across_pairs(ok, manifest),
+    }
+
+
+def across_pairs(ok: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return the report's answers across pairs: error accounting, families, substitutes, eras,
+    effect sizes, the pilot's projection (a one-pair run) and the plan's approval."""
+    settings = manifest["settings"]
+    strip_tokens = tuple(settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
+    return {
+        "error_accounting": families.error_accounting(ok),
+        "families": families.families_section(
+            ok, list(manifest["horizons"]), strip_tokens, float(settings.get("family_fdr", DEFAULT_FDR))
+        ),
+        "substitutes": families.substitutes_section(ok),
+        "eras": families.eras_section(ok),
+        "effect_sizes": families.effect_sizes(ok),
+        "pilot": pilot.pilot_projection(ok, manifest),
+        "approval": pilot.approval(manifest),
     }
 
 
@@ -155,7 +185,9 @@ def write_report(store: RunStore) -> Path:
     jsonschema.validate(data, report_schema())
     ledgers = [pd.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
     if ledgers:
-        store.write_parquet(store.root / "ledger.parquet", pd.concat(ledgers, ignore_index=True))
+        strip_tokens = tuple(store.manifest()["settings"].get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
+        ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)
+        store.write_parquet(store.root / "ledger.parquet", ledger)
     store.write_text(store.root / "report.md", render_markdown(data))
     store.write_text(store.root / "report.html", render_html(data, store.manifest()))
     store.write_json(store.report_path, data)
@@ -181,7 +213,9 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- sampled days: {run['days']}; source: {run['source']} {run['warehouse']}",
         f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
         f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",
-        f"- features tested: {totals['features_tested']:,}; stable selections: {totals['stable_selections']}",
+        f"- features tested: {totals['features_tested']:,}; stable selections: {totals['stable_selections']}"
+        + (f" (up to {data['error_accounting']['error_bound_sum']:.1f} of these may be false: the sum of the "
+           "pair-horizons' error bounds)" if data.get("error_accounting") else ""),
         *([f"- confirmed on held-out rows: {totals['confirmed_findings']} of the stable selections; "
            f"flagged horizons: {totals['flagged_horizons']}"] if "confirmed_findings" in totals else []),
         "",
@@ -210,7 +244,9 @@ def render_markdown(data: dict[str, Any]) -> str:
     lines += ["", "## Features stable in most pairs and horizons", ""]
     for row in data["features_across_pairs"][:20]:
         lines.append(f"- `{row['feature']}`: {row['pair_horizons']} pair-horizons")
+    lines += pilot.markdown_lines(data)
     lines += confirmation.markdown_lines(data.get("confirmation"))
+    lines += families.markdown_lines(data)
     lines += _markdown_data_quality(data.get("data_quality"))
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if failed:

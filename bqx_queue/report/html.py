@@ -10,6 +10,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from bqx_queue.report import html_families
 from bqx_queue.report.estimate import cost_estimate
 from bqx_queue.report.svg import FAILED_COLOUR, Bar, Span, bar_chart, heatmap, timeline
 
@@ -62,10 +63,15 @@ def _summary(data: dict[str, Any], estimate_total: float | None) -> str:
         _card(f"{_gib(totals['bytes_billed'])} GiB", "billed (BigQuery on-demand)"),
         _card(cost, "actual cost"),
         _card(f"${estimate_total:.4f}" if estimate_total is not None else "none", "estimated cost"),
+        *([_card(f"{totals['extract_cache']['hits']} / ${totals['extract_cache']['saved_usd']:.4f} / "
+                 f"{totals['extract_cache']['saved_s']:,.1f} s", "extract cache hits / $ saved / time saved")]
+          if totals.get("extract_cache") else []),
         _card(f"{run['duration_s']:,.1f} s", "duration"),
         _card(f"{run['worker_count']} / {run['processes']}", "workers / processes that ran pairs"),
         _card(f"{totals['features_tested']:,}", "features tested"),
         _card(f"{totals['stable_selections']}", "stable selections"),
+        *([_card(f"{totals['error_bound_sum']:.1f}", "of them may be false (sum of error bounds)")]
+          if "error_bound_sum" in totals else []),
     ]
     workers = (
         ", ".join(f"{name} ({slots})" for name, slots in run["workers"].items()) or "none recorded"
@@ -321,6 +327,11 @@ def render_html(data: dict[str, Any], manifest: dict[str, Any]) -> str:
         ("Data quality", _data_quality_section(data)),
         ("Stable features: pairs x horizons", _heatmap_section(data)),
         ("Held-out confirmation: findings, unconfirmed, flagged horizons", _confirmation_section(data)),
+        ("Feature families across pairs", html_families.families_section(data)),
+        ("Effect sizes per pair and horizon", html_families.effect_sizes_section(data)),
+        ("Substitutes: stable features clustered by correlation", html_families.substitutes_section(data)),
+        ("Eras: confirmed features per era", html_families.eras_section(data)),
+        ("Approval and pilot projection", html_families.approval_section(data)),
         ("Features stable across most pairs and horizons", _stable_across_section(data)),
         ("SHAP: top features per horizon", _shap_section(data)),
         ("Timeline: pair tasks per worker process", _timeline_section(data, created_at)),

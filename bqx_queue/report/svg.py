@@ -18,6 +18,7 @@ MUTED = "#7b8794"
 GRID = "#e4e7eb"
 PALETTE = ("#2f6fb3", "#e07b39", "#3a9a5b", "#b34a7d", "#7c5cbf", "#c9a227", "#3aa6b9", "#8a6d3b")
 OK_COLOUR, FAILED_COLOUR, ESTIMATE_COLOUR = "#2f6fb3", "#c0392b", "#e07b39"
+MARK_COLOUR = "#e07b39"
 
 
 def _text(
@@ -138,9 +139,12 @@ def heatmap(
     tooltips: dict[tuple[str, str], str] | None = None,
     low: str = "#f4f8fc",
     high: str = "#1d4f91",
+    marked: set[tuple[str, str]] | None = None,
+    left: int = 80,
 ) -> str:
-    """Return a grid of cells coloured by value (None: a hatched 'no result' cell), value inside."""
-    cell_w, cell_h, left, top = 58, 22, 80, 44
+    """Return a grid of cells coloured by value (None: a hatched 'no result' cell), value inside;
+    `marked` cells get a heavy outline and a star after the value (e.g. significant)."""
+    cell_w, cell_h, top = 58, 22, 44
     width = left + cell_w * len(columns) + 110
     height = top + cell_h * len(rows) + 16
     known = [v for v in values.values() if v is not None]
@@ -169,11 +173,16 @@ def heatmap(
             body.append(
                 f"<rect x='{x}' y='{y}' width='{cell_w - 2}' height='{cell_h - 2}' fill='{_blend(low, high, share)}'><title>{tip}</title></rect>"
             )
+            if (row, column) in (marked or set()):
+                body.append(
+                    f"<rect x='{x + 1}' y='{y + 1}' width='{cell_w - 4}' height='{cell_h - 4}' fill='none' "
+                    f"stroke='{MARK_COLOUR}' stroke-width='2.5'><title>{tip}</title></rect>"
+                )
             body.append(
                 _text(
                     x + cell_w / 2 - 1,
                     y + 15,
-                    f"{value:g}",
+                    f"{value:g}" + ("*" if (row, column) in (marked or set()) else ""),
                     11,
                     "middle",
                     "#ffffff" if share > 0.55 else INK,

@@ -79,6 +79,10 @@ class WarehouseSpec:
     features_dataset: str = "bqx_features"
     analytics_dataset: str = "bqx_analytics"
     with_signal: bool = True
+    # share of the pairs whose planted features sit in the same families (the same table family
+    # and column in every one of them, as a feature that matters in many markets would); None:
+    # each pair's planted features are drawn at random from its own columns
+    planted_share: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.pairs if p not in PAIRS]
@@ -86,6 +90,8 @@ class WarehouseSpec:
             raise WarehouseError(f"unknown pairs {unknown}")
         if self.days < 2 or self.features_per_pair < 10 or not 1 <= self.signals <= len(SIGNAL_PHIS):
             raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..4 signals")
+        if self.planted_share is not None and not 0 < self.planted_share <= 1:
+            raise WarehouseError(f"planted_share must be in (0, 1], got {self.planted_share}")
 
 
 @dataclass
@@ -223,22 +229,55 @@ def _with_nulls(values: np.ndarray, fraction: float, rng: np.random.Generator) -
     return values
 
 
-def _own_tables(spec: WarehouseSpec, pair: str, sim: _Simulation, partners: list[str]) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
-    """Return the pair's own numeric feature tables, and the aliases of its planted features."""
-    rng = np.random.default_rng([spec.seed, PAIRS.index(pair)])
+def _own_layout(spec: WarehouseSpec, partners: int) -> list[tuple[str, list[str]]]:
+    """Return the table families and column names of every pair's own tables (the same in each)."""
     own_count = max(spec.signals + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
-    families = list(OWN_FAMILIES)
-    per_table = max(2, math.ceil(own_count / (len(families) + len(partners))))
-    tables: dict[str, dict[str, np.ndarray]] = {}
+    per_table = max(2, math.ceil(own_count / (len(OWN_FAMILIES) + partners)))
+    layout = []
     remaining = own_count
-    for family in families:
+    for family in OWN_FAMILIES:
         if remaining <= 0:
             break
         count = min(per_table, remaining)
-        tables[f"{family}_{pair}"] = dict(zip(_column_names(OWN_FAMILIES, family, count), _decoys(sim, rng, count).T, strict=True))
+        layout.append((family, _column_names(OWN_FAMILIES, family, count)))
         remaining -= count
+    return layout
+
+
+def shared_planted_columns(spec: WarehouseSpec, partners: int) -> list[tuple[str, str]]:
+    """Return (table family, column) of each signal's planted feature in the pairs that share
+    planted families: drawn once per warehouse, so those pairs carry signal k in one family."""
+    slots = [(family, column) for family, columns in _own_layout(spec, partners) for column in columns]
+    chosen = np.random.default_rng([spec.seed, 4242]).choice(len(slots), spec.signals, replace=False)
+    return [slots[i] for i in chosen]
+
+
+def pairs_sharing_families(spec: WarehouseSpec) -> list[str]:
+    """Return the pairs (round(planted_share x pairs), drawn once) whose planted features share families."""
+    if spec.planted_share is None or not spec.with_signal:
+        return []
+    count = max(1, round(spec.planted_share * len(spec.pairs)))
+    order = np.random.default_rng([spec.seed, 4243]).permutation(len(spec.pairs))
+    return [spec.pairs[i] for i in sorted(order[:count])]
+
+
+def _own_tables(
+    spec: WarehouseSpec,
+    pair: str,
+    sim: _Simulation,
+    partners: list[str],
+    planted_columns: list[tuple[str, str]] | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
+    """Return the pair's own numeric feature tables, and the aliases of its planted features
+    (at `planted_columns` when given, else drawn at random)."""
+    rng = np.random.default_rng([spec.seed, PAIRS.index(pair)])
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    for family, names in _own_layout(spec, len(partners)):
+        tables[f"{family}_{pair}"] = dict(zip(names, _decoys(sim, rng, len(names)).T, strict=True))
     aliases = [f"{t}{FEATURE_SEPARATOR}{c}" for t, cols in tables.items() for c in cols]
     planted_aliases = [aliases[i] for i in sorted(rng.choice(len(aliases), spec.signals, replace=False))]
+    if planted_columns is not None:  # the draw above still happens: other pairs' data stay the same
+        planted_aliases = [f"{family}_{pair}{FEATURE_SEPARATOR}{column}" for family, column in planted_columns]
     for k, alias in enumerate(planted_aliases):
         table, column = alias.split(FEATURE_SEPARATOR)
         signal = sim.pair_signals[pair][k]
@@ -300,6 +339,9 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
                 columns = {n: _with_nulls(values[:, j], spec.null_fraction, shared_rng) for j, n in enumerate(_column_names(SHARED_FAMILIES, family, count))}
                 writer.write(fd, f"{family}_g{t:03d}", columns)
         cov_rng = np.random.default_rng([spec.seed, 1001])
+        sharing = pairs_sharing_families(spec)
+        partner_count = min(spec.cov_partners, len(spec.pairs) - 1)
+        shared_columns = shared_planted_columns(spec, partner_count) if sharing else None
         for i, pair in enumerate(spec.pairs):
             # the next pairs in the run's order, never the pair itself
             count = min(spec.cov_partners, len(spec.pairs) - 1)
@@ -307,7 +349,7 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
             for partner in partners:
                 values = _decoys(sim, cov_rng, 3)
                 writer.write(fd, f"cov_{pair}_{partner}", {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))})
-            own, planted = _own_tables(spec, pair, sim, partners)
+            own, planted = _own_tables(spec, pair, sim, partners, shared_columns if pair in sharing else None)
             for table, columns in own.items():
                 writer.write(fd, table, columns)
             targets = _targets(sim.closes[pair])
@@ -328,6 +370,16 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
                 "horizons": horizons,
                 "leaky": [f"base_{pair}{FEATURE_SEPARATOR}{c}" for c in leaky],
             }
+        manifest["planted_families"] = {
+            f"{family}{FEATURE_SEPARATOR}{column}": {
+                "signal": k,
+                "pairs": sharing,
+                "informative_horizons": [
+                    h for i, h in enumerate(HORIZONS) if correlations[k, i] >= spec.min_signal_corr
+                ],
+            }
+            for k, (family, column) in enumerate(shared_columns or [])
+        }
         con.execute(f"CREATE TABLE {META_SCHEMA}.manifest AS SELECT ? AS body", [json.dumps(manifest)])
         con.close()
         partial.rename(path)

@@ -1,0 +1,155 @@
+"""The approval step: a run is planned, reviewed and approved, then run exactly as planned.
+
+`bqx plan --pairs all -o plan.json` writes the plan: the run manifest plan_run computes (pairs,
+sampled days, settings, per-pair cost estimate and predicted peak memory) with fingerprints of
+the warehouse catalog, the sampled days and the settings. `bqx plan approve plan.json --by NAME`
+records who approved it and when, with a digest of what they approved. `bqx-enqueue --plan
+plan.json` plans again from the current warehouse and settings and runs the approved manifest
+only if nothing changed, as terraform applies a saved plan: an unapproved plan, a plan edited
+after approval, or a changed catalog, calendar sample or setting is refused with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bqx_queue.config import Settings
+from bqx_queue.errors import PlanError
+from bqx_queue.run import HOST_SETTINGS, new_run_id, plan_run
+from bqx_queue.warehouse.catalog import Catalog
+from bqx_queue.warehouse.source import open_source
+
+PLAN_KIND = "bqx-plan"
+PLAN_VERSION = 1
+# run-time fields of a manifest: they are set when the plan runs, not when it is written
+RUN_FIELDS = ("run_id", "created_at")
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def catalog_fingerprint(catalog: Catalog) -> str:
+    """Return a digest of every dataset, table, column and type the warehouse catalog lists."""
+    return _digest(
+        [
+            [dataset, table.name, [[c.name, c.type] for c in table.columns]]
+            for dataset in sorted(catalog.tables)
+            for table in catalog.dataset_tables(dataset)
+        ]
+    )
+
+
+def run_settings_of(settings: Settings) -> dict[str, Any]:
+    """Return the settings that shape a run (not where this host's broker and files are)."""
+    return settings.model_dump(mode="json", exclude=HOST_SETTINGS | {"run_id"})
+
+
+def fingerprints(settings: Settings, days: list[str]) -> dict[str, str]:
+    return {
+        "catalog": catalog_fingerprint(open_source(settings).catalog()),
+        "days": _digest(days),
+        "settings": _digest(run_settings_of(settings)),
+    }
+
+
+def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Write the reviewed plan to `path` and return it (unapproved). `overrides` are the plan
+    command's options, applied again when the plan runs."""
+    manifest = plan_run(settings, pairs, run_id="planned", enforce_budget=False)
+    for key in RUN_FIELDS:
+        manifest.pop(key)
+    manifest["settings"].pop("run_id", None)
+    plan = {
+        "kind": PLAN_KIND,
+        "version": PLAN_VERSION,
+        "written_at": datetime.now(UTC).isoformat(),
+        "overrides": {k: v for k, v in overrides.items() if v is not None},
+        "settings": run_settings_of(settings),
+        "fingerprints": fingerprints(settings, manifest["days"]),
+        "manifest": manifest,
+        "approval": None,
+    }
+    path.write_text(json.dumps(plan, indent=2, default=str) + "\n")
+    return plan
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """Return the plan in `path`; raises PlanError for a file that is missing or not a plan."""
+    try:
+        plan = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise PlanError(f"plan {path} does not exist: write one with `bqx plan --pairs ... -o {path}`") from None
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"plan {path} is not JSON: {exc}") from None
+    if not isinstance(plan, dict) or plan.get("kind") != PLAN_KIND or plan.get("version") != PLAN_VERSION:
+        raise PlanError(f"{path} is not a bqx plan (version {PLAN_VERSION})")
+    return plan
+
+
+def _reviewed(plan: dict[str, Any]) -> str:
+    """Return the digest of what an approver reviews: everything in the plan but the approval."""
+    return _digest({k: v for k, v in plan.items() if k != "approval"})
+
+
+def approve_plan(path: Path, by: str) -> dict[str, Any]:
+    """Record in the plan file who approved it and when; returns the approval."""
+    if not by.strip():
+        raise PlanError("--by must name the approver")
+    plan = read_plan(path)
+    approval = {"by": by.strip(), "at": datetime.now(UTC).isoformat(), "digest": _reviewed(plan)}
+    plan["approval"] = approval
+    Path(path).write_text(json.dumps(plan, indent=2, default=str) + "\n")
+    return approval
+
+
+def _changed_settings(planned: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    keys = sorted(set(planned) | set(current))
+    return [f"{k}: {planned.get(k)!r} -> {current.get(k)!r}" for k in keys if planned.get(k) != current.get(k)]
+
+
+def manifest_from_plan(
+    plan: dict[str, Any], settings: Settings, path: Path, run_id: str | None = None
+) -> dict[str, Any]:
+    """Return the manifest of a run of an approved plan; raises PlanError (one line) when the
+    plan is unapproved or was edited after approval, or when the settings, the warehouse catalog
+    or the sampled days differ from the plan's."""
+    approval = plan.get("approval")
+    if not approval:
+        raise PlanError(f"plan {path} is not approved: review it, then `bqx plan approve {path} --by NAME`")
+    if approval.get("digest") != _reviewed(plan):
+        raise PlanError(f"plan {path} was changed after {approval['by']} approved it: approve it again")
+    changed = _changed_settings(plan["settings"], run_settings_of(settings))
+    if changed:
+        raise PlanError(
+            f"settings changed since plan {path} was written ({'; '.join(changed[:3])}"
+            f"{f'; {len(changed) - 3} more' if len(changed) > 3 else ''}): write and approve a new plan"
+        )
+    current = fingerprints(settings, plan["manifest"]["days"])
+    if current["catalog"] != plan["fingerprints"]["catalog"]:
+        raise PlanError(f"the warehouse catalog changed since plan {path} was written: write and approve a new plan")
+    replanned = plan_run(settings, plan["manifest"]["pairs"], run_id="check", enforce_budget=False)
+    if replanned["days"] != plan["manifest"]["days"]:
+        raise PlanError(
+            f"the sampled days changed since plan {path} was written ({len(plan['manifest']['days'])} planned, "
+            f"{len(replanned['days'])} now; the targets' calendar moved): write and approve a new plan"
+        )
+    run_id = run_id or new_run_id()
+    manifest = json.loads(json.dumps(plan["manifest"]))
+    manifest["settings"] |= {"run_id": run_id}
+    return {
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(),
+        **manifest,
+        "plan": {
+            "path": str(path),
+            "written_at": plan["written_at"],
+            "approved_by": approval["by"],
+            "approved_at": approval["at"],
+            "fingerprints": plan["fingerprints"],
+        },
+    }
