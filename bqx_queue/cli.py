@@ -61,6 +61,10 @@ def enqueue_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-cost", type=float, help="refuse the run if its estimate is above this many USD (default: budget_usd, $50)")
     parser.add_argument("--source", choices=["auto", "duckdb", "parquet", "bigquery"], help="warehouse kind (default: settings)")
     parser.add_argument(
+        "--refresh", action="store_true",
+        help="query the warehouse even where the extract cache (runs_dir/cache) holds the rows; the cache is rewritten",
+    )  # fmt: skip
+    parser.add_argument(
         "--resume", metavar="RUN_ID",
         help="enqueue again the pairs of RUN_ID without a completed artifact, then rebuild its report",
     )  # fmt: skip
@@ -92,6 +96,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     settings = _settings(
         args, warehouse=args.warehouse, max_rows=args.max_rows, horizons=horizons,
         source=getattr(args, "source", None), budget_usd=getattr(args, "max_cost", None),
+        refresh_extracts=True if getattr(args, "refresh", False) else None,
     )  # fmt: skip
 
     from bqx_queue.run import plan_run, write_manifest

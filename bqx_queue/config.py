@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     era_reference_features: int = Field(100, ge=10)  # other features competing with the stable ones
     era_collapse_frequency: float = Field(0.3, ge=0, lt=1)  # below this in an era: era-dependent
 
+    @field_validator("runs_dir", mode="before")
+    @classmethod
+    def _location_text(cls, value: object) -> object:
+        # a str, not a Path: Path("gs://bucket/runs") would collapse the URL's "//"
+        return str(value) if isinstance(value, Path) else value
+
     @field_validator("bigquery_project")
     @classmethod
     def _project_id(cls, value: str | None) -> str | None:

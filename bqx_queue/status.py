@@ -23,6 +23,7 @@ from rich.text import Text
 
 from bqx_queue.errors import BrokerError
 from bqx_queue.report.estimate import CostEstimate, cost_estimate
+from bqx_queue.storage import modified_at
 from bqx_queue.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def running_pairs(app: Any, run_id: str, timeout_s: float = 1.0) -> dict[str, Ru
 def _finished_at(summaries: dict[str, dict[str, Any]], report: Path) -> float:
     """Return when a finished run ended: its last pair, else when its report was written."""
     ends = [s["finished_at"] for s in summaries.values() if s.get("finished_at")]
-    return max(ends) if ends else report.stat().st_mtime
+    return max(ends) if ends else modified_at(report)
 
 
 def _current_summaries(
@@ -167,7 +168,7 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     # Report, then workers, then pair files: a pair that ends while we look is then seen as done
     # (its file wins), never as still running in a finished run, nor as queued.
     report = store.report_path
-    finished = report.exists() and report.stat().st_mtime >= store.manifest_path.stat().st_mtime
+    finished = report.exists() and store.modified_at(report) >= store.modified_at(store.manifest_path)
     asked = app is not None and not finished
     running = running_pairs(app, store.run_id, timeout_s) if asked else None
     summaries = _current_summaries(store.pair_summaries(), manifest)

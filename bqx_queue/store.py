@@ -1,19 +1,19 @@
-"""The run folder: manifest, one summary and ledger per pair, and the report. Writes are atomic
-(temporary file, then rename), so a reader never sees half a file and a repeated pair simply
-replaces its own artifact."""
+"""The run folder: manifest, one summary and ledger per pair, and the report, in a local folder
+or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.storage). Every write
+is whole or absent for readers on any host (storage.write_whole), so a pair's summary, written
+after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts."""
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from bqx_queue.errors import BqxError
+from bqx_queue.storage import ArtifactPath, artifact_root, children, modified_at, write_whole
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -27,35 +27,44 @@ def check_run_id(run_id: str) -> str:
 
 
 class RunStore:
-    def __init__(self, runs_dir: Path | str, run_id: str) -> None:
+    """One run's artifacts under runs_dir/RUN_ID; paths are pathlib.Path locally, UPath in a bucket."""
+
+    def __init__(self, runs_dir: Any, run_id: str) -> None:
         self.run_id = check_run_id(run_id)
-        self.root = Path(runs_dir) / run_id
+        self.runs_root = artifact_root(runs_dir)
+        self.root = self.runs_root / run_id
 
     @property
-    def manifest_path(self) -> Path:
+    def manifest_path(self) -> ArtifactPath:
         return self.root / "manifest.json"
 
     @property
-    def report_path(self) -> Path:
+    def report_path(self) -> ArtifactPath:
         return self.root / "report.json"
 
-    def pair_path(self, pair: str) -> Path:
+    def pair_path(self, pair: str) -> ArtifactPath:
         return self.root / "pairs" / f"{pair}.json"
 
-    def ledger_path(self, pair: str) -> Path:
+    def ledger_path(self, pair: str) -> ArtifactPath:
         return self.root / "pairs" / f"{pair}.ledger.parquet"
 
-    def write_json(self, path: Path, data: Any) -> None:
+    def write_json(self, path: ArtifactPath, data: Any) -> None:
         write_json_atomic(path, data)
 
-    def write_text(self, path: Path, text: str) -> None:
-        _atomic(path, lambda tmp: tmp.write_text(text))
+    def write_text(self, path: ArtifactPath, text: str) -> None:
+        write_whole(path, lambda handle: handle.write(text.encode()))
 
-    def write_parquet(self, path: Path, frame: pd.DataFrame) -> None:
-        _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    def write_parquet(self, path: ArtifactPath, frame: pd.DataFrame) -> None:
+        write_whole(path, lambda handle: frame.to_parquet(handle, index=False))
 
-    def read_json(self, path: Path) -> Any:
+    def read_json(self, path: ArtifactPath) -> Any:
         return json.loads(path.read_text())
+
+    def read_parquet(self, path: ArtifactPath) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(path.read_bytes()))
+
+    def modified_at(self, path: ArtifactPath) -> float:
+        return modified_at(path)
 
     def manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
@@ -63,29 +72,14 @@ class RunStore:
         return self.read_json(self.manifest_path)
 
     def pair_summaries(self) -> dict[str, dict[str, Any]]:
-        folder = self.root / "pairs"
-        if not folder.exists():
-            return {}
-        return {p.stem: self.read_json(p) for p in sorted(folder.glob("*.json"))}
+        return {p.stem: self.read_json(p) for p in children(self.root / "pairs", "*.json")}
 
     def pair_summary(self, pair: str) -> dict[str, Any] | None:
         path = self.pair_path(pair)
         return self.read_json(path) if path.exists() else None
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: ArtifactPath, data: Any) -> None:
     """Write JSON so a concurrent reader sees the old file or the whole new one."""
-    _atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
-
-
-def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps(data, indent=2, default=str)
+    write_whole(path, lambda handle: handle.write(text.encode()))

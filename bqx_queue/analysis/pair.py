@@ -36,6 +36,7 @@ from bqx_queue.universe import TARGET_WINDOW, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import missing_families
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.extract_cache import local_rows, summarize
 from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
 from bqx_queue.warehouse.sampling import sample_days
 from bqx_queue.warehouse.shared import fetch_billable
@@ -94,10 +95,13 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
         # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
         # BigQuery's limits; the jobs report their own bytes
         reader, plan, job_bytes = fetch_billable(pair, settings, days, source)
+        extract_uses = job_bytes.pop("extract_cache")
         capacity = settings.max_rows
     else:
         plan = plan_pair(pair, source.catalog(), settings)
-        reader, job_bytes = source.fetch_plan(pair, plan, settings, days), None
+        # through the extract cache: a rerun that needs the same rows reads them, unbilled
+        reader, job_bytes, extract_uses = local_rows(pair, plan, settings, days, source)
+        job_bytes["queries"] = sum(not use.hit for use in extract_uses) if extract_uses else plan.queries
         # the rows the targets hold on these days: the matrix is allocated once at its size (an
         # oversized column-major buffer becomes resident whole under transparent huge pages)
         counts = source.day_counts(source.catalog().table(*plan.tables[0].split(".")))
@@ -107,9 +111,7 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
     frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)
     if len(np.unique(frame.times)) != frame.rows:  # cannot happen unless the query's rule is lost
         raise DataError(f"pair {pair}: the result repeats interval_time values after one row per table was kept")
-    if job_bytes is None:
-        per_table = source.scanned_bytes(plan, days)
-        job_bytes = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
+    if not getattr(source, "billable", False):
         source.close()  # its block cache would count against the pair's memory budget
     queries = job_bytes.pop("queries", plan.queries)  # more than one only past BigQuery's limits
     cost = {
@@ -118,6 +120,7 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
         "columns": len(plan.features) + len(plan.targets) + 1,
         **job_bytes,
         "cost_usd": billing.cost_usd(job_bytes["bytes_billed"], settings.price_per_tib_usd),
+        "extract_cache": summarize(extract_uses),
         "excluded": dict(plan.excluded) | frame.excluded,
         "data_quality": frame.quality.summary(
             settings.on_duplicate_timestamps, missing_families(source.catalog(), pair, settings)

@@ -18,6 +18,7 @@ from bqx_queue.config import Settings
 from bqx_queue.report import confirmation, families, pilot
 from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
+from bqx_queue.warehouse.extract_cache import add_summaries
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
 
 # reports of runs whose manifest predates the across-pair settings read the defaults
@@ -27,7 +28,7 @@ DEFAULT_FDR = Settings.model_fields["family_fdr"].default
 PAIR_FIELDS = (
     "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
     "tables", "columns", "bytes_processed", "bytes_billed", "cost_usd", "wall_s", "timings", "peak_rss_bytes",
-    "host", "pid", "worker", "started_at", "finished_at",
+    "host", "pid", "worker", "started_at", "finished_at", "extract_cache",
 )  # fmt: skip
 
 
@@ -60,7 +61,10 @@ def _shared_tables_cost(store: RunStore) -> dict[str, Any]:
     if not index.exists():
         return {key: 0 for key in keys}
     data = store.read_json(index)
-    return {key: data[key] for key in keys}
+    # queries sent: an extract read from the cache sent none
+    return {key: data[key] for key in keys} | {"queries": data.get("queries_sent", data["queries"])} | (
+        {"extract_cache": data["extract_cache"]} if "extract_cache" in data else {}
+    )
 
 
 def report_data(store: RunStore) -> dict[str, Any]:
@@ -123,6 +127,7 @@ def report_data(store: RunStore) -> dict[str, Any]:
             "error_bound_sum": round(sum(h["error_bound"] for p in ok for h in p["horizons"].values()), 4),
             "confirmed_findings": len(held_out["findings"]),
             "flagged_horizons": len(held_out["flagged_horizons"]),
+            "extract_cache": add_summaries([p.get("extract_cache") for p in pairs] + [shared.get("extract_cache")]),
         },
         "pairs": pairs,
         "shared": shared,
@@ -183,7 +188,7 @@ def write_report(store: RunStore) -> Path:
     report.json is written last: its presence means the run's report is complete."""
     data = report_data(store)
     jsonschema.validate(data, report_schema())
-    ledgers = [pd.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
+    ledgers = [store.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
     if ledgers:
         strip_tokens = tuple(store.manifest()["settings"].get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
         ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)
@@ -192,6 +197,13 @@ def write_report(store: RunStore) -> Path:
     store.write_text(store.root / "report.html", render_html(data, store.manifest()))
     store.write_json(store.report_path, data)
     return store.report_path
+
+
+def _extract_cache_line(cache: dict[str, Any]) -> str:
+    return (
+        f"- extract cache: {cache['hits']} queries read from the cache, {cache['misses']} sent; "
+        f"saved ${cache['saved_usd']:.4f} ({cache['saved_bytes_billed']:,} bytes billed) and {cache['saved_s']:.1f} s"
+    )
 
 
 def _gib(value: float) -> str:
@@ -210,6 +222,7 @@ def render_markdown(data: dict[str, Any]) -> str:
         f" (BigQuery on-demand ${totals['cost_usd']:.4f})",
         *([f"- shared tables: {data['shared']['tables']} tables in {data['shared']['queries']} queries once for the run"
            f" (${data['shared']['cost_usd']:.4f}, included above)"] if data["shared"]["queries"] else []),
+        *([_extract_cache_line(totals["extract_cache"])] if "extract_cache" in totals else []),
         f"- sampled days: {run['days']}; source: {run['source']} {run['warehouse']}",
         f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
         f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",

@@ -506,6 +506,7 @@ class BigQueryServer:
         self.jobs: dict[str, Job] = {}  # real jobs by id (jobs.get, getQueryResults)
         self.dry_runs: list[dict[str, Any]] = []
         self.inserts = 0  # jobs.insert calls received, including refused ones
+        self.modified: dict[str, float] = {}  # dataset.table -> lastModifiedTime set by touch_table
         self._failures: list[QueryError] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), _handler(self))
@@ -652,6 +653,29 @@ class BigQueryServer:
         )
         return resource
 
+    def get_table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
+        """tables.get: the table's reference, type, schema and lastModifiedTime (ms since epoch:
+        the warehouse file's mtime, or when touch_table last marked the table written)."""
+        if project != self.project:
+            raise QueryError(404, "notFound", f"Not found: Project {project}")
+        if dataset not in self.engine.catalog.tables or table not in self.engine.catalog.tables[dataset]:
+            raise QueryError(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
+        modified = self.modified.get(f"{dataset}.{table}", Path(self.engine.source.path).stat().st_mtime)
+        columns = self.engine.catalog.table(dataset, table).columns
+        return {
+            "kind": "bigquery#table",
+            "id": f"{project}:{dataset}.{table}",
+            "tableReference": {"projectId": project, "datasetId": dataset, "tableId": table},
+            "type": "TABLE",
+            "schema": {"fields": [{"name": c.name, "type": c.type, "mode": "NULLABLE"} for c in columns]},
+            "lastModifiedTime": str(int(modified * 1000)),
+            "location": self.location,
+        }
+
+    def touch_table(self, qualified: str, when: float | None = None) -> None:
+        """Mark dataset.table as written now (its lastModifiedTime), as a load or DML job would."""
+        self.modified[qualified] = time.time() if when is None else when
+
     def get_job(self, project: str, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
         if job is None or job.resource["jobReference"]["projectId"] != project:
@@ -703,6 +727,7 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
         ("POST", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/jobs$"), "insert"),
         ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/jobs/([^/]+)$"), "get"),
         ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/queries/([^/]+)$"), "results"),
+        ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)$"), "table"),
     ]
 
     class Handler(BaseHTTPRequestHandler):
@@ -728,6 +753,8 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
                     if verb == method and match:
                         if action == "insert":
                             body = server.insert_job(match.group(1), json.loads(raw or b"{}"))
+                        elif action == "table":
+                            body = server.get_table(match.group(1), match.group(2), match.group(3))
                         elif action == "get":
                             body = server.get_job(match.group(1), match.group(2))
                         else:

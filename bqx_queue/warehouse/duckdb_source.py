@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,19 @@ class DuckDBSource:
             self._day_counts[table.qualified] = {day: count for day, count in rows if day is not None}
         return self._day_counts[table.qualified]
 
+    def tables_modified(self, tables: Iterable[str]) -> dict[str, str]:
+        """Return when each dataset.table was last written (file mtime, ns): the whole file for
+        DuckDB, the table's own file for a Parquet folder. The extract cache keys on it."""
+        modified = {}
+        for qualified in tables:
+            dataset, name = qualified.split(".", 1)
+            file = self.path if self.kind == "duckdb" else self.path / dataset / f"{name}.parquet"
+            try:
+                modified[qualified] = str(file.stat().st_mtime_ns)
+            except FileNotFoundError:
+                raise WarehouseError(f"table {qualified}: {file} no longer exists") from None
+        return modified
+
     def fetch(self, plan: PairPlan, days: list[date]) -> pa.RecordBatchReader:
         """Run one statement and stream its rows as Arrow record batches."""
         try:
@@ -208,8 +221,8 @@ class DuckDBSource:
                 f"SELECT {', '.join(measures)} FROM {_ident(dataset)}.{_ident(name)} "
                 f"WHERE CAST({KEY_COLUMN} AS DATE) IN (SELECT unnest($days))",
                 {"days": days},
-            ).fetchone()
-            values = iter(row or ())
+            ).fetchall()  # not fetchone: the result must be complete before a pair's statements run
+            values = iter(row[0] if row else ())
             total = 0
             for column in columns:
                 count = next(values)

@@ -11,8 +11,10 @@ shared tables in each pair's query.
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
+import tempfile
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -25,10 +27,11 @@ import pyarrow.parquet as pq
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import DataError
+from bqx_queue.storage import ArtifactPath, is_local, write_whole
 from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.budget import guarded_fetch
 from bqx_queue.warehouse.catalog import KEY_COLUMN
+from bqx_queue.warehouse.extract_cache import ExtractUse, billable_rows, summarize
 from bqx_queue.warehouse.sql import (
     FEATURE_SEPARATOR,
     ROWS_AT_TIME,
@@ -50,7 +53,7 @@ def shared_once(source: Any, settings: Settings) -> bool:
     return bool(settings.shared_tables_once and getattr(source, "billable", False))
 
 
-def shared_index(settings: Settings) -> Path | None:
+def shared_index(settings: Settings) -> ArtifactPath | None:
     """Return the run's shared-table index, fetching the shared tables first if the run plans
     them and nobody has yet (the local process pool enqueues no producer step); None when the
     run keeps shared tables in each pair's query."""
@@ -62,34 +65,41 @@ def shared_index(settings: Settings) -> Path | None:
         return path
     if not store.manifest_path.exists() or not store.manifest().get("shared_tables"):
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (path.parent / ".lock").open("w") as lock:
+    with _host_lock(path.parent, settings.run_id).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process on this host fetches, the others wait
         if not path.exists():
             prefetch_shared(store)
     return path
 
 
+def _host_lock(folder: ArtifactPath, run_id: str) -> Path:
+    """Return the lock file of a run's shared fetch on this host: in the run folder when it is
+    local, in the system temp folder when the run folder is a bucket."""
+    if is_local(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / ".lock"
+    return Path(tempfile.gettempdir()) / f"bqx-{run_id}-shared.lock"
+
+
 def fetch_shared(
-    source: Any, plans: list[TablesPlan], days: list[date], settings: Settings, root: Path
+    source: Any, plans: list[TablesPlan], days: list[date], settings: Settings, root: ArtifactPath
 ) -> dict[str, Any]:
     """Run each shared-table query once (capped, in the run's ledger), write its rows as Parquet
     under root/shared/, and return the index (also written as shared/index.json)."""
     folder = root / SHARED_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     parts = []
+    uses: list[ExtractUse] = []
     for number, plan in enumerate(plans):
-        reader, job_bytes = guarded_fetch(source, plan, days, settings)
-        table = reader.read_all()
+        reader, job_bytes, used = billable_rows(source, plan, days, settings)
+        uses += used
+        table = _read_all(reader)
         times = table.column(KEY_COLUMN).cast(pa.int64()).to_numpy()
         if len(np.unique(times)) != len(times):
             raise DataError(
                 f"shared tables of {plan.name}: {len(times) - len(np.unique(times))} duplicate interval_time rows"
             )
         file = folder / f"part-{number:03d}.parquet"
-        tmp = file.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(file)
+        write_whole(file, lambda handle, rows=table: pq.write_table(rows, handle))
         parts.append(
             {
                 "file": file.name,
@@ -109,6 +119,8 @@ def fetch_shared(
         "bytes_processed": sum(p["bytes_processed"] for p in parts),
         "bytes_billed": billed,
         "cost_usd": billing.cost_usd(billed, settings.price_per_tib_usd),
+        "queries_sent": sum(not use.hit for use in uses) if uses else len(parts),
+        "extract_cache": summarize(uses),
         "parts": parts,
     }
     write_json_atomic(folder / INDEX_FILE, index)  # other processes poll for it
@@ -136,7 +148,7 @@ def prefetch_shared(store: RunStore) -> dict[str, Any] | None:
 
 
 def attach_shared(
-    reader: pa.RecordBatchReader | Iterable[pa.RecordBatch], plan: PairPlan, index_path: Path
+    reader: pa.RecordBatchReader | Iterable[pa.RecordBatch], plan: PairPlan, index_path: ArtifactPath
 ) -> tuple[pa.RecordBatchReader, PairPlan]:
     """Return the pair's rows with every shared column joined on interval_time (NULL where the
     shared tables lack a minute), and the plan that describes all of them."""
@@ -146,7 +158,7 @@ def attach_shared(
         features = [FeatureColumn(*feature) for feature in part["features"]]
         excluded = [(alias, reason) for alias, reason in part["excluded"]]
         parts.append(
-            (pq.read_table(index_path.parent / part["file"]), features, excluded, part["tables"])
+            (_read_parquet(index_path.parent / part["file"]), features, excluded, part["tables"])
         )
     return join_parts(reader, plan, parts)
 
@@ -202,16 +214,29 @@ def fetch_billable(
     limits allow (one, normally), joined with the run's shared tables fetched once."""
     shared = shared_index(settings)
     plan, parts = split_pair_plan(pair, source.catalog(), settings, include_shared=shared is None)
-    reader, job_bytes = guarded_fetch(source, plan, days, settings)
+    reader, job_bytes, uses = billable_rows(source, plan, days, settings)
     results = []
     for part in parts:
-        part_reader, part_bytes = guarded_fetch(source, part, days, settings)
-        results.append(
-            (part_reader.read_all(), list(part.features), list(part.excluded), list(part.tables))
-        )
+        part_reader, part_bytes, used = billable_rows(source, part, days, settings)
+        uses += used
+        results.append((_read_all(part_reader), list(part.features), list(part.excluded), list(part.tables)))
         job_bytes = {key: job_bytes[key] + part_bytes[key] for key in job_bytes}
     if results:
         reader, plan = join_parts(reader, plan, results)
     if shared is not None:
         reader, plan = attach_shared(reader, plan, shared)
-    return reader, plan, job_bytes | {"queries": 1 + len(parts)}
+    sent = sum(not use.hit for use in uses) if uses else 1 + len(parts)  # a cached query is not sent
+    return reader, plan, job_bytes | {"queries": sent, "extract_cache": uses}
+
+
+def _read_parquet(path: ArtifactPath) -> pa.Table:
+    return pq.read_table(io.BytesIO(path.read_bytes()))
+
+
+def _read_all(batches: pa.RecordBatchReader | Iterable[pa.RecordBatch]) -> pa.Table:
+    if isinstance(batches, pa.RecordBatchReader):
+        return batches.read_all()
+    listed = list(batches)
+    if not listed:
+        raise DataError("a query returned no record batches, so not even its columns are known")
+    return pa.Table.from_batches(listed)

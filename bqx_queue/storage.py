@@ -1,0 +1,114 @@
+"""Where artifacts live: a local folder, or a bucket (gs://, s3://...) through fsspec.
+
+A local location is a plain pathlib.Path and keeps the temporary-file-then-rename write. A URL is
+a universal_pathlib UPath on its fsspec filesystem. An object store has no rename worth the name
+(gcsfs emulates mv as copy + delete, after a moveTo call the emulator refuses), but it creates an
+object only when its upload finishes: so an object is written in one upload of its whole bytes,
+and a reader sees no object or the whole one. Objects too large to hold in memory (extracts) are
+streamed and then named by a small marker written after them (bqx_queue.warehouse.extract_cache).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from bqx_queue.errors import ConfigError
+
+ArtifactPath = Any  # pathlib.Path for a local folder, upath.UPath for a bucket (the same API)
+# fsspec's default gs:// class probes each bucket for a hierarchical namespace over gRPC; the GCS
+# emulator never answers and every first call stalls 60 s, so against an emulator use the core class
+EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
+
+
+def is_url(location: str | Path) -> bool:
+    """Return whether a location names an fsspec filesystem (gs://, s3://, memory://...)."""
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+def artifact_root(location: str | Path) -> ArtifactPath:
+    """Return the folder at `location`: a Path for a local folder, a UPath for a bucket URL."""
+    if not is_url(location):
+        return Path(str(location).removeprefix("file://"))
+    try:
+        from upath import UPath
+    except ImportError:  # pragma: no cover - upath is a dependency
+        raise ConfigError(f"runs_dir {location} is a URL, but universal_pathlib is not installed") from None
+    protocol = str(location).split("://", 1)[0]
+    # every host polls for other hosts' objects: a cached listing would hide them
+    options: dict[str, Any] = {"use_listings_cache": False}
+    if protocol in ("gs", "gcs"):
+        _gcs_for_emulator(protocol, options)
+    try:
+        return UPath(str(location), **options)
+    except (ImportError, ValueError) as exc:
+        extra = "gcs" if protocol in ("gs", "gcs") else "s3" if protocol in ("s3", "s3a") else None
+        hint = f" (install bqx-queue[{extra}])" if extra else ""
+        raise ConfigError(f"runs_dir {location}: no filesystem for {protocol}://{hint}: {exc}") from None
+
+
+def _gcs_for_emulator(protocol: str, options: dict[str, Any]) -> None:
+    if not os.environ.get(EMULATOR_HOST):
+        return
+    import fsspec
+    import gcsfs.core
+
+    fsspec.register_implementation(protocol, gcsfs.core.GCSFileSystem, clobber=True)
+    options["token"] = "anon"  # the emulator takes no credentials
+
+
+def is_local(path: ArtifactPath) -> bool:
+    return type(path).__module__.startswith("pathlib")
+
+
+def write_whole(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write an artifact so a reader on any host sees the old one or the whole new one."""
+    if is_local(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return
+    buffer = io.BytesIO()
+    write(buffer)
+    path.fs.pipe_file(path.path, buffer.getvalue())  # one upload: the object appears whole or not at all
+
+
+def write_streamed(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write a large object without holding it in memory. On an object store a failure can leave a
+    partial object, so callers name it under a unique name and publish it with a marker."""
+    if is_local(path):
+        write_whole(path, write)
+        return
+    with path.fs.open(path.path, "wb") as handle:
+        write(handle)
+
+
+def modified_at(path: ArtifactPath) -> float:
+    """Return when an artifact was last written (seconds since the epoch)."""
+    return float(path.stat().st_mtime)
+
+
+def children(folder: ArtifactPath, pattern: str) -> Iterator[ArtifactPath]:
+    """Yield the folder's entries matching a glob pattern, sorted; none when it does not exist."""
+    try:
+        yield from sorted(folder.glob(pattern), key=str)
+    except FileNotFoundError:
+        return
+
+
+def remove(path: ArtifactPath) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,295 @@
+"""The extract cache: each query's rows kept in the artifact store (runs_dir/cache/), so a rerun or
+a resume that needs the same rows sends no query and is billed nothing.
+
+A query's rows are identified by what determines them: the warehouse, every referenced table with
+its last modification time (BigQuery's lastModifiedTime; the file's mtime for DuckDB and Parquet),
+the feature columns, the sampled days and the rule that keeps one row per minute. Selection
+settings, horizons and other pairs do not enter, so a rerun that changes them still reads the
+cache; a table written since invalidates its extracts. The targets are kept beside the key: an
+extract holding more targets serves a request for fewer (its extra columns are not read) when
+the targets table repeated no minute, so the kept rows cannot depend on which targets sort them.
+
+Layout: cache/<key>/<targets>-<token>-part-NNN.parquet, streamed while the consumer reads the
+rows, then cache/<key>/<targets>.json, the marker, written whole once every part is. Readers
+trust only markers, so a writer killed mid-upload leaves at most an unreferenced object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bqx_queue.config import Settings
+from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
+from bqx_queue.store import write_json_atomic
+from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.sql import DUPLICATE_RULE, QueryPlan, rows_alias
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = "cache"
+FORMAT = 1  # bump when what a query returns for the same key changes
+BATCH_ROWS = 16_384
+UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
+Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
+
+
+@dataclass
+class ExtractUse:
+    """What the cache did for one query: served it (hit) or stored its rows (miss)."""
+
+    query: str
+    hit: bool
+    bytes_billed: int = 0  # a hit: what the query billed when it ran
+    cost_usd: float = 0.0
+    fetch_s: float = 0.0  # a hit: how long the query and its download took when it ran
+    read_s: float | None = None  # a hit: how long reading the cached rows took (set when read)
+    started: float = field(default_factory=time.monotonic)
+
+    def saved_s(self) -> float:
+        return max(0.0, self.fetch_s - (self.read_s or 0.0)) if self.hit else 0.0
+
+
+def summarize(uses: list[ExtractUse]) -> dict[str, Any]:
+    """Return hits, misses and what the hits saved ($, bytes billed, seconds): a pair's or run's."""
+    hits = [u for u in uses if u.hit]
+    return {
+        "hits": len(hits),
+        "misses": len(uses) - len(hits),
+        "saved_bytes_billed": sum(u.bytes_billed for u in hits),
+        "saved_usd": round(sum(u.cost_usd for u in hits), 6),
+        "saved_s": round(sum(u.saved_s() for u in hits), 3),
+    }
+
+
+def add_summaries(summaries: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """Return the sum of cache summaries (pairs and shared tables of a run)."""
+    keys = ("hits", "misses", "saved_bytes_billed", "saved_usd", "saved_s")
+    total: dict[str, Any] = dict.fromkeys(keys, 0)
+    for summary in summaries:
+        for key in keys:
+            total[key] += (summary or {}).get(key, 0)
+    total["saved_usd"] = round(total["saved_usd"], 6)
+    total["saved_s"] = round(total["saved_s"], 3)
+    return total
+
+
+def extract_identity(source: Any, plan: QueryPlan, days: list[date]) -> dict[str, Any]:
+    """Return everything that determines a query's rows, except its targets (see the docstring)."""
+    from bqx_queue.warehouse.source import source_location
+
+    modified = source.tables_modified(plan.tables)
+    return {
+        "format": FORMAT,
+        "rule": DUPLICATE_RULE,
+        "warehouse": source_location(source),
+        "tables": [[table, modified[table]] for table in plan.tables],
+        "features": [[f.alias, f.table, f.column, f.type] for f in plan.features],
+        "days": [day.isoformat() for day in days],
+    }
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class ExtractCache:
+    """The cache folder of one artifact store (runs_dir/cache)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.root = artifact_root(settings.runs_dir) / CACHE_DIR
+        self.price_per_tib_usd = settings.price_per_tib_usd
+        self.refresh = settings.refresh_extracts
+
+    def rows(
+        self,
+        source: Any,
+        plan: QueryPlan,
+        days: list[date],
+        fetch: Callable[[], tuple[Parts, dict[str, int]]],
+    ) -> tuple[list[Iterator[pa.RecordBatch]], dict[str, int], ExtractUse]:
+        """Return the query's rows (one stream per statement), the bytes this call billed and what
+        the cache did: the cached rows when an extract matches (nothing billed), otherwise
+        fetch()'s rows, stored as they are read."""
+        identity = extract_identity(source, plan, days)
+        folder = self.root / _digest(identity)
+        targets = list(plan.targets)
+        if not self.refresh:
+            marker = self._find(folder, targets)
+            if marker is not None:
+                use = ExtractUse(
+                    plan.pair, True, marker["bytes_billed"], marker["cost_usd"], marker["fetch_s"]
+                )
+                log.info("extract cache hit", extra={"query": plan.pair, "key": folder.name})
+                return self._read(folder, marker, targets, use), {"bytes_processed": 0, "bytes_billed": 0}, use
+        use = ExtractUse(plan.pair, False)
+        parts, job_bytes = fetch()
+        return self._store(folder, identity, targets, parts, job_bytes, use), job_bytes, use
+
+    def _find(self, folder: ArtifactPath, targets: list[str]) -> dict[str, Any] | None:
+        """Return the marker of a whole extract holding these targets' rows, or None."""
+        for path in children(folder, "*.json"):
+            try:
+                marker = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not set(targets) <= set(marker["targets"]):
+                continue
+            if set(targets) != set(marker["targets"]) and not marker["targets_repeat_free"]:
+                continue
+            if all(
+                part["file"] is None or _size(folder / part["file"]) == part["bytes"] for part in marker["parts"]
+            ):
+                return marker
+        return None
+
+    def _read(
+        self, folder: ArtifactPath, marker: dict[str, Any], targets: list[str], use: ExtractUse
+    ) -> list[Iterator[pa.RecordBatch]]:
+        extra = set(marker["targets"]) - set(targets)
+        remaining = [len(marker["parts"])]
+
+        def stream(part: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+            if part["file"] is not None:
+                with (folder / part["file"]).open("rb") as handle:
+                    parquet = pq.ParquetFile(handle)
+                    columns = [name for name in parquet.schema_arrow.names if name not in extra]
+                    yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            remaining[0] -= 1
+            if not remaining[0]:
+                use.read_s = time.monotonic() - use.started
+
+        return [stream(part) for part in marker["parts"]]
+
+    def _store(
+        self,
+        folder: ArtifactPath,
+        identity: dict[str, Any],
+        targets: list[str],
+        parts: Parts,
+        job_bytes: dict[str, int],
+        use: ExtractUse,
+    ) -> list[Iterator[pa.RecordBatch]]:
+        """Return the parts as streams that also write each to the cache; the marker follows the
+        last part's last batch."""
+        prefix = f"{_digest(targets)}-{secrets.token_hex(4)}"
+        written: list[dict[str, Any] | None] = [None] * len(parts)
+        repeats = [False]
+        rows_column = rows_alias(identity["tables"][0][0].split(".", 1)[1])
+
+        def publish() -> None:
+            billed = int(job_bytes.get("bytes_billed", 0))
+            marker = {
+                "identity": identity,
+                "targets": targets,
+                "targets_repeat_free": not repeats[0],
+                "parts": written,
+                "bytes_processed": int(job_bytes.get("bytes_processed", 0)),
+                "bytes_billed": billed,
+                "cost_usd": billing.cost_usd(billed, self.price_per_tib_usd),
+                "fetch_s": round(time.monotonic() - use.started, 3),
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            write_json_atomic(folder / f"{_digest(targets)}.json", marker)
+
+        def stream(number: int, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            path = folder / f"{prefix}-part-{number:03d}.parquet"
+            handle, writer, rows = None, None, 0
+
+            def open_writer(schema: pa.Schema) -> pq.ParquetWriter:
+                nonlocal handle
+                if is_local(path):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                handle = path.open("wb")
+                return pq.ParquetWriter(handle, schema)
+
+            try:
+                for batch in batches:
+                    if writer is None:
+                        writer = open_writer(batch.schema)
+                    writer.write_batch(batch)
+                    rows += batch.num_rows
+                    if number == 0 and rows_column in batch.schema.names:
+                        most = pc.max(batch.column(rows_column)).as_py()
+                        repeats[0] = repeats[0] or (most or 0) > 1
+                    yield batch
+                if writer is None and isinstance(batches, pa.RecordBatchReader):
+                    writer = open_writer(batches.schema)  # no rows, but the columns are known
+                if writer is not None:
+                    writer.close()
+                    handle.close()
+            except BaseException:
+                if handle is not None:
+                    handle.close()
+                    remove(path)
+                raise
+            written[number] = {
+                "file": path.name if writer else None, "rows": rows, "bytes": _size(path) if writer else 0
+            }
+            if all(w is not None for w in written):
+                publish()
+
+        return [_keep_schema(part, stream(number, part)) for number, part in enumerate(parts)]
+
+
+def _keep_schema(part: Iterable[pa.RecordBatch], stream: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Return the stream as a RecordBatchReader when the part was one (its schema survives no rows)."""
+    if isinstance(part, pa.RecordBatchReader):
+        return pa.RecordBatchReader.from_batches(part.schema, stream)
+    return stream
+
+
+def _size(path: ArtifactPath) -> int:
+    try:
+        return int(path.stat().st_size)
+    except FileNotFoundError:
+        return -1
+
+
+def local_rows(
+    pair: str, plan: QueryPlan, settings: Settings, days: list[date], source: Any
+) -> tuple[Parts, dict[str, int], list[ExtractUse]]:
+    """Return a DuckDB/Parquet pair's rows (one stream per statement), what BigQuery would bill
+    for them (nothing when cached) and what the cache did."""
+
+    def fetch() -> tuple[Parts, dict[str, int]]:
+        per_table = source.scanned_bytes(plan, days)
+        billed = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
+        return source.fetch_plan(pair, plan, settings, days), billed
+
+    if not settings.extract_cache:
+        parts, job_bytes = fetch()
+        return parts, job_bytes, []
+    streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
+    return list(streams), job_bytes, [use]
+
+
+def billable_rows(
+    source: Any, plan: QueryPlan, days: list[date], settings: Settings
+) -> tuple[Iterable[pa.RecordBatch], dict[str, int], list[ExtractUse]]:
+    """Return one BigQuery query's rows, its bytes (all 0 when cached: no query, no ledger entry)
+    and what the cache did; a miss runs it capped and ledgered (budget.guarded_fetch)."""
+    from bqx_queue.warehouse.budget import guarded_fetch
+
+    def fetch() -> tuple[Parts, dict[str, int]]:
+        reader, job_bytes = guarded_fetch(source, plan, days, settings)
+        return [reader], job_bytes
+
+    if not settings.extract_cache:
+        parts, job_bytes = fetch()
+        return parts[0], job_bytes, []
+    streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
+    if use.hit:
+        job_bytes = dict.fromkeys(UNBILLED_KEYS, 0)
+    return streams[0], job_bytes, [use]
