@@ -87,6 +87,15 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     for pair in data["pairs"]:
         assert f"<td>${estimate.per_pair_usd[pair['pair']]:.4f}</td><td>${pair['cost_usd']:.4f}</td>" in page
     assert "no cost estimate" not in page
+    # answers across pairs: the family heatmap, error accounting, effect sizes, substitutes, eras, approval
+    for title in ("Feature families across pairs", "Effect sizes per pair and horizon", "Substitutes: stable features",
+                  "Eras: confirmed features per era", "Approval and pilot projection"):  # fmt: skip
+        assert title in page
+    assert f"up to {data['error_accounting']['error_bound_sum']:.1f} of them may be false" in page
+    if data["families"]["cells"]:
+        assert "Pairs in which each family is confirmed" in page
+    for row in data["effect_sizes"]:
+        assert f"{row['auc']['estimate']:.3f} <span class='note'>[{row['auc']['low']:.3f}" in page
 
 
 def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one(

@@ -1,0 +1,93 @@
+"""The family view on whole runs (local process pool, no broker): on a warehouse that plants the
+same families in 75% of its pairs it finds them in about that share of the pairs at their
+horizons and marks them significant; on a warehouse with no signal no family is significant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pandas as pd
+import pytest
+
+from bqx_queue.config import load_settings
+from bqx_queue.report.build import report_schema
+from bqx_queue.run import run_parallel_testing
+from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+PAIRS = ("eurusd", "gbpusd", "usdjpy", "audusd", "eurgbp", "eurjpy", "gbpjpy", "audnzd")
+# 20 days: enough held-out rows for the planted features to be confirmed (10 days confirm few)
+SPEC = WarehouseSpec(pairs=PAIRS, days=20, features_per_pair=40, seed=11, planted_share=0.75)
+HORIZONS = (15, 30)  # every planted signal carries information at both
+
+
+def _run(spec: WarehouseSpec, folder: Path) -> tuple[dict, dict, Path]:
+    manifest = build_warehouse(folder / "warehouse.duckdb", spec)
+    settings = load_settings(
+        warehouse=folder / "warehouse.duckdb", runs_dir=str(folder / "runs"), horizons=HORIZONS, selection_pairs=25
+    )
+    report_path = run_parallel_testing(",".join(PAIRS), max_workers=2, settings=settings)
+    report = json.loads(report_path.read_text())
+    jsonschema.validate(report, report_schema())
+    return manifest, report, report_path
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
+    return _run(SPEC, tmp_path_factory.mktemp("planted"))
+
+
+def test_the_planted_families_are_found_in_about_the_planted_share_and_are_significant(planted):
+    manifest, report, _ = planted
+    families = manifest["planted_families"]
+    sharing = next(iter(families.values()))["pairs"]
+    assert len(families) == 4 and len(sharing) == 6  # 75% of 8 pairs
+    cells = {(c["family"], c["horizon"]): c for c in report["families"]["cells"]}
+    for family, planted_family in families.items():
+        for horizon in HORIZONS:
+            assert horizon in planted_family["informative_horizons"]
+            cell = cells[(family, horizon)]
+            assert cell["significant"], cell
+            assert 4 <= cell["k"] <= 8 and cell["n_pairs"] == len(PAIRS)
+            assert len(set(cell["pairs"]) & set(sharing)) >= 4  # found where it was planted
+            assert cell["p_value"] < 1e-4 and cell["expected_under_null"] < 1
+    # a family planted at random in a non-sharing pair, or a chance selection, is not significant
+    assert {key for key, c in cells.items() if c["significant"]} <= set(
+        (family, h) for family in families for h in HORIZONS
+    )
+    assert report["families"]["tests"] == report["families"]["families"] * len(HORIZONS)
+
+
+def test_the_report_counts_errors_and_shows_families_eras_substitutes_and_effect_sizes(planted):
+    _, report, report_path = planted
+    accounting = report["error_accounting"]
+    assert accounting["stable_selections"] == report["totals"]["stable_selections"] > 0
+    assert accounting["error_bound_sum"] == pytest.approx(report["totals"]["error_bound_sum"])
+    assert accounting["pair_horizons"] == len(PAIRS) * len(HORIZONS)
+    assert len(report["effect_sizes"]) == len(PAIRS) * len(HORIZONS)
+    assert all(e["auc"]["low"] <= e["auc"]["estimate"] <= e["auc"]["high"] for e in report["effect_sizes"])
+    confirmed = {(r["pair"], r["horizon"], r["feature"]) for r in report["confirmation"]["findings"]}
+    assert {(e["pair"], e["horizon"], e["feature"]) for e in report["eras"]["features"]} == confirmed
+    assert all(len(e["frequencies"]) == len(e["eras"]) == 4 for e in report["eras"]["features"])
+    for pair in report["pairs"]:
+        for result in pair["horizons"].values():
+            members = sorted(f for cluster in result["substitutes"]["clusters"] for f in cluster)
+            assert members == sorted(s["feature"] for s in result["stable"])
+    markdown = (report_path.parent / "report.md").read_text()
+    for title in ("## Feature families across pairs", "## Error accounting", "## Eras", "## Effect sizes", "## Substitutes"):
+        assert title in markdown
+    assert f"up to {accounting['error_bound_sum']:.1f} of these {accounting['stable_selections']} may be false" in markdown
+    page = (report_path.parent / "report.html").read_text()
+    assert "Pairs in which each family is confirmed" in page and "SIGNIFICANT" in page
+    ledger = pd.read_parquet(report_path.parent / "ledger.parquet")
+    assert {"family", "substitute_cluster", "era_dependent"} <= set(ledger.columns)
+    assert (ledger.loc[ledger["feature"] == "mom_gbpusd__mom_dir_45", "family"] == "mom__mom_dir_45").all()
+    assert ledger.loc[ledger["confirmed"], "era_dependent"].notna().all()
+
+
+def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):
+    _, report, _ = _run(WarehouseSpec(pairs=PAIRS, days=20, features_per_pair=40, seed=11, with_signal=False), tmp_path)
+    assert report["families"]["significant"] == 0
+    assert not any(c["significant"] for c in report["families"]["cells"])
+    assert report["families"]["tests"] > 0
