@@ -100,7 +100,8 @@ def test_changed_sampled_days_are_refused(warehouse, tmp_path, capsys):
     main(["plan", "approve", str(path), "--by", "ada"])
     with duckdb.connect(str(warehouse)) as con:  # the targets lose a day: the calendar moved, the catalog did not
         con.execute(
-            "DELETE FROM bqx_analytics.targets_eurusd WHERE CAST(interval_time AS DATE) = ?", [plan["manifest"]["days"][0]]
+            "DELETE FROM bqx_analytics.targets_eurusd WHERE CAST(interval_time AS DATE) = ?",
+            [plan["manifest"]["days"][0]],
         )
     assert "the sampled days changed since plan" in _refused(["--plan", str(path)], capsys)
 

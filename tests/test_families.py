@@ -121,7 +121,13 @@ def test_a_family_in_two_pairs_by_chance_is_not_significant():
 def test_substitutes_are_clusters_of_correlated_stable_features():
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((2, 2000))
-    values = np.c_[a, b, 0.8 * a + 0.6 * rng.standard_normal(2000), 0.9 * b + 0.3 * rng.standard_normal(2000), rng.standard_normal(2000)]
+    values = np.c_[
+        a,
+        b,
+        0.8 * a + 0.6 * rng.standard_normal(2000),
+        0.9 * b + 0.3 * rng.standard_normal(2000),
+        rng.standard_normal(2000),
+    ]
     names = ["a", "b", "a_like", "b_like", "alone"]
     assert substitute_clusters(values, names, 0.7) == [["a", "a_like"], ["b", "b_like"], ["alone"]]
     assert substitute_clusters(values, names, 0.99) == [[n] for n in names]
@@ -171,7 +177,11 @@ def test_effect_sizes_and_error_accounting_read_the_pair_horizons():
     sizes = report_families.effect_sizes(pairs)
     assert sizes == [{"pair": "eurusd", "horizon": 15, "auc": confirmation["auc"],
                       "log_loss_gain": confirmation["log_loss_gain"], "flagged": False}]  # fmt: skip
-    assert report_families.error_accounting(pairs) == {"stable_selections": 3, "error_bound_sum": 1.9, "pair_horizons": 1}
+    assert report_families.error_accounting(pairs) == {
+        "stable_selections": 3,
+        "error_bound_sum": 1.9,
+        "pair_horizons": 1,
+    }
 
 
 def test_a_one_pair_run_projects_the_full_run_on_the_live_slots():

@@ -75,9 +75,17 @@ def test_the_report_counts_errors_and_shows_families_eras_substitutes_and_effect
             members = sorted(f for cluster in result["substitutes"]["clusters"] for f in cluster)
             assert members == sorted(s["feature"] for s in result["stable"])
     markdown = (report_path.parent / "report.md").read_text()
-    for title in ("## Feature families across pairs", "## Error accounting", "## Eras", "## Effect sizes", "## Substitutes"):
+    for title in (
+        "## Feature families across pairs",
+        "## Error accounting",
+        "## Eras",
+        "## Effect sizes",
+        "## Substitutes",
+    ):
         assert title in markdown
-    assert f"up to {accounting['error_bound_sum']:.1f} of these {accounting['stable_selections']} may be false" in markdown
+    assert (
+        f"up to {accounting['error_bound_sum']:.1f} of these {accounting['stable_selections']} may be false" in markdown
+    )
     page = (report_path.parent / "report.html").read_text()
     assert "Pairs in which each family is confirmed" in page and "SIGNIFICANT" in page
     ledger = pd.read_parquet(report_path.parent / "ledger.parquet")

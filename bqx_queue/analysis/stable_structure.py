@@ -24,7 +24,7 @@ def stable_structure(
     index = {name: j for j, name in enumerate(prepared.features)}
     stable_names = [s["feature"] for s in horizon_result["stable"]]
     stable = [index[name] for name in stable_names]
-    values = prepared.matrix[np.ix_(selection_rows, stable)] if stable else np.empty((0, 0))
+    values = prepared.matrix[np.ix_(selection_rows, np.asarray(stable, dtype=np.int64))] if stable else np.empty((0, 0))
     clusters = substitute_clusters(values, stable_names, settings.substitute_correlation)
     confirmed = horizon_result.get("confirmation", {}).get("confirmed", [])
     eras = None

@@ -63,8 +63,15 @@ def families_section(data: dict[str, Any]) -> str:
             marked.add(key)
     longest = max(len(f) for f in shown)
     parts.append(
-        heatmap(shown, columns, values, "Pairs in which each family is confirmed (* significant at the FDR level)",
-                tips, marked=marked, left=min(360, 12 + 7 * longest))  # fmt: skip
+        heatmap(
+            shown,
+            columns,
+            values,
+            "Pairs in which each family is confirmed (* significant at the FDR level)",
+            tips,
+            marked=marked,
+            left=min(360, 12 + 7 * longest),
+        )  # fmt: skip
     )
     head = (
         "<tr><th class='l'>family</th><th>horizon</th><th>k of N pairs</th><th>expected under null</th>"
