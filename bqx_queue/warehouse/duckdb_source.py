@@ -176,16 +176,18 @@ class DuckDBSource:
 
         DuckDB's planner takes minutes on one statement with 300+ joins and holds every joined
         table in hash tables at once (14 GB at 6,500 columns); the groups give the same rows
-        and columns in seconds. BigQuery runs the one statement.
+        and columns in seconds. Only repeated minutes are sorted (same rule, same rows: see
+        one_row_per_time). BigQuery runs the one statement.
         """
-        from bqx_queue.warehouse.sql import plan_pair
+        from bqx_queue.warehouse.sql import DUCKDB, plan_pair
 
+        catalog = self.catalog()
         if len(plan.tables) <= PART_TABLES:
-            return [self._stream(plan, days)]
+            tables = [catalog.table(*qualified.split(".")) for qualified in plan.tables[1:]]
+            return [self._stream(plan_pair(pair, catalog, settings, tables=tables, sort_repeats_only=True, dialect=DUCKDB), days)]
         by_table: dict[str, list[str]] = {}
         for feature in plan.features:
             by_table.setdefault(feature.table, []).append(feature.alias)
-        catalog = self.catalog()
         groups: list[list[Any]] = [[]]
         width = 0
         for qualified in plan.tables[1:]:
@@ -195,7 +197,10 @@ class DuckDBSource:
                 width = 0
             groups[-1].append(catalog.table(*qualified.split(".")))
             width += columns
-        return [self._stream(plan_pair(pair, catalog, settings, tables=group), days) for group in groups]
+        return [
+            self._stream(plan_pair(pair, catalog, settings, tables=group, sort_repeats_only=True, dialect=DUCKDB), days)
+            for group in groups
+        ]
 
     def _stream(self, plan: PairPlan, days: list[date]) -> Iterator[pa.RecordBatch]:
         """Batches of one statement, started only when read (one open result per connection)."""
