@@ -32,6 +32,8 @@ from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_s
 
 log = logging.getLogger(__name__)
 
+# A failed pair's error in its task result (Redis); the artifact keeps the whole message.
+SMALL_ERROR_CHARS = 500
 # Settings that belong to a host (where its broker and files are), not to a run.
 HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir"}
 
@@ -181,10 +183,14 @@ def threads_per_child() -> int:
 
 
 def small_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """Return what a task sends back through Redis: small and deterministic in size."""
-    keys = ("pair", "status", "error", "wall_s", "host", "pid", "cost_usd", "queries")
+    """Return what a task sends back through Redis: small and bounded in size (under 2 KB) whatever
+    the pair's width; the whole summary is the pair's artifact in the run folder."""
+    keys = ("pair", "status", "wall_s", "host", "pid", "cost_usd", "queries")
     stable = {h: len(r.get("stable", [])) for h, r in summary.get("horizons", {}).items()}
-    return {k: summary.get(k) for k in keys} | {"stable_counts": stable}
+    error = summary.get("error")
+    if isinstance(error, str) and len(error) > SMALL_ERROR_CHARS:
+        error = error[: SMALL_ERROR_CHARS - 1] + "…"  # the artifact keeps the whole message
+    return {k: summary.get(k) for k in keys} | {"error": error, "stable_counts": stable}
 
 
 def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]:

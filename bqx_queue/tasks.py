@@ -8,10 +8,13 @@ Test-only fault injection, read from the *worker's* environment and never set in
                              (what the OOM killer does to a pair past the host's memory)
   BQX_FAULT_HANG=eurusd:30   sleep deaf to the soft time limit and SIGTERM, as C++ code
                              (LightGBM) that only the hard limit's SIGKILL stops
+  BQX_FAULT_KILL_UPLOAD=eurusd  on the pair's first delivery, the child SIGKILLs itself halfway
+                             through writing the pair's summary (its ledger already written)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -26,6 +29,7 @@ from bqx_queue.celeryconfig import redis_client
 from bqx_queue.config import load_settings
 from bqx_queue.errors import BqxError
 from bqx_queue.run import execute_pair, failed_summary, finish_run, run_settings, small_summary, threads_per_child
+from bqx_queue.storage import write_whole
 from bqx_queue.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,27 @@ def _inject_faults(pair: str) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
+class _KilledWhileUploading(RunStore):
+    """Test-only (BQX_FAULT_KILL_UPLOAD): the pair's summary, the artifact that marks it done, is
+    half written through the real write path when the child is SIGKILLed."""
+
+    def __init__(self, store: RunStore, pair: str) -> None:
+        super().__init__(store.runs_root, store.run_id)
+        self.pair = pair
+
+    def write_json(self, path: Any, data: Any) -> None:
+        if str(path) != str(self.pair_path(self.pair)):
+            return super().write_json(path, data)
+
+        def half_then_die(handle: Any) -> None:
+            text = json.dumps(data).encode()
+            handle.write(text[: len(text) // 2])
+            handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        write_whole(path, half_then_die)
+
+
 def _record_failure(store: RunStore, pair: str, reason: str) -> dict[str, Any]:
     """Write a failed artifact for a pair unless it already finished; return its summary."""
     existing = store.pair_summary(pair)
@@ -139,6 +164,8 @@ def process_pair(run_id: str, pair: str) -> dict[str, Any]:
         )
         return small_summary(_record_failure(store, pair, reason))
     _inject_faults(pair)
+    if delivery == 1 and _fault_seconds("BQX_FAULT_KILL_UPLOAD", pair) is not None:
+        store = _KilledWhileUploading(store, pair)
     return execute_pair(store, pair, threads=threads_per_child())
 
 

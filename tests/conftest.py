@@ -60,7 +60,7 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Worker:
     """A real `celery -A bqx_queue worker` process (prefork)."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int, log: Path) -> None:
+    def __init__(self, env: dict[str, str], name: str, concurrency: int, log: Path, cwd: Path | None = None) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log = log
         self.process = subprocess.Popen(
@@ -69,6 +69,7 @@ class Worker:
             env=os.environ | env,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
+            cwd=cwd,
         )  # fmt: skip
 
     def wait_ready(self, env: dict[str, str], timeout_s: float = 60) -> None:
@@ -98,12 +99,12 @@ def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path
 
 @pytest.fixture()
 def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Factory: start_worker(name='w1', concurrency=2, **extra_env) -> a ready Worker."""
+    """Factory: start_worker(name='w1', concurrency=2, cwd=None, **extra_env) -> a ready Worker."""
     workers: list[Worker] = []
 
-    def start(name: str = "w1", concurrency: int = 2, **extra_env: str) -> Worker:
+    def start(name: str = "w1", concurrency: int = 2, cwd: Path | None = None, **extra_env: str) -> Worker:
         env = queue_env | extra_env
-        worker = Worker(env, name, concurrency, tmp_path / f"{name}.log")
+        worker = Worker(env, name, concurrency, tmp_path / f"{name}.log", cwd=cwd)
         workers.append(worker)
         worker.wait_ready(env)
         return worker

@@ -36,7 +36,7 @@ from bqx_queue.universe import TARGET_WINDOW, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import missing_families
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.extract_cache import local_rows, summarize
+from bqx_queue.warehouse.extract_cache import fetch_settings, local_rows, narrow_targets, summarize
 from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
 from bqx_queue.warehouse.sampling import sample_days
 from bqx_queue.warehouse.shared import fetch_billable
@@ -94,18 +94,20 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
     if getattr(source, "billable", False):
         # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
         # BigQuery's limits; the jobs report their own bytes
-        reader, plan, job_bytes = fetch_billable(pair, settings, days, source)
+        reader, plan, job_bytes = fetch_billable(pair, fetch_settings(source, pair, settings), days, source)
         extract_uses = job_bytes.pop("extract_cache")
         capacity = settings.max_rows
     else:
-        plan = plan_pair(pair, source.catalog(), settings)
         # through the extract cache: a rerun that needs the same rows reads them, unbilled
-        reader, job_bytes, extract_uses = local_rows(pair, plan, settings, days, source)
+        wide = fetch_settings(source, pair, settings)
+        plan = plan_pair(pair, source.catalog(), wide)
+        reader, job_bytes, extract_uses = local_rows(pair, plan, wide, days, source)
         job_bytes["queries"] = sum(not use.hit for use in extract_uses) if extract_uses else plan.queries
         # the rows the targets hold on these days: the matrix is allocated once at its size (an
         # oversized column-major buffer becomes resident whole under transparent huge pages)
         counts = source.day_counts(source.catalog().table(*plan.tables[0].split(".")))
         capacity = sum(counts.get(day, 0) for day in days)
+    plan = narrow_targets(plan, settings)  # a cached run's rows hold every horizon's target
     frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=capacity)
     # the query keeps one row per interval_time per table; its counts say what that dropped
     frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -33,8 +33,9 @@ import pyarrow.parquet as pq
 from bqx_queue.config import Settings
 from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
 from bqx_queue.store import write_json_atomic
+from bqx_queue.universe import HORIZONS, target_column
 from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.sql import DUPLICATE_RULE, QueryPlan, rows_alias
+from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,30 @@ def _size(path: ArtifactPath) -> int:
         return -1
 
 
+def in_use(settings: Settings) -> bool:
+    """Return whether queries go through the cache: in a run (it has a run folder's store), unless
+    extract_cache is off. A standalone query_pair_all_horizons reads the warehouse directly."""
+    return settings.extract_cache and settings.run_id is not None
+
+
+def fetch_settings(source: Any, pair: str, settings: Settings) -> Settings:
+    """Return the settings a cached run plans its queries with: every horizon whose target the
+    targets table has, so a rerun with other horizons needs the same rows. The extra targets are
+    a few FLOAT64 columns of one table, billed at its 10 MiB minimum at the usual row counts; the
+    frame reads only the run's own (narrow_targets)."""
+    if not in_use(settings):
+        return settings
+    targets_table = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
+    present = set(targets_table.column_names())
+    every = tuple(h for h in HORIZONS if h in settings.horizons or target_column(h) in present)
+    return settings if every == tuple(settings.horizons) else settings.model_copy(update={"horizons": every})
+
+
+def narrow_targets(plan: PairPlan, settings: Settings) -> PairPlan:
+    """Return the plan reading only the run's own targets (the rows may hold more)."""
+    return replace(plan, targets=tuple(target_column(h) for h in settings.horizons))
+
+
 def local_rows(
     pair: str, plan: QueryPlan, settings: Settings, days: list[date], source: Any
 ) -> tuple[Parts, dict[str, int], list[ExtractUse]]:
@@ -268,7 +293,7 @@ def local_rows(
         billed = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
         return source.fetch_plan(pair, plan, settings, days), billed
 
-    if not settings.extract_cache:
+    if not in_use(settings):
         parts, job_bytes = fetch()
         return parts, job_bytes, []
     streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
@@ -286,7 +311,7 @@ def billable_rows(
         reader, job_bytes = guarded_fetch(source, plan, days, settings)
         return [reader], job_bytes
 
-    if not settings.extract_cache:
+    if not in_use(settings):
         parts, job_bytes = fetch()
         return parts[0], job_bytes, []
     streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
