@@ -99,10 +99,12 @@ def _pairs(planted_in: int, total: int = 28, p: int = 100) -> list[dict]:
 
 
 def test_the_null_model_is_chance_at_each_pairs_error_bound_and_by_controls_the_families():
-    cells = family_cells(_pairs(planted_in=14), [15, 30], TOKENS)
-    tested = {(c.family, c.horizon) for c in cells}
-    assert ("mom__mom_dir_45", 30) in tested and ("vol__vol_atr_45", 15) in tested  # k = 0 cells count as tests
-    rows = {(r["family"], r["horizon"]): r for r in family_tests(cells, 0.05)}
+    found = family_cells(_pairs(planted_in=14), [15, 30], TOKENS)
+    assert found.families == 2 + 4 and found.tests == 6 * 2  # k = 0 cells (e.g. vol__vol_atr_45) count as tests
+    assert {(c.family, c.horizon) for c in found.cells} == {("mom__mom_dir_45", 15)} | {
+        (f"vol__vol_range_{j}", 15) for j in range(0, 28, 9)
+    }
+    rows = {(r["family"], r["horizon"]): r for r in family_tests(found, 0.05)}
     mom = rows[("mom__mom_dir_45", 15)]
     # one member in a pair with EB 2 over p 100: chance 0.02 per pair
     assert mom["k"] == 14 and mom["n_pairs"] == 28 and mom["expected_under_null"] == pytest.approx(28 * 0.02)
@@ -110,6 +112,8 @@ def test_the_null_model_is_chance_at_each_pairs_error_bound_and_by_controls_the_
     singles = [r for key, r in rows.items() if key[0].startswith("vol__vol_range")]
     assert singles and all(r["k"] == 1 and not r["significant"] for r in singles)
     assert all(r["q_value"] >= r["p_value"] for r in rows.values())
+    padded = benjamini_yekutieli(np.array([r["p_value"] for r in rows.values()] + [1.0] * (12 - len(rows))))
+    assert sorted(r["q_value"] for r in rows.values()) == pytest.approx(sorted(padded[: len(rows)]))
 
 
 def test_a_family_in_two_pairs_by_chance_is_not_significant():
@@ -192,3 +196,12 @@ def test_a_one_pair_run_projects_the_full_run_on_the_live_slots():
     assert projection["projected"] == {"pairs": 28, "bytes_billed": 28 * 10 * 2**20 + 2**30, "cost_usd": 14.25,
                                        "slots": 12, "waves": 3, "wall_s": 300.0}  # fmt: skip
     assert pilot_projection([pair, pair], manifest | {"pairs": ["eurusd", "gbpusd"]}) is None
+
+
+def test_the_docstring_examples_hold():
+    import doctest
+
+    from bqx_queue.analysis import across_pairs, families, substitutes
+
+    for module in (families, substitutes, across_pairs):
+        assert doctest.testmod(module).failed == 0

@@ -97,42 +97,55 @@ def counted_features(horizon_result: dict[str, Any]) -> list[str]:
     return counted
 
 
-def family_cells(pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...]) -> list[FamilyCell]:
-    """Return one cell per family x horizon over the ok pairs' summaries (every family any pair
-    has, so the FDR counts every test, including those with k = 0)."""
+@dataclass(frozen=True)
+class FamilyCells:
+    """The cells where some pair confirmed the family, and how many family x horizon cells the
+    run tested (every family any pair has, at every horizon: k = 0 cells have p-value 1)."""
+
+    cells: list[FamilyCell]
+    tests: int
+    families: int
+
+
+def family_cells(pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...]) -> FamilyCells:
+    """Return the family x horizon cells of the ok pairs' summaries with k >= 1, and the test count.
+
+    A pair enters a cell's N when it was evaluated at the horizon and has the family (its summary's
+    `families`, or a confirmed member); only cells with k >= 1 are built, so a production-width run
+    (about 17,000 families x 7 horizons) stays small."""
     members: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
-    chance: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
     families: set[str] = set()
     for pair in pairs:
-        sizes: dict[str, int] = pair.get("families") or {}
-        features_in_selection = max(1, int(pair.get("features_in_selection") or pair.get("features_usable") or 1))
-        families |= set(sizes)
+        families |= set(pair.get("families") or {})
         for horizon in horizons:
             result = pair["horizons"].get(str(horizon))
-            if result is None:
-                continue
-            bound = float(result["error_bound"])
-            for family, size in sizes.items():
-                chance[(family, horizon)][pair["pair"]] = min(1.0, size * bound / features_in_selection)
-            for feature in counted_features(result):
+            for feature in counted_features(result) if result is not None else []:
                 family = feature_family(feature, strip_tokens)
                 families.add(family)
                 members[(family, horizon)].setdefault(pair["pair"], []).append(feature)
-                # a summary without family sizes: the family has at least this member
-                chance[(family, horizon)].setdefault(pair["pair"], min(1.0, bound / features_in_selection))
-    return [
-        FamilyCell(family, horizon, members.get((family, horizon), {}), chance.get((family, horizon), {}))
-        for family in sorted(families)
-        for horizon in horizons
-    ]
+    cells = []
+    for (family, horizon), found in sorted(members.items()):
+        chance = {}
+        for pair in pairs:
+            result = pair["horizons"].get(str(horizon))
+            size = (pair.get("families") or {}).get(family, 1 if pair["pair"] in found else 0)
+            if result is None or size == 0:
+                continue
+            features_in_selection = max(1, int(pair.get("features_in_selection") or pair.get("features_usable") or 1))
+            chance[pair["pair"]] = min(1.0, size * float(result["error_bound"]) / features_in_selection)
+        cells.append(FamilyCell(family, horizon, found, chance))
+    return FamilyCells(cells, len(families) * len(horizons), len(families))
 
 
-def family_tests(cells: list[FamilyCell], fdr_level: float) -> list[dict[str, Any]]:
+def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
     """Return every cell with k >= 1 (JSON-serialisable, strongest first): k of N pairs, the
     null's expected count, the p-value P(K >= k), the Benjamini-Yekutieli adjusted value over
-    all cells, and whether it is significant at `fdr_level`."""
+    all tested cells (those with k = 0 count with p-value 1), and whether it is significant at
+    `fdr_level`."""
+    cells = found.cells
     p_values = np.array([poisson_binomial_tail(list(c.chance.values()), c.k) for c in cells])
-    adjusted = benjamini_yekutieli(p_values)
+    untested = max(0, found.tests - len(cells))
+    adjusted = benjamini_yekutieli(np.concatenate([p_values, np.ones(untested)]))[: len(cells)]
     rows = [
         {
             "family": cell.family,
@@ -147,6 +160,5 @@ def family_tests(cells: list[FamilyCell], fdr_level: float) -> list[dict[str, An
             "significant": bool(q <= fdr_level),
         }
         for cell, p, q in zip(cells, p_values, adjusted, strict=True)
-        if cell.k > 0
     ]
     return sorted(rows, key=lambda r: (r["p_value"], -r["k"], r["family"], r["horizon"]))

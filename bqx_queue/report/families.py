@@ -33,15 +33,15 @@ def families_section(
     pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...], fdr_level: float
 ) -> dict[str, Any]:
     """Return report.json's `families`: every family x horizon with k >= 1, and the test count."""
-    cells = family_cells(pairs, horizons, strip_tokens)
-    rows = family_tests(cells, fdr_level)
+    found = family_cells(pairs, horizons, strip_tokens)
+    rows = family_tests(found, fdr_level)
     return {
         "note": FAMILY_NOTE,
         "strip_tokens": list(strip_tokens),
         "fdr_level": fdr_level,
         "method": "Poisson-binomial tail at each pair's error bound; Benjamini-Yekutieli over families x horizons",
-        "tests": len(cells),
-        "families": len({c.family for c in cells}),
+        "tests": found.tests,
+        "families": found.families,
         "pairs": len(pairs),
         "significant": sum(r["significant"] for r in rows),
         "cells": rows,
