@@ -258,13 +258,18 @@ def test_volumes_are_declared_and_mounted_where_settings_point(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
     declared = set(compose.get("volumes") or {})
-    assert {"runs", "warehouse", "redis-data"} <= declared
+    assert {"warehouse", "redis-data"} <= declared
+    assert "runs" not in declared, "run folders live in a bucket, not a volume"
     for name, service in services.items():
         mounts = named_volume_mounts(service)
         assert set(mounts) <= declared, f"{name} mounts undeclared volumes"
         env = environment(service)
-        if "BQX_RUNS_DIR" in env and name != "flower":
-            assert mounts["runs"] == (env["BQX_RUNS_DIR"], False), name
+        if "BQX_RUNS_DIR" in env:
+            # a required bucket URL: compose refuses to start without one
+            assert re.fullmatch(r"\$\{BQX_RUNS_DIR:\?[^}]*(gs|s3)://[^}]*\}", env["BQX_RUNS_DIR"]), name
+            # bucket credentials pass through from the environment, never written here
+            assert {"GOOGLE_APPLICATION_CREDENTIALS", "AWS_ACCESS_KEY_ID"} <= set(env), name
+            assert env["GOOGLE_APPLICATION_CREDENTIALS"] in ("None", ""), name
         if "warehouse" in mounts:
             assert env["BQX_WAREHOUSE"].startswith(mounts["warehouse"][0]), name
     worker_mounts = named_volume_mounts(services["worker"])
@@ -508,7 +513,13 @@ def test_worker_deployment_uses_the_secret_and_stops_warm() -> None:
     assert container["resources"]["limits"]["memory"]
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     assert mounts["/data/warehouse"].get("readOnly") is True
-    assert env["BQX_RUNS_DIR"]["value"] in mounts
+    # run folders in a bucket, credentials from workload identity (no key, no runs volume)
+    assert env["BQX_RUNS_DIR"]["value"].startswith(("gs://", "s3://"))
+    assert not any(path.startswith(env["BQX_RUNS_DIR"]["value"]) for path in mounts)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" not in env
+    account = one_of_kind(k8s_documents("worker-deployment.yaml"), "ServiceAccount")
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert "iam.gke.io/gcp-service-account" in account["metadata"]["annotations"]
 
 
 def test_keda_scales_the_worker_deployment_on_the_celery_list() -> None:
