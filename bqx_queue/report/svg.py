@@ -145,7 +145,7 @@ def heatmap(
     """Return a grid of cells coloured by value (None: a hatched 'no result' cell), value inside;
     `marked` cells get a heavy outline and a star after the value (e.g. significant)."""
     cell_w, cell_h, top = 58, 22, 44
-    width = left + cell_w * len(columns) + 110
+    width = max(left + cell_w * len(columns) + 110, 8 * len(title))  # the bold title must fit
     height = top + cell_h * len(rows) + 16
     known = [v for v in values.values() if v is not None]
     peak = max(known, default=0) or 1
