@@ -207,7 +207,8 @@ def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]
     manifest = store.manifest()
     started = time.time()
     try:
-        settings = run_settings(manifest)
+        # this store's location, not the settings default: the extract cache and shared rows live there
+        settings = run_settings(manifest).model_copy(update={"runs_dir": str(store.runs_root)})
         days = [date.fromisoformat(d) for d in manifest["days"]]
         result = process_pair_all_horizons(pair, settings, days, threads=threads)
         summary = result.summary

@@ -4,6 +4,7 @@ readers trust only markers; --refresh ignores the cache."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,23 @@ def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetc
     _, cost = fetch(settings)
     assert cost["bytes_billed"] > 0 and cost["extract_cache"]["misses"] == 1
     assert pair_jobs(dry_run=False) == 2
+
+
+def test_a_rerun_in_the_local_pool_reports_its_hits_and_what_they_saved(small_warehouse: Path, tmp_path: Path) -> None:
+    from bqx_queue.run import run_parallel_testing
+
+    fast = {"selection_pairs": 4, "lgbm_rounds": 10, "cv_folds": 1, "shap_rows": 200, "max_rows": 3000}
+    settings = load_settings(warehouse=small_warehouse, runs_dir=tmp_path / "runs", horizons=(15, 60), **fast)
+    first = json.loads(run_parallel_testing("eurusd,gbpusd", max_workers=2, settings=settings).read_text())
+    rerun = settings.model_copy(update={"horizons": (30,)})
+    second_path = run_parallel_testing("eurusd,gbpusd", max_workers=2, settings=rerun)
+    second = json.loads(second_path.read_text())
+    # the cache is in this run folder's store (the children know runs_dir only from their store)
+    assert (tmp_path / "runs" / CACHE_DIR).is_dir()
+    assert first["totals"]["extract_cache"]["misses"] == 2 and first["totals"]["bytes_billed"] > 0
+    cache = second["totals"]["extract_cache"]
+    assert (cache["hits"], cache["misses"]) == (2, 0)
+    assert second["totals"]["bytes_billed"] == 0 and second["totals"]["queries"] == 0
+    assert cache["saved_bytes_billed"] == first["totals"]["bytes_billed"] and cache["saved_s"] > 0
+    assert "extract cache: 2 queries read from the cache, 0 sent" in (second_path.parent / "report.md").read_text()
+    assert "extract cache hits" in (second_path.parent / "report.html").read_text()
