@@ -94,8 +94,8 @@ def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSo
     if getattr(source, "billable", False):
         # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
         # BigQuery's limits; the jobs report their own bytes
-        reader, plan, job_bytes = fetch_billable(pair, fetch_settings(source, pair, settings), days, source)
-        extract_uses = job_bytes.pop("extract_cache")
+        wide = fetch_settings(source, pair, settings)
+        reader, plan, job_bytes, extract_uses = fetch_billable(pair, wide, days, source)
         capacity = settings.max_rows
     else:
         # through the extract cache: a rerun that needs the same rows reads them, unbilled

@@ -227,7 +227,7 @@ class ExtractCache:
                     yield batch
                 if writer is None and isinstance(batches, pa.RecordBatchReader):
                     writer = open_writer(batches.schema)  # no rows, but the columns are known
-                if writer is not None:
+                if writer is not None and handle is not None:
                     writer.close()
                     handle.close()
             except BaseException:

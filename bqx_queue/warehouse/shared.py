@@ -17,6 +17,7 @@ import logging
 import tempfile
 from collections.abc import Iterable
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def fetch_shared(
                 f"shared tables of {plan.name}: {len(times) - len(np.unique(times))} duplicate interval_time rows"
             )
         file = folder / f"part-{number:03d}.parquet"
-        write_whole(file, lambda handle, rows=table: pq.write_table(rows, handle))
+        write_whole(file, partial(pq.write_table, table))
         parts.append(
             {
                 "file": file.name,
@@ -208,10 +209,11 @@ def join_parts(
 
 def fetch_billable(
     pair: str, settings: Settings, days: list[date], source: Any
-) -> tuple[pa.RecordBatchReader, PairPlan, dict[str, int]]:
-    """Return the pair's rows, the plan describing them and what BigQuery billed, from a
-    billable source: its own tables and targets in as few capped, ledgered queries as BigQuery's
-    limits allow (one, normally), joined with the run's shared tables fetched once."""
+) -> tuple[Any, PairPlan, dict[str, int], list[ExtractUse]]:
+    """Return the pair's rows, the plan describing them, what BigQuery billed and what the extract
+    cache did, from a billable source: its own tables and targets in as few capped, ledgered
+    queries as BigQuery's limits allow (one, normally; none when cached), joined with the run's
+    shared tables fetched once."""
     shared = shared_index(settings)
     plan, parts = split_pair_plan(pair, source.catalog(), settings, include_shared=shared is None)
     reader, job_bytes, uses = billable_rows(source, plan, days, settings)
@@ -226,7 +228,7 @@ def fetch_billable(
     if shared is not None:
         reader, plan = attach_shared(reader, plan, shared)
     sent = sum(not use.hit for use in uses) if uses else 1 + len(parts)  # a cached query is not sent
-    return reader, plan, job_bytes | {"queries": sent, "extract_cache": uses}
+    return reader, plan, job_bytes | {"queries": sent}, uses
 
 
 def _read_parquet(path: ArtifactPath) -> pa.Table:
