@@ -1,7 +1,13 @@
-"""One pair at production width, end to end, against a straightforward baseline.
+"""One pair end to end at several widths, against one ssyrk of its matrix and a baseline.
 
-    python bench/pair.py                       # builds /tmp/bqx-bench/wide.duckdb if missing
-    python bench/pair.py --baseline-fits 2     # fewer baseline fits (it is extrapolated anyway)
+    python bench/pair.py                                   # 6,500 features (+ the baseline)
+    python bench/pair.py --features 2000,6500,17000 --skip-baseline   # the memory table
+
+Each width has its own warehouse, /tmp/bqx-bench/wide-<features>.duckdb, built when missing
+(60 weekdays of 1-minute bars, 80,000 rows sampled; 17,000 features are 75% shared tables, as
+in the production catalog). Per width it prints wall time, CPU time, peak RSS against the
+memory plan's prediction, the time of one ssyrk (X'X) of a random matrix of the pair's shape in
+a fresh process, and the ratio of the pair's wall time to it.
 
 The product path (query, preparation, selection with B = 50 pairs on shared block Grams, CV
 training, SHAP, artifacts) runs in a fresh process; so does the baseline: per-horizon
@@ -23,7 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-WAREHOUSE = Path(tempfile.gettempdir()) / "bqx-bench" / "wide.duckdb"
+GIB = 1024**3
+
+BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-bench"
 
 
 def _usage() -> tuple[float, float]:
@@ -33,6 +41,7 @@ def _usage() -> tuple[float, float]:
 
 def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, Any]) -> None:
     from bqx_queue.analysis.pair import process_pair_all_horizons
+    from bqx_queue.analysis.width import plan_memory
     from bqx_queue.config import load_settings
     from bqx_queue.store import RunStore
     from bqx_queue.warehouse.source import open_source
@@ -57,7 +66,12 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
     out.update(
         wall_s=wall, cpu_s=cpu, peak_rss_bytes=peak, rows=summary["rows"], features=summary["features_tested"],
         timings=summary["timings"], stable={h: len(r["stable"]) for h, r in summary["horizons"].items()},
-        q=next(iter(summary["horizons"].values()))["q"],
+        q=next(iter(summary["horizons"].values()))["q"], entered=summary["features_in_selection"],
+        storage=summary["gram_storage"], width=summary["features_usable"],
+        bound=sum(r["error_bound"] for r in summary["horizons"].values()),
+        predicted=plan_memory(
+            summary["rows"], summary["features_usable"], settings.selection_blocks, settings.memory_budget_bytes, None
+        ).peak_bytes,
     )  # fmt: skip
 
 
@@ -104,6 +118,19 @@ def baseline(warehouse: str, pair: str, pairs: int, fits: int, threads: int, out
     )  # fmt: skip
 
 
+def ssyrk_reference(rows: int, features: int, threads: int, out: dict[str, Any]) -> None:
+    """Time one X'X (ssyrk, upper triangle) of a random float32 matrix of the pair's shape."""
+    import numpy as np
+    from scipy.linalg.blas import ssyrk
+    from threadpoolctl import threadpool_limits
+
+    matrix = np.asfortranarray(np.random.default_rng(0).standard_normal((rows, features), dtype=np.float32))
+    with threadpool_limits(threads):
+        started = time.perf_counter()
+        ssyrk(1.0, matrix, trans=1)
+        out.update(ssyrk_s=time.perf_counter() - started)
+
+
 def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
@@ -116,35 +143,58 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
         return dict(out)
 
 
+def warehouse_for(features: int, days: int, pair: str) -> Path:
+    path = BENCH_DIR / f"wide-{features}.duckdb"
+    if not path.exists():
+        from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+        print(f"building {path} ({features} features, {days} days) ...", flush=True)
+        shared = 0.75 if features > 10_000 else WarehouseSpec.shared_fraction  # the real catalog's share
+        build_warehouse(path, WarehouseSpec(pairs=(pair,), days=days, features_per_pair=features, shared_fraction=shared))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warehouse", type=Path, default=WAREHOUSE)
     parser.add_argument("--pair", default="eurusd")
-    parser.add_argument("--features", type=int, default=6500)
+    parser.add_argument("--features", default="6500", help="comma list of widths, e.g. 2000,6500,17000")
     parser.add_argument("--days", type=int, default=60, help="weekdays in the warehouse (80,000 rows sampled)")
     parser.add_argument("--pairs", type=int, default=50, help="B complementary pairs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-fits", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
-    if not args.warehouse.exists():
-        from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
-
-        print(f"building {args.warehouse} ({args.features} features, {args.days} days) ...", flush=True)
-        build_warehouse(args.warehouse, WarehouseSpec(pairs=(args.pair,), days=args.days, features_per_pair=args.features))
-    ours = _in_child(product, str(args.warehouse), args.pair, args.pairs, args.threads)
-    print(f"product path: {ours['rows']:,} rows x {ours['features']:,} features, 7 horizons, B={args.pairs}, q={ours['q']}")
-    print(f"  wall {ours['wall_s']:.1f} s  cpu {ours['cpu_s']:.1f} s  peak RSS {ours['peak_rss_bytes'] / 1024**3:.2f} GiB")
-    print(f"  steps (s): {json.dumps(ours['timings'])}")
-    print(f"  stable features per horizon: {json.dumps(ours['stable'])}")
-    print(f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}")
-    if args.skip_baseline:
+    rows = []
+    for features in [int(w) for w in args.features.split(",")]:
+        warehouse = warehouse_for(features, args.days, args.pair)
+        ours = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads)
+        reference = _in_child(ssyrk_reference, ours["rows"], ours["width"], args.threads)
+        ours |= reference
+        rows.append(ours)
+        print(f"{features:,} features: {ours['rows']:,} rows x {ours['features']:,} tested, {ours['width']:,} usable, "
+              f"{ours['entered']:,} in selection ({ours['storage']} Grams), 7 horizons, B={args.pairs}, q={ours['q']}")
+        print(f"  wall {ours['wall_s']:.1f} s  cpu {ours['cpu_s']:.1f} s  peak RSS {ours['peak_rss_bytes'] / GIB:.2f} GiB"
+              f" (memory plan: {ours['predicted'] / GIB:.2f} GiB)")
+        print(f"  one ssyrk of the {ours['rows']:,} x {ours['width']:,} matrix: {ours['ssyrk_s']:.1f} s;"
+              f" wall / ssyrk = {ours['wall_s'] / ours['ssyrk_s']:.1f}")
+        print(f"  steps (s): {json.dumps(ours['timings'])}")
+        print(f"  stable features per horizon: {json.dumps(ours['stable'])} (sum of error bounds {ours['bound']:.1f})")
+        print(f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}")
+    print()
+    print("| features | in selection | Grams | wall s | peak RSS GiB | plan GiB | ssyrk s | wall / ssyrk | recall |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(f"| {r['width']:,} | {r['entered']:,} | {r['storage']} | {r['wall_s']:.0f} | {r['peak_rss_bytes'] / GIB:.2f} "
+              f"| {r['predicted'] / GIB:.2f} | {r['ssyrk_s']:.1f} | {r['wall_s'] / r['ssyrk_s']:.1f} | {r['recall']} |")
+    if args.skip_baseline or 6500 not in [int(w) for w in args.features.split(",")]:
         return
-    base = _in_child(baseline, str(args.warehouse), args.pair, args.pairs, args.baseline_fits, args.threads)
+    warehouse = str(warehouse_for(6500, args.days, args.pair))
+    ours = next(r for r in rows if r["features"] >= 6500)
+    base = _in_child(baseline, warehouse, args.pair, args.pairs, args.baseline_fits, args.threads)
     print(f"baseline: {base['fits_measured']} LightGBM-importance fits measured of one horizon")
     print(
         f"  query {base['query_s']:.1f} s  preparation {base['prepare_s']:.1f} s  per fit {base['fit_s_median']:.1f} s (median)"
-        f"  peak RSS {base['peak_rss_bytes'] / 1024**3:.2f} GiB"
+        f"  peak RSS {base['peak_rss_bytes'] / GIB:.2f} GiB"
     )
     print(f"  extrapolated to 7 horizons x {2 * args.pairs} fits: {base['extrapolated_wall_s'] / 3600:.1f} h")
     print(f"speed-up: {base['extrapolated_wall_s'] / ours['wall_s']:.0f}x")

@@ -169,6 +169,7 @@ class Selection:
     entered: int
     screened: dict[int, str]
     storage: str  # how the block Grams were held: "full", "packed", or "none" (LightGBM selector)
+    spilled: SpilledMatrix | None = None  # where the matrix waits, when it left memory
 
 
 def _select(
@@ -223,7 +224,9 @@ def _select(
     results = select_stable(grams, crosses, params)
     del grams
     storage = "packed" if memory.packed else "full"
-    return Selection({h: _over_all_features(r, columns, p) for h, r in results.items()}, entered, screened, storage)
+    spilled = matrix if isinstance(matrix, SpilledMatrix) else None
+    results = {h: _over_all_features(r, columns, p) for h, r in results.items()}
+    return Selection(results, entered, screened, storage, spilled)
 
 
 def _over_all_features(result: SelectionResult, columns: np.ndarray, p: int) -> SelectionResult:
@@ -281,6 +284,8 @@ def process_pair_all_horizons(
             )
             horizon_results = {}
             for horizon in horizons:
+                if selection.spilled is not None:  # a fresh map: the last horizon's pages leave the RSS
+                    prepared.matrix = selection.spilled.mapped()
                 horizon_results[str(horizon)] = _horizon_result(
                     prepared, selections[horizon], holdout_start, settings, train
                 )

@@ -18,9 +18,12 @@ import numpy as np
 
 from bqx_queue.analysis.grams import FLOAT32_BYTES, PANEL_COLUMNS, gram_bytes
 
-# Interpreter, numpy/pandas/LightGBM/SHAP/DuckDB, the fetch's Arrow batches, preparation
-# temporaries and the models: measured with bench/pair.py at 2,000 to 17,000 features.
-OVERHEAD_BYTES = 700 * 1024**2
+# The interpreter with numpy, pandas, LightGBM, SHAP and DuckDB loaded, and the targets and
+# crosses: 0.45 GiB measured after the spill at 6,500 features.
+OVERHEAD_BYTES = 512 * 1024**2
+# While the matrix fills: the warehouse's own buffers and result batches. The embedded source
+# caps DuckDB at DUCKDB_MEMORY_LIMIT (1 GB); measured at 6,500 features: 0.94 GiB above the matrix.
+FETCH_BYTES = 1024**3
 # The plan leaves this share of the budget free: RSS sampling and allocator slack.
 HEADROOM = 0.92
 MIN_SELECTION_FEATURES = 500
@@ -53,7 +56,7 @@ class PeakEstimate:
 
     @property
     def peak_bytes(self) -> int:
-        return OVERHEAD_BYTES + max(self.matrix_bytes, self.selection_bytes)
+        return OVERHEAD_BYTES + max(self.matrix_bytes + FETCH_BYTES, self.selection_bytes)
 
 
 def plan_memory(rows: int, width: int, blocks: int, budget_bytes: int, max_features: int | None) -> PeakEstimate:
@@ -61,15 +64,19 @@ def plan_memory(rows: int, width: int, blocks: int, budget_bytes: int, max_featu
     fit the budget, else packed, else the most features whose packed Grams fit (at least
     MIN_SELECTION_FEATURES). Its peak may still be above the budget when the matrix alone is."""
     target = HEADROOM * budget_bytes
+
+    def fits(estimate: PeakEstimate) -> bool:  # selection's phase: the fetch's does not depend on p
+        return OVERHEAD_BYTES + estimate.selection_bytes <= target
+
     features = min(width, max_features or width)
     for packed in (False, True):
         estimate = PeakEstimate(rows, width, features, blocks, packed)
-        if estimate.peak_bytes <= target:
+        if fits(estimate):
             return estimate
     low, high = min(features, MIN_SELECTION_FEATURES), features
     while high - low > 1:  # the peak grows with p: bisect for the widest that fits
         middle = (low + high) // 2
-        if PeakEstimate(rows, width, middle, blocks, True).peak_bytes <= target:
+        if fits(PeakEstimate(rows, width, middle, blocks, True)):
             low = middle
         else:
             high = middle

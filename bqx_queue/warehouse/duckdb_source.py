@@ -115,6 +115,7 @@ class DuckDBSource:
         except duckdb.Error as exc:
             raise WarehouseError(f"cannot open warehouse {self.path}: {exc}") from None
         con.execute("SET TimeZone='UTC'")
+        con.execute("SET enable_progress_bar=false")  # a worker's log is not a terminal
         # DuckDB caches table blocks up to 80% of RAM by default: in a worker child that cache
         # would count against the pair's memory budget, so keep it small
         con.execute(f"SET memory_limit='{DUCKDB_MEMORY_LIMIT}'")
