@@ -200,11 +200,11 @@ def _select(
     columns = np.arange(p)
     screened: dict[int, str] = {}
     if entered < p:
-        n = float(sum(len(b) for b in blocks))
         selection_targets = targets[np.concatenate(blocks)]
-        strength = marginal_strength(
-            list(xy.sum(axis=1)), list(ysum.sum(axis=1)), list(np.square(selection_targets).sum(axis=0)), n
-        )
+        n = float(len(selection_targets))
+        column_sums = sum(prepared.matrix[block].sum(axis=0, dtype=np.float64) for block in blocks)
+        centred = xy.sum(axis=1) - ysum.sum(axis=1)[:, None] / n * column_sums
+        strength = marginal_strength(centred, selection_targets.std(axis=0), n)
         columns = screen(strength, entered)
         order = np.argsort(-strength, kind="stable")
         rank = np.empty(p, dtype=np.int64)

@@ -91,14 +91,8 @@ def screen(strength: np.ndarray, keep: int) -> np.ndarray:
     return np.sort(order[:keep])
 
 
-def marginal_strength(crosses: list[np.ndarray], ysum: list[float], yss: list[float], n: float) -> np.ndarray:
-    """Return each feature's largest |correlation| with any target over the selection rows.
-
-    `crosses` are X'y per target over those rows; features are standardised on the pair's rows,
-    so each feature's spread is taken as 1 and only the target's is measured (`ysum`, `yss`:
-    sum and sum of squares of each target)."""
-    strength = np.zeros(len(crosses[0]))
-    for cross, total, squares in zip(crosses, ysum, yss, strict=True):
-        spread = np.sqrt(max(squares / n - (total / n) ** 2, 1e-300))
-        np.maximum(strength, np.abs(cross) / (n * spread), out=strength)
-    return strength
+def marginal_strength(centred_crosses: np.ndarray, target_spreads: np.ndarray, n: float) -> np.ndarray:
+    """Return each feature's largest |correlation| with any target over the selection rows, from
+    its centred X'y per target (targets, features). Features are standardised on the pair's
+    rows, so each one's spread is taken as 1; `target_spreads` are the targets' standard deviations."""
+    return np.max(np.abs(centred_crosses) / (n * np.maximum(target_spreads, 1e-300)[:, None]), axis=0)
