@@ -9,7 +9,7 @@ from sklearn.linear_model import lars_path_gram
 
 from bqx_queue.analysis.grams import BlockGrams, HalfGram, block_crosses, gram_bytes
 from bqx_queue.analysis.spill import SpilledMatrix
-from bqx_queue.analysis.stability import SelectionParams, lar_first_q, select_stable, time_blocks
+from bqx_queue.analysis.stability import SelectionParams, lar_paths, select_stable, time_blocks
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
@@ -26,7 +26,13 @@ def test_lar_enters_features_in_the_order_scikit_learn_does():
     gram, cross = xs.T @ xs, xs.T @ (y - y.mean())
     before = gram.copy()
     _, reference, _ = lars_path_gram(cross, gram.copy(), n_samples=1500, max_iter=15, method="lar")
-    assert lar_first_q(gram.__getitem__, np.diag(gram), cross, 15) == [int(i) for i in reference]
+    expected = [int(i) for i in reference]
+    assert lar_paths(gram.__getitem__, np.diag(gram), cross[None, :], 15) == [expected]
+    # paths in lockstep are each the path alone: a second target, stopped early, changes nothing
+    other = xs.T @ (x[:, 5] - x[:, 5].mean())
+    together = lar_paths(gram.__getitem__, np.diag(gram), np.stack([cross, other, cross]), 15)
+    assert together[0] == together[2] == expected
+    assert together[1] == lar_paths(gram.__getitem__, np.diag(gram), other[None, :], 15)[0]
     assert np.array_equal(gram, before)  # the shared Gram is never changed
 
 

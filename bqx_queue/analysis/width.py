@@ -50,8 +50,8 @@ class PeakEstimate:
         building = self.rows // self.blocks * p * FLOAT32_BYTES  # one block's rows
         if self.packed:
             building += p * PANEL_COLUMNS * FLOAT32_BYTES
-        # a half's cached Gram rows (float64): about q per horizon, q ~ sqrt(2 p)
-        cached_rows = HORIZONS_AT_ONCE * math.isqrt(2 * p) * p * 8
+        # a half's Gram rows (float64), cached and in the LAR paths: about q per horizon, q ~ sqrt(2 p)
+        cached_rows = 2 * HORIZONS_AT_ONCE * math.isqrt(2 * p) * p * 8
         return gram_bytes(p, self.blocks, self.packed) + building + cached_rows
 
     @property
