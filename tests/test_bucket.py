@@ -156,6 +156,19 @@ def test_two_workers_share_only_redis_and_a_bucket_and_a_rerun_costs_nothing(
         assert files_under(cwd) == [], f"worker {name} wrote to its working folder"
         home = tmp_path / f"{name}-home"
         assert not [p for p in files_under(home) if p.suffix in (".json", ".parquet")]
+    # `bqx status` and `--resume` read the same URL from another working folder
+    status = subprocess.run(
+        [str(BIN / "bqx"), "status", "first"], env=os.environ | producer, cwd=producer_cwd,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert "run first: 3 done, 0 running, 0 failed, 0 queued of 3" in status.stdout + status.stderr
+    resumed = subprocess.run(
+        [str(BIN / "bqx-enqueue"), "--resume", "first"], env=os.environ | producer, cwd=producer_cwd,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.strip().splitlines()[-1] == f"{bucket_env['BQX_RUNS_DIR']}/first/report.json"
     billed_first = report["totals"]["bytes_billed"]
     assert billed_first > 0 and len(run_jobs(server, "first")) == 4  # 3 pairs + the shared tables once
     assert report["totals"]["extract_cache"]["misses"] == 4 and report["totals"]["extract_cache"]["hits"] == 0
