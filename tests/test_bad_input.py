@@ -296,9 +296,8 @@ def test_non_numeric_feature_columns_are_left_out_with_their_reason(cli_env, exp
     rewrite(table, lambda frame: frame.assign(free_text=[f"note {i}" for i in range(len(frame))]))
     summary = run_one_pair(export_copy, cli_env)
     assert summary["status"] == "ok"
-    ledger = pd.read_parquet(
-        cli_env / next(iter(os.listdir(cli_env))) / "pairs" / "eurusd.ledger.parquet"
-    )
+    (ledger_path,) = Path(cli_env).glob("*/pairs/eurusd.ledger.parquet")  # the run's folder, not the cache's
+    ledger = pd.read_parquet(ledger_path)
     reasons = dict(zip(ledger["feature"], ledger["excluded"], strict=False))
     free_text = [reason for feature, reason in reasons.items() if feature.endswith("free_text")]
     assert free_text and "string with" in free_text[0]

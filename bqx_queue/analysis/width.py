@@ -19,13 +19,14 @@ import numpy as np
 from bqx_queue.analysis.grams import FLOAT32_BYTES, PANEL_COLUMNS, gram_bytes
 
 # The interpreter with numpy, pandas, LightGBM, SHAP and DuckDB loaded, and the targets and
-# crosses: 0.45 GiB measured after the spill at 6,500 features.
-OVERHEAD_BYTES = 512 * 1024**2
+# crosses (0.45 GiB measured after the spill at 6,500 features), and the transients of building
+# the Grams and of the models (0.15 GiB more seen at 5,000 features).
+OVERHEAD_BYTES = 640 * 1024**2
 # While the matrix fills: the warehouse's own buffers and result batches. The embedded source
 # caps DuckDB at DUCKDB_MEMORY_LIMIT (1 GB); measured at 6,500 features: 0.94 GiB above the matrix.
 FETCH_BYTES = 1024**3
 # The plan leaves this share of the budget free: RSS sampling and allocator slack.
-HEADROOM = 0.92
+HEADROOM = 0.9
 MIN_SELECTION_FEATURES = 500
 HORIZONS_AT_ONCE = 7
 
