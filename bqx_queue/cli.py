@@ -99,7 +99,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         refresh_extracts=True if getattr(args, "refresh", False) else None,
     )  # fmt: skip
 
-    from bqx_queue.run import plan_run, write_manifest
+    from bqx_queue.run import plan_run
 
     if getattr(args, "dry_run", False):
         from bqx_queue.warehouse.budget import format_estimate

@@ -21,13 +21,13 @@ from threadpoolctl import threadpool_limits
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.families import family_sizes
-from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
-from bqx_queue.analysis.stable_structure import stable_structure
+from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
+from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, SelectionResult, select_stable, time_blocks
+from bqx_queue.analysis.stable_structure import stable_structure
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
-from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.width import marginal_strength, plan_memory, screen
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
