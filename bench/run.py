@@ -93,13 +93,19 @@ def main() -> None:
     peak = max(p["peak_rss_bytes"] for p in ok)
     core_s_per_pair = wall * cores / len(pairs)
     projected_s = FULL_RUN_PAIRS * core_s_per_pair / HOST_CORES
-    print(f"{len(pairs)} pairs x {args.features:,} features on {cores} cores, concurrency {args.concurrency}: "
-          f"{len(ok)} ok, wall {wall:.0f} s (enqueue to report)")
-    print(f"  per pair (median): {sorted(p['wall_s'] for p in ok)[len(ok) // 2]:.0f} s in its child; "
-          f"peak RSS per child {peak / GIB:.2f} GiB (max)")
+    print(
+        f"{len(pairs)} pairs x {args.features:,} features on {cores} cores, concurrency {args.concurrency}: "
+        f"{len(ok)} ok, wall {wall:.0f} s (enqueue to report)"
+    )
+    print(
+        f"  per pair (median): {sorted(p['wall_s'] for p in ok)[len(ok) // 2]:.0f} s in its child; "
+        f"peak RSS per child {peak / GIB:.2f} GiB (max)"
+    )
     print(f"  pairs per hour per core: {len(pairs) / (wall / 3600) / cores:.1f}")
-    print(f"  projected: all {FULL_RUN_PAIRS} pairs on a {HOST_CORES}-core host at concurrency {HOST_CORES}: "
-          f"{projected_s / 60:.1f} min, with {HOST_CORES} x {peak / GIB:.2f} = {HOST_CORES * peak / GIB:.0f} GiB of children")
+    print(
+        f"  projected: all {FULL_RUN_PAIRS} pairs on a {HOST_CORES}-core host at concurrency {HOST_CORES}: "
+        f"{projected_s / 60:.1f} min, with {HOST_CORES} x {peak / GIB:.2f} = {HOST_CORES * peak / GIB:.0f} GiB of children"
+    )
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def test_half_gram_rows_equal_the_centred_correlation_gram_of_its_blocks(packed,
 
 
 def _cross(x, blocks, columns, y):
-    xy, ysum = block_crosses(x, blocks, y[:, None])
+    xy, ysum, _ = block_crosses(x, blocks, y[:, None])
     return (xy[0] if columns is None else xy[0][:, columns]), ysum[0]
 
 

@@ -26,29 +26,37 @@ def gram_bytes(features: int, blocks: int, packed: bool) -> int:
     return blocks * per_block * FLOAT32_BYTES
 
 
+def _block_view(matrix: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Return a block's rows: a view when they are contiguous (the usual case), else a copy."""
+    start, stop = int(block[0]), int(block[-1]) + 1
+    return matrix[start:stop] if stop - start == len(block) else matrix[block]
+
+
 def _rows_of(matrix: np.ndarray | SpilledMatrix, block: np.ndarray, columns: np.ndarray | None) -> np.ndarray:
     """Return a block's rows of the given columns as a column-major array (what BLAS reads)."""
-    start, stop = int(block[0]), int(block[-1]) + 1
-    contiguous = stop - start == len(block)
     if isinstance(matrix, SpilledMatrix):
+        start, stop = int(block[0]), int(block[-1]) + 1
         part = matrix.rows(start, stop, columns)
-        return part if contiguous else np.asfortranarray(part[block - start])
-    rows = matrix[start:stop] if contiguous else matrix[block]
+        return part if stop - start == len(block) else np.asfortranarray(part[block - start])
+    rows = _block_view(matrix, block)
     return np.asfortranarray(rows if columns is None else rows[:, columns])
 
 
-def block_crosses(matrix: np.ndarray, blocks: list[np.ndarray], targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return per-block X'y of every column, (targets, blocks, columns), and per-block target
-    sums (targets, blocks), for `targets` (rows, k) given on every row of the matrix: one pass
-    over the matrix for all targets."""
+def block_crosses(
+    matrix: np.ndarray, blocks: list[np.ndarray], targets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return per-block X'y of every column (targets, blocks, columns), per-block target sums
+    (targets, blocks) and per-block column sums (blocks, columns), for `targets` (rows, k)
+    given on every row of the matrix: one pass over the matrix for all targets."""
     xy = np.empty((targets.shape[1], len(blocks), matrix.shape[1]))
     ysum = np.empty((targets.shape[1], len(blocks)))
+    column_sums = np.empty((len(blocks), matrix.shape[1]))
     for index, block in enumerate(blocks):
-        start, stop = int(block[0]), int(block[-1]) + 1
-        rows = matrix[start:stop] if stop - start == len(block) else matrix[block]
+        rows = _block_view(matrix, block)
         xy[:, index, :] = (rows.T @ targets[block].astype(np.float32)).T
         ysum[:, index] = targets[block].sum(axis=0)
-    return xy, ysum
+        column_sums[index] = rows.sum(axis=0, dtype=np.float64)
+    return xy, ysum, column_sums
 
 
 class BlockGrams:

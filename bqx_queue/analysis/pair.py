@@ -192,7 +192,7 @@ def _select(
     if settings.selection_method == "lightgbm":
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
         return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
-    xy, ysum = block_crosses(prepared.matrix, blocks, targets)
+    xy, ysum, column_sums = block_crosses(prepared.matrix, blocks, targets)
     memory = plan_memory(
         prepared.matrix.shape[0], p, len(blocks), settings.memory_budget_bytes, settings.selection_max_features
     )
@@ -202,8 +202,7 @@ def _select(
     if entered < p:
         selection_targets = targets[np.concatenate(blocks)]
         n = float(len(selection_targets))
-        column_sums = sum(prepared.matrix[block].sum(axis=0, dtype=np.float64) for block in blocks)
-        centred = xy.sum(axis=1) - ysum.sum(axis=1)[:, None] / n * column_sums
+        centred = xy.sum(axis=1) - ysum.sum(axis=1)[:, None] / n * column_sums.sum(axis=0)
         strength = marginal_strength(centred, selection_targets.std(axis=0), n)
         columns = screen(strength, entered)
         order = np.argsort(-strength, kind="stable")

@@ -62,7 +62,9 @@ def time_blocks(rows: np.ndarray, n_blocks: int, gap: int) -> list[np.ndarray]:
     return [part[: len(part) - gap] for part in np.array_split(rows, n_blocks)]
 
 
-def lar_paths(gram_row: Callable[[int], np.ndarray], diagonal: np.ndarray, crosses: np.ndarray, q: int) -> list[list[int]]:
+def lar_paths(
+    gram_row: Callable[[int], np.ndarray], diagonal: np.ndarray, crosses: np.ndarray, q: int
+) -> list[list[int]]:
     """Return, for each row of `crosses`, the first q features least angle regression enters.
 
     `gram_row(j)` gives row j of X'X; each row of `crosses` (targets, p) is an X'y of the same
@@ -157,7 +159,9 @@ def first_halves(rng: np.random.Generator, n_blocks: int, pairs: int) -> Iterato
         yield first
 
 
-def selection_results(counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float) -> dict[int, SelectionResult]:
+def selection_results(
+    counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float
+) -> dict[int, SelectionResult]:
     """Return per-horizon results from how often each feature was selected in `fits` fits."""
     results = {}
     for h, count in counts.items():

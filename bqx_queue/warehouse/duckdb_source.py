@@ -183,17 +183,15 @@ class DuckDBSource:
         from bqx_queue.warehouse.sql import DUCKDB, plan_pair
 
         catalog = self.catalog()
-        if len(plan.tables) <= PART_TABLES:
-            tables = [catalog.table(*qualified.split(".")) for qualified in plan.tables[1:]]
-            return [self._stream(plan_pair(pair, catalog, settings, tables=tables, sort_repeats_only=True, dialect=DUCKDB), days)]
-        by_table: dict[str, list[str]] = {}
+        columns_of: dict[str, int] = {}
         for feature in plan.features:
-            by_table.setdefault(feature.table, []).append(feature.alias)
+            columns_of[feature.table] = columns_of.get(feature.table, 0) + 1
         groups: list[list[Any]] = [[]]
         width = 0
+        small = len(plan.tables) <= PART_TABLES  # one statement, as BigQuery runs it
         for qualified in plan.tables[1:]:
-            columns = len(by_table.get(qualified, ()))
-            if groups[-1] and (width + columns > PART_COLUMNS or len(groups[-1]) >= PART_TABLES):
+            columns = columns_of.get(qualified, 0)
+            if not small and groups[-1] and (width + columns > PART_COLUMNS or len(groups[-1]) >= PART_TABLES):
                 groups.append([])
                 width = 0
             groups[-1].append(catalog.table(*qualified.split(".")))
