@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     history_rows = sum(calendar.values())
     days = sample_days(calendar, settings.max_rows, settings.seed)
     sampled_rows = sum(calendar[d] for d in days)
-    shared = [
-        t
-        for t in catalog.dataset_tables("bqx_features")
-        if t.name.startswith(settings.shared_table_prefixes)
-    ]
+    shared = [t for t in catalog.dataset_tables("bqx_features") if t.name.startswith(settings.shared_table_prefixes)]
 
     def price(billed: int) -> float:
         return billing.cost_usd(billed, args.price)
@@ -137,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     c0_processed = c0_billed = 0
     for pair in pairs:
         plan = plan_pair(pair, catalog, settings)
-        estimate = billing.metadata_estimate(
-            plan, catalog, {n: sampled_rows for n in plan.tables}, args.price
-        )
+        estimate = billing.metadata_estimate(plan, catalog, {n: sampled_rows for n in plan.tables}, args.price)
         c0_processed += estimate.bytes_processed
         c0_billed += estimate.bytes_billed
 
@@ -158,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     shared_plans = plan_shared_tables(catalog, settings)
     shared_queries = len(shared_plans)
     shared_estimates = [
-        billing.metadata_estimate(p, catalog, {n: sampled_rows for n in p.tables}, args.price)
-        for p in shared_plans
+        billing.metadata_estimate(p, catalog, {n: sampled_rows for n in p.tables}, args.price) for p in shared_plans
     ]
     shared_processed = sum(e.bytes_processed for e in shared_estimates)
     shared_billed = sum(e.bytes_billed for e in shared_estimates)
@@ -170,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{OWN_COLUMNS:,} columns; shared {len(shared)} tables / {shared_columns - len(shared):,} columns")  # fmt: skip
     print(f"history: {len(calendar):,} weekday partitions, {history_rows:,} rows per table; "
           f"sample: {len(days)} days spread over the history = {sampled_rows:,} rows (max_rows {settings.max_rows:,})")  # fmt: skip
-    print(
-        f"price ${args.price}/TiB, 10 MiB minimum per table, MiB rounding; every cell counted as filled\n"
-    )
+    print(f"price ${args.price}/TiB, 10 MiB minimum per table, MiB rounding; every cell counted as filled\n")
     header = f"{'plan':<58} {'queries':>8} {'GiB processed':>14} {'GiB billed':>11} {'USD':>10}"
     print(header)
     print("-" * len(header))
@@ -183,9 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         ("C product: sampled days, own tables per pair, shared once", len(pairs) + shared_queries, c_processed, c_billed),
     ]  # fmt: skip
     for label, queries, processed, billed in rows_out:
-        print(
-            f"{label:<58} {queries:>8,} {processed / GIB:>14,.1f} {billed / GIB:>11,.1f} {price(billed):>10,.4f}"
-        )
+        print(f"{label:<58} {queries:>8,} {processed / GIB:>14,.1f} {billed / GIB:>11,.1f} {price(billed):>10,.4f}")
     print()
     print(f"B per query: {b_tables} tables, {b_columns:,} result columns "
           f"({'over' if b_columns > MAX_RESULT_COLUMNS else 'within'} BigQuery's {MAX_RESULT_COLUMNS:,}-column limit)")  # fmt: skip

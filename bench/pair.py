@@ -150,7 +150,9 @@ def warehouse_for(features: int, days: int, pair: str) -> Path:
 
         print(f"building {path} ({features} features, {days} days) ...", flush=True)
         shared = 0.75 if features > 10_000 else WarehouseSpec.shared_fraction  # the real catalog's share
-        build_warehouse(path, WarehouseSpec(pairs=(pair,), days=days, features_per_pair=features, shared_fraction=shared))
+        build_warehouse(
+            path, WarehouseSpec(pairs=(pair,), days=days, features_per_pair=features, shared_fraction=shared)
+        )
     return path
 
 
@@ -171,21 +173,31 @@ def main() -> None:
         reference = _in_child(ssyrk_reference, ours["rows"], ours["width"], args.threads)
         ours |= reference
         rows.append(ours)
-        print(f"{features:,} features: {ours['rows']:,} rows x {ours['features']:,} tested, {ours['width']:,} usable, "
-              f"{ours['entered']:,} in selection ({ours['storage']} Grams), 7 horizons, B={args.pairs}, q={ours['q']}")
-        print(f"  wall {ours['wall_s']:.1f} s  cpu {ours['cpu_s']:.1f} s  peak RSS {ours['peak_rss_bytes'] / GIB:.2f} GiB"
-              f" (memory plan: {ours['predicted'] / GIB:.2f} GiB)")
-        print(f"  one ssyrk of the {ours['rows']:,} x {ours['width']:,} matrix: {ours['ssyrk_s']:.1f} s;"
-              f" wall / ssyrk = {ours['wall_s'] / ours['ssyrk_s']:.1f}")
+        print(
+            f"{features:,} features: {ours['rows']:,} rows x {ours['features']:,} tested, {ours['width']:,} usable, "
+            f"{ours['entered']:,} in selection ({ours['storage']} Grams), 7 horizons, B={args.pairs}, q={ours['q']}"
+        )
+        print(
+            f"  wall {ours['wall_s']:.1f} s  cpu {ours['cpu_s']:.1f} s  peak RSS {ours['peak_rss_bytes'] / GIB:.2f} GiB"
+            f" (memory plan: {ours['predicted'] / GIB:.2f} GiB)"
+        )
+        print(
+            f"  one ssyrk of the {ours['rows']:,} x {ours['width']:,} matrix: {ours['ssyrk_s']:.1f} s;"
+            f" wall / ssyrk = {ours['wall_s'] / ours['ssyrk_s']:.1f}"
+        )
         print(f"  steps (s): {json.dumps(ours['timings'])}")
         print(f"  stable features per horizon: {json.dumps(ours['stable'])} (sum of error bounds {ours['bound']:.1f})")
-        print(f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}")
+        print(
+            f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}"
+        )
     print()
     print("| features | in selection | Grams | wall s | peak RSS GiB | plan GiB | ssyrk s | wall / ssyrk | recall |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['width']:,} | {r['entered']:,} | {r['storage']} | {r['wall_s']:.0f} | {r['peak_rss_bytes'] / GIB:.2f} "
-              f"| {r['predicted'] / GIB:.2f} | {r['ssyrk_s']:.1f} | {r['wall_s'] / r['ssyrk_s']:.1f} | {r['recall']} |")
+        print(
+            f"| {r['width']:,} | {r['entered']:,} | {r['storage']} | {r['wall_s']:.0f} | {r['peak_rss_bytes'] / GIB:.2f} "
+            f"| {r['predicted'] / GIB:.2f} | {r['ssyrk_s']:.1f} | {r['wall_s'] / r['ssyrk_s']:.1f} | {r['recall']} |"
+        )
     if args.skip_baseline or 6500 not in [int(w) for w in args.features.split(",")]:
         return
     warehouse = str(warehouse_for(6500, args.days, args.pair))

@@ -58,9 +58,7 @@ def redis_client(url: str, timeout_s: float = 5.0, retry_s: float = 0.0) -> redi
             "retry": Retry(ExponentialBackoff(cap=2.0, base=0.2), attempts),
             "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
         }
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **options
-    )
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **options)
 
 
 def check_safe_content(conf: Mapping[str, Any]) -> None:
@@ -68,16 +66,11 @@ def check_safe_content(conf: Mapping[str, Any]) -> None:
     for name in CONTENT_SETTINGS:
         value = conf.get(name)
         if value is not None and value != SAFE_CONTENT:
-            raise ConfigError(
-                f"{name} is {value!r}: only json is allowed (pickle from a broker runs code)"
-            )
+            raise ConfigError(f"{name} is {value!r}: only json is allowed (pickle from a broker runs code)")
     for name in ACCEPT_SETTINGS:
         accepted = [str(v).split("/")[-1] for v in (conf.get(name) or [SAFE_CONTENT])]
         if any(kind != SAFE_CONTENT for kind in accepted):
-            raise ConfigError(
-                f"{name} is {conf.get(name)!r}: only json is allowed "
-                "(pickle from a broker runs code)"
-            )
+            raise ConfigError(f"{name} is {conf.get(name)!r}: only json is allowed (pickle from a broker runs code)")
 
 
 def check_worker_config(conf: Mapping[str, Any]) -> None:

@@ -47,8 +47,12 @@ def _guard(command: Callable[[argparse.Namespace], int], args: argparse.Namespac
 
 
 def enqueue_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bqx-enqueue", description="Enqueue one process_pair task per pair, as a chord.")
-    parser.add_argument("--pairs", default=None, help="'all' (default), a group (majors, crosses, eur-pairs...), or a comma list")
+    parser = argparse.ArgumentParser(
+        prog="bqx-enqueue", description="Enqueue one process_pair task per pair, as a chord."
+    )
+    parser.add_argument(
+        "--pairs", default=None, help="'all' (default), a group (majors, crosses, eur-pairs...), or a comma list"
+    )
     parser.add_argument("--horizons", default=None, help="comma list of horizons (default: all 7)")
     parser.add_argument("--warehouse", help="DuckDB file or Parquet folder (default: settings)")
     parser.add_argument("--max-rows", type=int, help="rows sampled per pair, as whole days (default 80000)")
@@ -57,9 +61,19 @@ def enqueue_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="show progress until the report exists")
     parser.add_argument("--no-wait-for-workers", action="store_true", help="enqueue even if no worker answers")
     parser.add_argument("--worker-timeout", type=float, default=3.0, help="seconds to wait for workers to answer")
-    parser.add_argument("--dry-run", action="store_true", help="print each pair's estimated bytes and $ and the total vs budget; enqueue nothing")
-    parser.add_argument("--max-cost", type=float, help="refuse the run if its estimate is above this many USD (default: budget_usd, $50)")
-    parser.add_argument("--source", choices=["auto", "duckdb", "parquet", "bigquery"], help="warehouse kind (default: settings)")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print each pair's estimated bytes and $ and the total vs budget; enqueue nothing",
+    )
+    parser.add_argument(
+        "--max-cost",
+        type=float,
+        help="refuse the run if its estimate is above this many USD (default: budget_usd, $50)",
+    )
+    parser.add_argument(
+        "--source", choices=["auto", "duckdb", "parquet", "bigquery"], help="warehouse kind (default: settings)"
+    )
     parser.add_argument(
         "--refresh", action="store_true",
         help="query the warehouse even where the extract cache (runs_dir/cache) holds the rows; the cache is rewritten",
@@ -107,7 +121,10 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         estimate = plan_run(settings, pairs, run_id=args.run_id, enforce_budget=False)["estimate"]
         print(format_estimate(estimate))
         if estimate["cost_usd"] > estimate["budget_usd"]:
-            print(f"error: estimate ${estimate['cost_usd']:.4f} is above the budget ${estimate['budget_usd']:.4f}", file=sys.stderr)
+            print(
+                f"error: estimate ${estimate['cost_usd']:.4f} is above the budget ${estimate['budget_usd']:.4f}",
+                file=sys.stderr,
+            )
             return EXIT_BAD_INPUT
         return 0
     # validates warehouse, tables, columns, and refuses a run whose estimate is over budget
@@ -149,7 +166,9 @@ def _enqueue_manifest(settings: Settings, manifest: dict[str, Any], args: argpar
 
         shared = prefetch_shared(store)
         if shared:
-            console.print(f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}")
+            console.print(
+                f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}"
+            )
 
     from bqx_queue.producer import enqueue_run
 
@@ -166,7 +185,9 @@ def _require_workers(settings: Settings, args: argparse.Namespace, console: Cons
     check_broker(settings.broker_url)
     app = use_settings(settings)
     workers = live_workers(app, args.worker_timeout)
-    console.print(f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}")
+    console.print(
+        f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}"
+    )
     if not workers and not args.no_wait_for_workers:
         raise BrokerError(
             "no worker answered: start one with `celery -A bqx_queue worker --concurrency=8` "
@@ -196,9 +217,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     everything else, so only this host's settings (broker, runs_dir) apply."""
     given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "run_id", "plan") if getattr(args, name, None)]
     if given:
-        raise BqxError(
-            f"--resume takes pairs and settings from the run's manifest: drop {', '.join(given)}"
-        )
+        raise BqxError(f"--resume takes pairs and settings from the run's manifest: drop {', '.join(given)}")
     from bqx_queue.store import RunStore
 
     settings = _settings(args)
@@ -245,7 +264,9 @@ def _warehouse_build(args: argparse.Namespace) -> int:
         analytics_dataset=settings.analytics_dataset,
     )
     manifest = build_warehouse(path, spec)
-    print(f"{path}: {len(spec.pairs)} pairs, {manifest['rows']:,} rows per table, ~{spec.features_per_pair} features per pair")
+    print(
+        f"{path}: {len(spec.pairs)} pairs, {manifest['rows']:,} rows per table, ~{spec.features_per_pair} features per pair"
+    )
     return 0
 
 
@@ -369,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="TOML settings file (same keys as BQX_* variables)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    warehouse = commands.add_parser("warehouse", help="the embedded warehouse").add_subparsers(dest="action", required=True)
+    warehouse = commands.add_parser("warehouse", help="the embedded warehouse").add_subparsers(
+        dest="action", required=True
+    )
     build = warehouse.add_parser("build", help="write a synthetic BQX-shaped DuckDB warehouse with a planted signal")
     build.add_argument("--path", help="DuckDB file to create (default: settings warehouse)")
     build.add_argument("--pairs", default="all")

@@ -39,9 +39,7 @@ def basic_auth_entries(environ: Mapping[str, str]) -> list[str]:
     for entry in entries:
         user, colon, password = entry.partition(":")
         if not (user and colon and password):
-            raise ConfigError(
-                "FLOWER_BASIC_AUTH entries must be user:password (comma-separated), one is not"
-            )
+            raise ConfigError("FLOWER_BASIC_AUTH entries must be user:password (comma-separated), one is not")
     return entries
 
 

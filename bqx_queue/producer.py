@@ -22,18 +22,13 @@ def check_broker(url: str, timeout_s: float = 3.0) -> None:
     try:
         redis_client(url, timeout_s).ping()
     except (redis.RedisError, OSError, ValueError) as exc:
-        raise BrokerError(
-            f"cannot reach broker {redact_url(url)}: {redact_text(str(exc), url)}"
-        ) from None
+        raise BrokerError(f"cannot reach broker {redact_url(url)}: {redact_text(str(exc), url)}") from None
 
 
 def live_workers(app: Celery, timeout_s: float = 2.0) -> dict[str, int]:
     """Return worker node name -> pool size, for every worker that answers within the timeout."""
     stats = app.control.inspect(timeout=timeout_s).stats() or {}
-    return {
-        name: int(info.get("pool", {}).get("max-concurrency", 0))
-        for name, info in sorted(stats.items())
-    }
+    return {name: int(info.get("pool", {}).get("max-concurrency", 0)) for name, info in sorted(stats.items())}
 
 
 class ReportResult:
@@ -79,9 +74,7 @@ def enqueue_run(manifest: dict[str, Any], pairs: list[str] | None = None) -> Rep
 
     check_safe_content(app.conf)
     run_id = manifest["run_id"]
-    header = [
-        process_pair.s(run_id, pair) for pair in (manifest["pairs"] if pairs is None else pairs)
-    ]
+    header = [process_pair.s(run_id, pair) for pair in (manifest["pairs"] if pairs is None else pairs)]
     # immutable: the report reads every pair's artifact, so the header's results stay out of the
     # callback's message, which stays small however many pairs the run has
     callback = build_report.si([], run_id).on_error(report_after_chord_error.s(run_id))

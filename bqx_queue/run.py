@@ -17,17 +17,17 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from bqx_queue.config import Settings, load_settings
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
+from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
 from bqx_queue.memory import GIB
 from bqx_queue.store import RunStore
 from bqx_queue.universe import resolve_pairs
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
 from bqx_queue.warehouse.sampling import common_days, sample_days
 from bqx_queue.warehouse.shared import shared_once
 from bqx_queue.warehouse.source import estimate_plan, open_source, source_location
-from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
 from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
 
 log = logging.getLogger(__name__)
@@ -85,14 +85,19 @@ def plan_run(
     shared_features = [f for p in plan_shared_tables(catalog, settings) for f in p.features] if once else []
     peaks = {
         pair: refuse_if_too_wide(
-            pair, sum(counts[pair].get(day, 0) for day in days), [*plan.features, *shared_features], parts[pair], settings
+            pair,
+            sum(counts[pair].get(day, 0) for day in days),
+            [*plan.features, *shared_features],
+            parts[pair],
+            settings,
         )
         for pair, plan in plans.items()
     }
     run_id = run_id or new_run_id()
     estimates = {
         pair: billing.combined_estimate(
-            [estimate_plan(source, plan, days, settings)] + [estimate_plan(source, p, days, settings) for p in parts[pair]]
+            [estimate_plan(source, plan, days, settings)]
+            + [estimate_plan(source, p, days, settings) for p in parts[pair]]
         )
         for pair, plan in plans.items()
     }

@@ -99,8 +99,7 @@ class RunStatus:
             return None
         mean = sum(walls) / len(walls)
         running_left = sum(
-            max(mean - (self.observed_at - p.started_at), 0.0) if p.started_at else mean
-            for p in self.having("running")
+            max(mean - (self.observed_at - p.started_at), 0.0) if p.started_at else mean for p in self.having("running")
         )
         slots = max(self.slots, counts["running"], 1)
         return (running_left + mean * counts["queued"]) / slots
@@ -140,9 +139,7 @@ def _finished_at(summaries: dict[str, dict[str, Any]], report: Path) -> float:
     return max(ends) if ends else modified_at(report)
 
 
-def _current_summaries(
-    summaries: dict[str, dict[str, Any]], manifest: dict[str, Any]
-) -> dict[str, dict[str, Any]]:
+def _current_summaries(summaries: dict[str, dict[str, Any]], manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Return the pair summaries that still count: after `bqx-enqueue --resume`, a failed pair's
     old summary no longer does (the pair is queued or running again)."""
     resumes = manifest.get("resumes") or []
@@ -153,11 +150,7 @@ def _current_summaries(
     return {
         pair: summary
         for pair, summary in summaries.items()
-        if not (
-            pair in again
-            and summary.get("status") != "ok"
-            and (summary.get("finished_at") or 0) < resumed_at
-        )
+        if not (pair in again and summary.get("status") != "ok" and (summary.get("finished_at") or 0) < resumed_at)
     }
 
 
@@ -221,11 +214,7 @@ def _duration(seconds: float | None) -> str:
 def status_line(status: RunStatus) -> str:
     """Return the run's status as one line (for logs and for a terminal that is not one)."""
     counts = status.counts
-    estimate = (
-        f" (estimate ${status.estimate.total_usd:.4f})"
-        if status.estimate.total_usd is not None
-        else ""
-    )
+    estimate = f" (estimate ${status.estimate.total_usd:.4f})" if status.estimate.total_usd is not None else ""
     tail = "report written" if status.finished else f"eta {_duration(status.eta_s)}"
     return (
         f"run {status.run_id}: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
@@ -262,11 +251,7 @@ def render_status(status: RunStatus) -> RenderableType:
         for column in ("pair", "state", "worker", "for", "note"):
             table.add_column(column)
         for pair in active:
-            since = (
-                status.observed_at - pair.started_at
-                if pair.state == "running" and pair.started_at
-                else pair.wall_s
-            )
+            since = status.observed_at - pair.started_at if pair.state == "running" and pair.started_at else pair.wall_s
             style = "red" if pair.state == "failed" else "cyan"
             table.add_row(
                 pair.pair,
@@ -280,9 +265,7 @@ def render_status(status: RunStatus) -> RenderableType:
     for state in listed:
         names = [p.pair for p in status.having(state)]
         if names:
-            parts.append(
-                Text(f"{state}: {', '.join(names)}", style="dim" if state == "queued" else "green")
-            )
+            parts.append(Text(f"{state}: {', '.join(names)}", style="dim" if state == "queued" else "green"))
     if status.finished:
         parts.append(Text(f"report: {status.report_path}"))
     return Group(*parts)
@@ -311,9 +294,7 @@ def watch_run(
 
     status = look()
     if console.is_terminal:
-        with Live(
-            render_status(status), console=console, auto_refresh=False, transient=False
-        ) as live:
+        with Live(render_status(status), console=console, auto_refresh=False, transient=False) as live:
             while not status.finished:
                 time.sleep(poll_s)
                 status = look()

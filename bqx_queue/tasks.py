@@ -124,9 +124,7 @@ class PairTask(Task):
     """process_pair's class: a pair that Celery itself failed (hard time limit, a broker error
     before the analysis) still gets a failed artifact naming the reason."""
 
-    def on_failure(
-        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-    ) -> None:
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         run_id = kwargs.get("run_id", args[0] if args else None)
         pair = kwargs.get("pair", args[1] if len(args) > 1 else None)
         if not run_id or not pair:
@@ -139,9 +137,7 @@ class PairTask(Task):
         try:
             _record_failure(RunStore(load_settings().runs_dir, run_id), pair, reason)
         except (OSError, BqxError):
-            log.exception(
-                "could not record the failure of a pair", extra={"run": run_id, "pair": pair}
-            )
+            log.exception("could not record the failure of a pair", extra={"run": run_id, "pair": pair})
 
 
 @app.task(base=PairTask, name="bqx.process_pair", acks_late=True, reject_on_worker_lost=True)
@@ -155,9 +151,7 @@ def process_pair(run_id: str, pair: str) -> dict[str, Any]:
     max_deliveries = run_settings(store.manifest()).max_deliveries
     delivery = count_delivery(settings.broker_url, run_id, pair, settings.result_expires_s)
     if delivery > max_deliveries:
-        log.error(
-            "giving up on a pair", extra={"run": run_id, "pair": pair, "deliveries": delivery - 1}
-        )
+        log.error("giving up on a pair", extra={"run": run_id, "pair": pair, "deliveries": delivery - 1})
         reason = (
             f"gave up after {delivery - 1} deliveries: the worker child died each time "
             "(killed, out of memory, or past its memory cap)"
@@ -170,9 +164,7 @@ def process_pair(run_id: str, pair: str) -> dict[str, Any]:
 
 
 @app.task(bind=True, name="bqx.build_report", max_retries=None)
-def build_report(
-    self: Task, results: list[dict[str, Any]], run_id: str, chord_error: str | None = None
-) -> str:
+def build_report(self: Task, results: list[dict[str, Any]], run_id: str, chord_error: str | None = None) -> str:
     """Chord callback: write the run's report from every pair's artifacts; returns its path.
 
     The chord can fire before every pair has an artifact: after a Redis restart a pair may be
@@ -185,9 +177,7 @@ def build_report(
     store = RunStore(settings.runs_dir, run_id)
     missing = [p for p in store.manifest()["pairs"] if not store.pair_path(p).exists()]
     if missing and chord_error:
-        log.warning(
-            "building the report after a chord error", extra={"run": run_id, "error": chord_error}
-        )
+        log.warning("building the report after a chord error", extra={"run": run_id, "error": chord_error})
         deadline = time.monotonic() + ARTIFACT_GRACE_S
         while time.monotonic() < deadline and any(not store.pair_path(p).exists() for p in missing):
             time.sleep(0.2)
@@ -201,9 +191,7 @@ def build_report(
 def report_after_chord_error(request: Any, exc: BaseException, traceback: Any, run_id: str) -> None:
     """Errback of the chord callback: a failed pair turns the chord into ChordError and the
     callback never runs, so enqueue the report anyway (it reads artifacts, not results)."""
-    build_report.apply_async(
-        ([], run_id), {"chord_error": str(exc)[:500]}, task_id=after_error_id(request.id)
-    )
+    build_report.apply_async(([], run_id), {"chord_error": str(exc)[:500]}, task_id=after_error_id(request.id))
 
 
 def after_error_id(callback_id: str) -> str:

@@ -54,7 +54,13 @@ def test_preparation_leaves_out_leaks_nulls_constants_duplicates_and_wide_string
 
 
 def test_all_null_target_is_a_data_error():
-    df = pd.DataFrame({"interval_time": pd.date_range("2021-01-04", periods=300, freq="min", tz="UTC"), "a__x": np.arange(300.0), "target_bqx45_h15": np.nan})
+    df = pd.DataFrame(
+        {
+            "interval_time": pd.date_range("2021-01-04", periods=300, freq="min", tz="UTC"),
+            "a__x": np.arange(300.0),
+            "target_bqx45_h15": np.nan,
+        }
+    )
     with pytest.raises(DataError, match="target_bqx45_h15 is NULL on every sampled row"):
         prepare_pair(frame_from_pandas(df, "eurusd", ["target_bqx45_h15"]))
 
@@ -93,14 +99,20 @@ def _export_parquet(warehouse: Path, folder: Path, tables: list[tuple[str, str, 
     con = duckdb.connect(str(warehouse), read_only=True)
     for dataset, table, select in tables:
         (folder / dataset).mkdir(parents=True, exist_ok=True)
-        con.execute(f"COPY ({select.format(t=f'{dataset}.{table}')}) TO '{folder / dataset / table}.parquet' (FORMAT parquet)")
+        con.execute(
+            f"COPY ({select.format(t=f'{dataset}.{table}')}) TO '{folder / dataset / table}.parquet' (FORMAT parquet)"
+        )
     con.close()
 
 
 def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small_warehouse, tmp_path):
-    names = duckdb.connect(str(small_warehouse), read_only=True).execute(
-        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name LIKE '%usdcad%' OR table_name LIKE 'tri_%'"
-    ).fetchall()
+    names = (
+        duckdb.connect(str(small_warehouse), read_only=True)
+        .execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name LIKE '%usdcad%' OR table_name LIKE 'tri_%'"
+        )
+        .fetchall()
+    )
     tables = [(d, t, "SELECT * FROM {t}") for d, t in names if t != "targets_usdcad"]
     tables.append(("bqx_analytics", "targets_usdcad", "SELECT * REPLACE (NULL::DOUBLE AS target_bqx45_h60) FROM {t}"))
     _export_parquet(small_warehouse, tmp_path / "export", tables)
@@ -109,7 +121,10 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
     assert source.kind == "parquet" and "targets_usdcad" in source.catalog().tables["bqx_analytics"]
     summary = process_pair_all_horizons("usdcad", settings).summary
     assert summary["status"] == "ok"
-    assert summary["horizons"]["60"] == {"status": "failed", "error": "target target_bqx45_h60 is NULL on every sampled row"}
+    assert summary["horizons"]["60"] == {
+        "status": "failed",
+        "error": "target target_bqx45_h60 is NULL on every sampled row",
+    }
     assert all("metrics" in summary["horizons"][h] for h in ("15", "30", "45", "75", "90", "105"))
     with pytest.raises(WarehouseError, match="targets_eurusd not found"):
         process_pair_all_horizons("eurusd", settings)

@@ -37,8 +37,7 @@ def parquet_export(small_warehouse: Path, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("export")
     with duckdb.connect(str(small_warehouse), read_only=True) as con:
         tables = con.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema LIKE 'bqx_%'"
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema LIKE 'bqx_%'"
         ).fetchall()
         for dataset, table in tables:
             if dataset == "bqx_meta":
@@ -47,9 +46,7 @@ def parquet_export(small_warehouse: Path, tmp_path_factory: pytest.TempPathFacto
                 continue
             (folder / dataset).mkdir(exist_ok=True)
             target = folder / dataset / f"{table}.parquet"
-            con.execute(
-                f'COPY (SELECT * FROM "{dataset}"."{table}") TO \'{target}\' (FORMAT parquet)'
-            )
+            con.execute(f'COPY (SELECT * FROM "{dataset}"."{table}") TO \'{target}\' (FORMAT parquet)')
     return folder
 
 
@@ -118,9 +115,7 @@ def rewrite(path: Path, change) -> None:
     ],
 )
 def test_bad_selection_or_option(argv, words, cli_env, small_warehouse, capsys):
-    code, err = run_cli(
-        [*argv, "--warehouse", str(small_warehouse)] if "--resume" not in argv else argv, capsys
-    )
+    code, err = run_cli([*argv, "--warehouse", str(small_warehouse)] if "--resume" not in argv else argv, capsys)
     assert_one_line_error(code, err, *words)
     assert_nothing_written(cli_env)
 
@@ -158,9 +153,7 @@ def test_malformed_setting(variable, value, words, cli_env, small_warehouse, cap
 def test_malformed_toml(text, words, cli_env, small_warehouse, tmp_path, capsys):
     config = tmp_path / "bqx.toml"
     config.write_text(text)
-    code, err = run_cli(
-        ["--pairs", "eurusd", "--warehouse", str(small_warehouse), "--config", str(config)], capsys
-    )
+    code, err = run_cli(["--pairs", "eurusd", "--warehouse", str(small_warehouse), "--config", str(config)], capsys)
     assert_one_line_error(code, err, *words)
     assert_nothing_written(cli_env)
 
@@ -171,9 +164,7 @@ def test_missing_settings_file(cli_env, small_warehouse, tmp_path, capsys):
 
 
 def test_warehouse_that_does_not_exist_or_is_not_one(cli_env, tmp_path, capsys):
-    code, err = run_cli(
-        ["--pairs", "eurusd", "--warehouse", str(tmp_path / "nowhere.duckdb")], capsys
-    )
+    code, err = run_cli(["--pairs", "eurusd", "--warehouse", str(tmp_path / "nowhere.duckdb")], capsys)
     assert_one_line_error(code, err, "nowhere.duckdb", "does not exist")
     text_file = tmp_path / "notes.duckdb"
     text_file.write_text("not a warehouse at all")
@@ -188,9 +179,7 @@ def test_warehouse_that_does_not_exist_or_is_not_one(cli_env, tmp_path, capsys):
 def test_parquet_folder_with_missing_table_or_column(cli_env, export_copy, capsys):
     targets = export_copy / "bqx_analytics" / "targets_eurusd.parquet"
     rewrite(targets, lambda frame: frame.drop(columns=["target_bqx45_h15"]))
-    code, err = run_cli(
-        ["--pairs", "eurusd", "--horizons", "15", "--warehouse", str(export_copy)], capsys
-    )
+    code, err = run_cli(["--pairs", "eurusd", "--horizons", "15", "--warehouse", str(export_copy)], capsys)
     assert_one_line_error(code, err, "targets_eurusd", "target_bqx45_h15")
     targets.unlink()
     code, err = run_cli(["--pairs", "eurusd", "--warehouse", str(export_copy)], capsys)
@@ -283,9 +272,7 @@ def test_constant_target_fails_the_pair_with_the_reason(cli_env, export_copy):
 
 
 def test_too_few_rows_for_the_cv_fail_the_pair_with_the_reason(cli_env, small_warehouse):
-    summary = run_one_pair(
-        small_warehouse, cli_env, max_rows=100, holdout_fraction=0.75, embargo_fraction=0.19
-    )
+    summary = run_one_pair(small_warehouse, cli_env, max_rows=100, holdout_fraction=0.75, embargo_fraction=0.19)
     assert summary["status"] == "failed"
     assert "rows" in summary["error"]
     assert "too few" in summary["error"] or "only" in summary["error"]
@@ -305,9 +292,7 @@ def test_non_numeric_feature_columns_are_left_out_with_their_reason(cli_env, exp
 
 # Property: random settings and pair lists never end in a traceback -------------------------------
 
-PAIR_WORDS = st.sampled_from(
-    ["eurusd", "gbpusd", "all", "majors", "EURUSD", "", " ", "xx", "eur", "usdjpy;--", "'"]
-)
+PAIR_WORDS = st.sampled_from(["eurusd", "gbpusd", "all", "majors", "EURUSD", "", " ", "xx", "eur", "usdjpy;--", "'"])
 SETTING_VALUES = {
     "BQX_CONCURRENCY": st.sampled_from(["0", "2", "-1", "x", "1e3", ""]),
     "BQX_MAX_ROWS": st.sampled_from(["10", "3000", "abc", "-5", "1.5"]),
@@ -317,15 +302,11 @@ SETTING_VALUES = {
     "BQX_VISIBILITY_TIMEOUT_S": st.sampled_from(["14400", "5", "x"]),
     "BQX_PAIR_TABLE_PATTERN": st.sampled_from(["{pair}", "x", "{pair}; DROP TABLE t", "{other}"]),
     "BQX_SHARED_TABLE_PREFIXES": st.sampled_from(['["tri_"]', "tri_", "[1, 2]", "["]),
-    "BQX_BROKER_URL": st.sampled_from(
-        [UNREACHABLE, "nonsense", "rediss://:pw@127.0.0.1:1/0", "redis://[::1"]
-    ),
+    "BQX_BROKER_URL": st.sampled_from([UNREACHABLE, "nonsense", "rediss://:pw@127.0.0.1:1/0", "redis://[::1"]),
 }
 
 
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pairs=st.lists(PAIR_WORDS, min_size=0, max_size=4).map(",".join),
     horizons=st.one_of(

@@ -38,9 +38,7 @@ def test_production_shared_tables_split_into_the_fewest_queries_that_fit(
     settings = load_settings()
     plans = plan_shared_tables(catalog, settings)
     shared_tables = [
-        t
-        for t in catalog.dataset_tables("bqx_features")
-        if t.name.startswith(settings.shared_table_prefixes)
+        t for t in catalog.dataset_tables("bqx_features") if t.name.startswith(settings.shared_table_prefixes)
     ]
     assert len(shared_tables) == 411
     # every shared table exactly once, every column once

@@ -29,17 +29,13 @@ ROWS_PER_DAY = 1440
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bq") / "tiny.duckdb"
-    build_warehouse(
-        path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=5)
-    )
+    build_warehouse(path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=5))
     return path
 
 
 @pytest.fixture(scope="module")
 def server(warehouse: Path) -> Iterator[BigQueryServer]:
-    with BigQueryServer(
-        warehouse, project=PROJECT, denied_tables={"bqx_features.mkt_g000"}
-    ) as running:
+    with BigQueryServer(warehouse, project=PROJECT, denied_tables={"bqx_features.mkt_g000"}) as running:
         yield running
 
 
@@ -75,9 +71,7 @@ def days_param(days: list[date]) -> list[bigquery.ArrayQueryParameter]:
     return [bigquery.ArrayQueryParameter("days", "DATE", days)]
 
 
-def test_information_schema_columns_match_the_warehouse(
-    client: bigquery.Client, warehouse: Path
-) -> None:
+def test_information_schema_columns_match_the_warehouse(client: bigquery.Client, warehouse: Path) -> None:
     job = run(client, f"SELECT table_name, column_name, data_type FROM `{PROJECT}.bqx_features.INFORMATION_SCHEMA.COLUMNS` "
                       "ORDER BY table_name, ordinal_position")  # fmt: skip
     rows = job.result().to_arrow(create_bqstorage_client=False).to_pylist()
@@ -92,9 +86,7 @@ def test_information_schema_columns_match_the_warehouse(
     assert job.total_bytes_billed == 10 * MIB
 
 
-def test_information_schema_partitions_are_days_with_row_counts(
-    client: bigquery.Client, days: list[date]
-) -> None:
+def test_information_schema_partitions_are_days_with_row_counts(client: bigquery.Client, days: list[date]) -> None:
     job = run(client, "SELECT partition_id, total_rows FROM bqx_analytics.INFORMATION_SCHEMA.PARTITIONS "
                       "WHERE table_name = 'targets_gbpusd' ORDER BY partition_id")  # fmt: skip
     rows = job.result().to_arrow(create_bqstorage_client=False).to_pylist()
@@ -102,9 +94,7 @@ def test_information_schema_partitions_are_days_with_row_counts(
     assert {r["total_rows"] for r in rows} == {ROWS_PER_DAY}
 
 
-def test_a_day_filter_prunes_partitions_and_timestamps_round_trip(
-    client: bigquery.Client, days: list[date]
-) -> None:
+def test_a_day_filter_prunes_partitions_and_timestamps_round_trip(client: bigquery.Client, days: list[date]) -> None:
     sql = ("SELECT interval_time, agg_mean_45 FROM bqx_features.agg_eurusd "
            "WHERE DATE(interval_time) IN UNNEST(@days) ORDER BY interval_time")  # fmt: skip
     one_day = run(client, sql, query_parameters=days_param(days[1:2]))
@@ -131,15 +121,9 @@ def test_only_referenced_columns_are_billed_and_limit_saves_nothing(
     assert limited.result().total_rows == 5
 
 
-def test_strings_cost_two_bytes_plus_their_utf8_length(
-    client: bigquery.Client, warehouse: Path
-) -> None:
+def test_strings_cost_two_bytes_plus_their_utf8_length(client: bigquery.Client, warehouse: Path) -> None:
     source = DuckDBSource(warehouse)
-    text_columns = [
-        c.name
-        for c in source.catalog().table("bqx_features", "base_eurusd").columns
-        if c.type == "STRING"
-    ]
+    text_columns = [c.name for c in source.catalog().table("bqx_features", "base_eurusd").columns if c.type == "STRING"]
     assert text_columns, "the synthetic warehouse plants a STRING column in base_{pair}"
     name = text_columns[0]
     lengths, count = source.connection.execute(
@@ -181,9 +165,7 @@ def test_maximum_bytes_billed_refuses_a_job_with_its_reason(client: bigquery.Cli
         ("SELECT * FROM `other-project.bqx_features.agg_eurusd`", "accessDenied", "other-project"),
     ],
 )
-def test_errors_come_back_in_bigquerys_shape(
-    client: bigquery.Client, sql: str, reason: str, names: str
-) -> None:
+def test_errors_come_back_in_bigquerys_shape(client: bigquery.Client, sql: str, reason: str, names: str) -> None:
     for dry_run in (True, False):
         with pytest.raises(exceptions.GoogleAPICallError) as failed:
             run(client, sql, dry_run=dry_run)
@@ -191,9 +173,7 @@ def test_errors_come_back_in_bigquerys_shape(
         assert names in failed.value.errors[0]["message"]
 
 
-def test_results_come_in_pages(
-    client: bigquery.Client, server: BigQueryServer, days: list[date]
-) -> None:
+def test_results_come_in_pages(client: bigquery.Client, server: BigQueryServer, days: list[date]) -> None:
     sql = "SELECT interval_time, agg_mean_45 FROM bqx_features.agg_eurusd ORDER BY interval_time"
     job = run(client, sql)
     rows = job.result(page_size=1000, retry=None)
@@ -203,9 +183,7 @@ def test_results_come_in_pages(
     assert sum(p.num_items for p in pages) == whole.num_rows == len(days) * ROWS_PER_DAY
 
 
-def test_injected_rate_limit_is_retried_by_the_client(
-    client: bigquery.Client, server: BigQueryServer
-) -> None:
+def test_injected_rate_limit_is_retried_by_the_client(client: bigquery.Client, server: BigQueryServer) -> None:
     from google.cloud.bigquery.retry import DEFAULT_RETRY
 
     server.fail_next("rateLimitExceeded", code=403, times=1)

@@ -28,9 +28,7 @@ PROJECT = "bqx-test"
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bqsource") / "tiny.duckdb"
-    build_warehouse(
-        path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=9)
-    )
+    build_warehouse(path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=9))
     return path
 
 
@@ -65,9 +63,7 @@ def test_catalog_and_calendar_match_the_warehouse(
     before = server.inserts
     catalog = source.catalog()
     assert server.inserts - before == 2  # one INFORMATION_SCHEMA query per dataset
-    assert catalog.tables == {
-        ds: t for ds, t in local.catalog().tables.items() if ds in catalog.tables
-    }
+    assert catalog.tables == {ds: t for ds, t in local.catalog().tables.items() if ds in catalog.tables}
     assert set(catalog.tables) == {"bqx_features", "bqx_analytics"}
     for name in ("targets_eurusd", "targets_gbpusd"):
         table = catalog.table("bqx_analytics", name)
@@ -91,9 +87,7 @@ def test_fetch_pair_equals_the_embedded_source_and_caps_the_query(
     assert frame.numeric_names == expected.numeric_names
     np.testing.assert_array_equal(frame.times, expected.times)
     width = len(expected.numeric_names)  # columns past these are spare room for one-hot strings
-    np.testing.assert_allclose(
-        frame.numeric[:, :width], expected.numeric[:, :width], rtol=0, atol=0, equal_nan=True
-    )
+    np.testing.assert_allclose(frame.numeric[:, :width], expected.numeric[:, :width], rtol=0, atol=0, equal_nan=True)
     assert frame.targets.equals(expected.targets)
     for name, values in expected.strings.items():
         assert list(frame.strings[name]) == list(values)
@@ -116,9 +110,7 @@ def test_fetch_pair_equals_the_embedded_source_and_caps_the_query(
     (parameter,) = query["queryParameters"]
     assert parameter["name"] == "days"
     assert parameter["parameterType"] == {"type": "ARRAY", "arrayType": {"type": "DATE"}}
-    assert [v["value"] for v in parameter["parameterValue"]["arrayValues"]] == [
-        d.isoformat() for d in days
-    ]
+    assert [v["value"] for v in parameter["parameterValue"]["arrayValues"]] == [d.isoformat() for d in days]
     assert days[0].isoformat() not in query["query"]
     assert "IN UNNEST(@days)" in query["query"]
 
@@ -157,18 +149,14 @@ def test_a_cap_below_the_bill_is_a_budget_error(source: BigQuerySource) -> None:
         ({"bigquery_project": "someone-else"}, r"permission denied: .*someone-else"),
     ],
 )
-def test_catalog_errors_name_the_object(
-    server: BigQueryServer, overrides: dict[str, str], message: str
-) -> None:
+def test_catalog_errors_name_the_object(server: BigQueryServer, overrides: dict[str, str], message: str) -> None:
     source = BigQuerySource(bq_settings(server, **overrides))
     with pytest.raises(WarehouseError, match=message) as failed:
         source.catalog()
     assert "\n" not in str(failed.value)
 
 
-def test_a_table_without_permission_names_the_table(
-    source: BigQuerySource, server: BigQueryServer
-) -> None:
+def test_a_table_without_permission_names_the_table(source: BigQuerySource, server: BigQueryServer) -> None:
     # var_g000 is shared by every pair; the endpoint denies it to this caller for this test
     plan = plan_pair("eurusd", source.catalog(), source.settings)
     assert "bqx_features.var_g000" in plan.tables
@@ -200,9 +188,7 @@ def test_rate_limits_are_retried_with_bounded_backoff(server: BigQueryServer) ->
     assert "\n" not in str(failed.value)
 
 
-def test_settings_and_credentials_errors_are_clear(
-    server: BigQueryServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_settings_and_credentials_errors_are_clear(server: BigQueryServer, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="bigquery_project"):
         BigQuerySource(load_settings(source="bigquery"))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent/key.json")
@@ -232,9 +218,7 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
 
     frame, cost = fetch_pair("eurusd", settings, days, source)
     pair_sql = server.query_jobs(dry_run=False)[-1]["configuration"]["query"]["query"]
-    assert (
-        "tri_g000" not in pair_sql and "targets_eurusd" in pair_sql
-    )  # the pair read its own tables only
+    assert "tri_g000" not in pair_sql and "targets_eurusd" in pair_sql  # the pair read its own tables only
     expected, _ = fetch_pair("eurusd", load_settings(max_rows=3000), days, local)
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]
@@ -245,9 +229,7 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
     assert cost["tables"] == len(plan_pair("eurusd", source.catalog(), settings).tables)
 
 
-def test_a_plan_past_the_column_limit_is_split_and_joined_back(
-    server: BigQueryServer, warehouse: Path
-) -> None:
+def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryServer, warehouse: Path) -> None:
     settings = bq_settings(server, max_query_columns=12)
     source = BigQuerySource(settings)
     local = DuckDBSource(warehouse)
@@ -262,9 +244,7 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(
     assert cost["queries"] == len(sent) >= 4  # the report shows the split
     for job in sent:
         assert len(job["statistics"]["query"]["schema"]["fields"]) <= 12
-    assert cost["bytes_billed"] == sum(
-        int(j["statistics"]["query"]["totalBytesBilled"]) for j in sent
-    )
+    assert cost["bytes_billed"] == sum(int(j["statistics"]["query"]["totalBytesBilled"]) for j in sent)
     expected, _ = fetch_pair("gbpusd", load_settings(max_rows=3000), days, local)
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]

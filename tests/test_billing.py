@@ -86,14 +86,10 @@ def test_domain_anchor_full_history_scan_of_the_earlier_project() -> None:
     # The earlier project's dry run: 462 tables / 11,337 FLOAT64 columns, no partition filter,
     # ~2.17M rows, 12% NULL cells: 168.9 GiB and about $1 per pair. The model lands there too.
     rows = 2_170_000
-    all_filled = billing.metadata_bytes(
-        ["FLOAT64"] * 11_337 + ["TIMESTAMP"] * 462, rows
-    )  # + each table's key
+    all_filled = billing.metadata_bytes(["FLOAT64"] * 11_337 + ["TIMESTAMP"] * 462, rows)  # + each table's key
     with_nulls = int(all_filled * (1 - 0.12))  # NULL cells are free
     assert with_nulls / 1024**3 == pytest.approx(168.9, rel=0.02)
-    assert billing.cost_usd(billing.bytes_billed([with_nulls]), 6.25) == pytest.approx(
-        1.03, abs=0.05
-    )
+    assert billing.cost_usd(billing.bytes_billed([with_nulls]), 6.25) == pytest.approx(1.03, abs=0.05)
 
 
 def test_metadata_bytes_multiply_type_widths_by_rows() -> None:
@@ -115,9 +111,7 @@ def test_the_cap_and_the_dry_run_bound_never_undercut_the_bill(per_table: list[i
 @pytest.fixture(scope="module")
 def tiny_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("billing") / "tiny.duckdb"
-    build_warehouse(
-        path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=3)
-    )
+    build_warehouse(path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=3, features_per_pair=20, seed=3))
     return path
 
 

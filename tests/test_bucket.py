@@ -71,15 +71,19 @@ def bucket_env(
     bucket = f"bqx-test-{next(_buckets)}"
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
     bucket_fs().mkdir(bucket)
-    env = queue_env | FAST | {
-        "STORAGE_EMULATOR_HOST": gcs_emulator,
-        "BQX_RUNS_DIR": f"gs://{bucket}/runs",
-        "BQX_SOURCE": "bigquery",
-        "BQX_BIGQUERY_PROJECT": PROJECT,
-        "BQX_BIGQUERY_API_ENDPOINT": server.url,
-        "BQX_BIGQUERY_RETRY_DEADLINE_S": "0",
-        "BQX_MAX_ROWS": "3000",
-    }
+    env = (
+        queue_env
+        | FAST
+        | {
+            "STORAGE_EMULATOR_HOST": gcs_emulator,
+            "BQX_RUNS_DIR": f"gs://{bucket}/runs",
+            "BQX_SOURCE": "bigquery",
+            "BQX_BIGQUERY_PROJECT": PROJECT,
+            "BQX_BIGQUERY_API_ENDPOINT": server.url,
+            "BQX_BIGQUERY_RETRY_DEADLINE_S": "0",
+            "BQX_MAX_ROWS": "3000",
+        }
+    )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -116,9 +120,7 @@ def enqueue(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedP
 
 def run_jobs(server: BigQueryServer, run_id: str) -> list[dict[str, Any]]:
     """Real (billed) query jobs BigQuery ran for a run, by its label."""
-    return [
-        j for j in server.query_jobs(dry_run=False) if j["configuration"].get("labels", {}).get("run") == run_id
-    ]
+    return [j for j in server.query_jobs(dry_run=False) if j["configuration"].get("labels", {}).get("run") == run_id]
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -134,9 +136,7 @@ def test_two_workers_share_only_redis_and_a_bucket_and_a_rerun_costs_nothing(
         cwd, home = host_env(tmp_path, name)
         folders[name] = cwd
         workers.append(start_worker(name, concurrency=concurrency, cwd=cwd, **bucket_env, **home))
-    children = {
-        w.name: {c.pid for c in psutil.Process(w.process.pid).children(recursive=True)} for w in workers
-    }
+    children = {w.name: {c.pid for c in psutil.Process(w.process.pid).children(recursive=True)} for w in workers}
     producer_cwd, producer_home = host_env(tmp_path, "producer")
     producer = bucket_env | producer_home
 
@@ -184,9 +184,10 @@ def test_two_workers_share_only_redis_and_a_bucket_and_a_rerun_costs_nothing(
     cache = report["totals"]["extract_cache"]
     assert (cache["hits"], cache["misses"]) == (4, 0)
     assert cache["saved_bytes_billed"] == billed_first and cache["saved_usd"] > 0
-    assert "extract cache: 4 queries read from the cache, 0 sent" in bucket_fs().cat_file(
-        in_bucket(bucket_env, "second", "report.md")
-    ).decode()
+    assert (
+        "extract cache: 4 queries read from the cache, 0 sent"
+        in bucket_fs().cat_file(in_bucket(bucket_env, "second", "report.md")).decode()
+    )
 
     # A table written since: the pairs reading it query again, the others still read the cache
     server.touch_table("bqx_features.mom_eurusd")

@@ -43,7 +43,11 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, small_warehou
 
 def test_unreachable_broker_answers_within_seconds(tmp_path, small_warehouse):
     started = time.monotonic()
-    done = _run([ENQUEUE, "--pairs", "eurusd", "--warehouse", str(small_warehouse)], {"BQX_BROKER_URL": "redis://:secret@127.0.0.1:1/0"}, tmp_path)
+    done = _run(
+        [ENQUEUE, "--pairs", "eurusd", "--warehouse", str(small_warehouse)],
+        {"BQX_BROKER_URL": "redis://:secret@127.0.0.1:1/0"},
+        tmp_path,
+    )
     assert time.monotonic() - started < 20
     assert done.returncode == 2 and "error: cannot reach broker redis://:***@127.0.0.1:1/0" in done.stderr
     assert "secret" not in done.stderr + done.stdout
@@ -53,7 +57,11 @@ def test_unreachable_broker_answers_within_seconds(tmp_path, small_warehouse):
 def test_no_live_worker_is_refused_before_anything_is_enqueued(tmp_path, small_warehouse, queue_env):
     import redis
 
-    done = _run([ENQUEUE, "--pairs", "eurusd", "--warehouse", str(small_warehouse), "--worker-timeout", "1"], queue_env, tmp_path)
+    done = _run(
+        [ENQUEUE, "--pairs", "eurusd", "--warehouse", str(small_warehouse), "--worker-timeout", "1"],
+        queue_env,
+        tmp_path,
+    )
     assert done.returncode == 2 and "error: no worker answered" in done.stderr
     assert redis.Redis.from_url(queue_env["BQX_BROKER_URL"]).llen("celery") == 0
     assert not Path(queue_env["BQX_RUNS_DIR"]).exists()
@@ -61,7 +69,23 @@ def test_no_live_worker_is_refused_before_anything_is_enqueued(tmp_path, small_w
 
 def test_warehouse_build_refuses_to_overwrite(tmp_path):
     target = tmp_path / "w.duckdb"
-    first = _run([BQX, "warehouse", "build", "--path", str(target), "--pairs", "eurusd", "--days", "2", "--features-per-pair", "12"], {}, tmp_path)
+    first = _run(
+        [
+            BQX,
+            "warehouse",
+            "build",
+            "--path",
+            str(target),
+            "--pairs",
+            "eurusd",
+            "--days",
+            "2",
+            "--features-per-pair",
+            "12",
+        ],
+        {},
+        tmp_path,
+    )
     assert first.returncode == 0 and target.exists()
     again = _run([BQX, "warehouse", "build", "--path", str(target), "--pairs", "eurusd", "--days", "2"], {}, tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr

@@ -240,9 +240,7 @@ def test_every_service_gets_the_same_broker_and_backend(
 ) -> None:
     for setting in ("BQX_BROKER_URL", "BQX_RESULT_BACKEND"):
         values = {
-            name: environment(service)[setting]
-            for name, service in services.items()
-            if setting in environment(service)
+            name: environment(service)[setting] for name, service in services.items() if setting in environment(service)
         }
         assert {"worker", "flower", "enqueue"} <= set(values), setting
         assert len(set(values.values())) == 1, f"{setting} differs between services: {values}"
@@ -363,9 +361,7 @@ def test_flower_config_path_agrees_across_files(services: dict[str, dict[str, An
     ]
     assert len(installed) == 1
     compose_conf = option_value(command_words(services["flower"]["command"]), "--conf", "--conf")
-    unit_conf = option_value(
-        shlex.split(unit_file(FLOWER_UNIT)["Service"]["ExecStart"][0]), "--conf", "--conf"
-    )
+    unit_conf = option_value(shlex.split(unit_file(FLOWER_UNIT)["Service"]["ExecStart"][0]), "--conf", "--conf")
     assert compose_conf == unit_conf == installed[0]
 
 
@@ -424,9 +420,7 @@ print(json.dumps({{"unknown": unknown, "basic_auth": options.basic_auth,
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
     env.update(FLOWER_USER="admin", FLOWER_PASSWORD="s3cret")
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded["unknown"] == [], f"not Flower options: {loaded['unknown']}"

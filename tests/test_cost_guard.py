@@ -47,9 +47,7 @@ def server(warehouse: Path) -> Iterator[BigQueryServer]:
 
 
 @pytest.fixture()
-def bq_env(
-    server: BigQueryServer, queue_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
+def bq_env(server: BigQueryServer, queue_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     env = queue_env | {
         "BQX_BIGQUERY_PROJECT": PROJECT,
         "BQX_BIGQUERY_API_ENDPOINT": server.url,
@@ -78,9 +76,7 @@ def test_dry_run_prints_each_pair_and_the_total_against_the_budget(
         assert (queries, int(tables)) == ("1", 9)  # targets + 8 own tables: shared ones come once
         assert int(processed.replace(",", "")) > 0
         assert int(billed.replace(",", "")) >= 9 * 10 * billing.MIB  # at least 10 MiB per table
-        assert float(usd) == pytest.approx(
-            billing.cost_usd(int(billed.replace(",", "")), 6.25), abs=1e-4
-        )
+        assert float(usd) == pytest.approx(billing.cost_usd(int(billed.replace(",", "")), 6.25), abs=1e-4)
     # the four shared tables (tri_, mkt_, var_, csi_) once for the whole run, in one query
     assert lines["shared-000"][1:3] == ["1", "4"] and "once per run" in out
     assert "estimate (dry-run)" in out and "budget $50.0000: within budget" in out
@@ -112,12 +108,7 @@ def test_a_run_over_its_max_cost_is_refused_before_anything_is_enqueued(
     assert runs_in(bq_env) == []  # no manifest
     assert redis.Redis.from_url(bq_env["BQX_BROKER_URL"]).dbsize() == 0  # no task, no ledger
     # the dry run says the same, with exit status 2
-    assert (
-        enqueue_main(
-            ["--pairs", ",".join(PAIRS), "--source", "bigquery", "--dry-run", "--max-cost", "0.001"]
-        )
-        == 2
-    )
+    assert enqueue_main(["--pairs", ",".join(PAIRS), "--source", "bigquery", "--dry-run", "--max-cost", "0.001"]) == 2
     assert "OVER BUDGET" in capsys.readouterr().out
 
 
@@ -145,9 +136,7 @@ def test_the_ledger_never_lets_concurrent_reservations_pass_the_budget(
     granted, refused = [], []
 
     def reserve() -> None:
-        other = RunLedger(
-            redis.Redis.from_url(queue_env["BQX_BROKER_URL"]), "race", budget_bytes=10 * billing.MIB
-        )
+        other = RunLedger(redis.Redis.from_url(queue_env["BQX_BROKER_URL"]), "race", budget_bytes=10 * billing.MIB)
         try:
             other.reserve(billing.MIB, "a query")
             granted.append(1)
@@ -163,16 +152,12 @@ def test_the_ledger_never_lets_concurrent_reservations_pass_the_budget(
     assert all(message.startswith("budget exhausted") for message in refused)
     state = ledger.state()
     assert (state.reserved, state.billed, state.refused) == (10 * billing.MIB, 0, 15)
-    ledger.settle(
-        billing.MIB, 3 * billing.MIB // 4
-    )  # a query billed less than its cap frees the rest
+    ledger.settle(billing.MIB, 3 * billing.MIB // 4)  # a query billed less than its cap frees the rest
     assert ledger.state().billed == 3 * billing.MIB // 4
     ledger.reserve(billing.MIB // 4, "a small query")  # which a later query may use
 
 
-def test_a_query_that_would_pass_the_run_budget_is_not_sent(
-    bq_env: dict[str, str], server: BigQueryServer
-) -> None:
+def test_a_query_that_would_pass_the_run_budget_is_not_sent(bq_env: dict[str, str], server: BigQueryServer) -> None:
     probe = BigQuerySource(load_settings(source="bigquery"))
     days = sorted(probe.day_counts(probe.catalog().table("bqx_analytics", "targets_eurusd")))
     from bqx_queue.warehouse.sql import plan_pair
@@ -188,9 +173,7 @@ def test_a_query_that_would_pass_the_run_budget_is_not_sent(
     with pytest.raises(BudgetError, match="budget exhausted: pair gbpusd") as exhausted:
         fetch_pair("gbpusd", settings, days, source)
     assert "the query was not sent" in str(exhausted.value)
-    assert (
-        len(server.query_jobs(dry_run=False)) == sent_after_first
-    )  # gbpusd never reached BigQuery
+    assert len(server.query_jobs(dry_run=False)) == sent_after_first  # gbpusd never reached BigQuery
     assert sent_after_first > sent_before
     ledger = RunLedger.for_run(settings, "one-pair-budget").state()
     assert (ledger.billed, ledger.reserved, ledger.queries, ledger.refused) == (
@@ -228,7 +211,10 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
     assert report["totals"]["pairs_ok"] == 2 and report["run"]["source"] == "bigquery"
     # the actual cost includes the shared tables, queried once for the run
     assert report["shared"]["queries"] == 1 and report["shared"]["bytes_billed"] > 0
-    assert report["totals"]["bytes_billed"] == sum(p["bytes_billed"] for p in report["pairs"]) + report["shared"]["bytes_billed"]
+    assert (
+        report["totals"]["bytes_billed"]
+        == sum(p["bytes_billed"] for p in report["pairs"]) + report["shared"]["bytes_billed"]
+    )
     jobs = {j["configuration"]["labels"]["pair"]: j for j in server.query_jobs(dry_run=False)
             if j["configuration"].get("labels", {}).get("run") == "bq-full"}  # fmt: skip
     # one labelled query per pair (sent by the worker) and one for the shared tables, once
@@ -241,18 +227,14 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
         assert pair["tables"] == 13  # targets, its own 8 tables and the 4 shared ones, joined locally
         billed = int(jobs[pair["pair"]]["statistics"]["query"]["totalBytesBilled"])
         assert pair["bytes_billed"] == billed  # the report's actual cost is what BigQuery billed
-        assert (
-            billed <= manifest["estimate"]["pairs"][pair["pair"]]["bytes_billed"]
-        )  # within the estimate
+        assert billed <= manifest["estimate"]["pairs"][pair["pair"]]["bytes_billed"]  # within the estimate
     capsys.readouterr()
 
     # a budget that passes the gate (the estimate) but not one pair's bill plus the other's cap
     estimates = list(manifest["estimate"]["pairs"].values())
     caps = [billing.maximum_bytes_billed(p["bytes_processed"], p["tables"]) for p in estimates]
     least_bill = min(p["tables"] for p in estimates) * billing.MIN_BILLED_PER_TABLE
-    least_bill += (
-        sum(p["tables"] for p in manifest["estimate"]["shared"]) * billing.MIN_BILLED_PER_TABLE
-    )
+    least_bill += sum(p["tables"] for p in manifest["estimate"]["shared"]) * billing.MIN_BILLED_PER_TABLE
     between = (manifest["estimate"]["bytes_billed"] + least_bill + min(caps)) // 2
     assert manifest["estimate"]["bytes_billed"] < between < least_bill + min(caps)
     # --refresh: the extract cache holds bq-full's rows, and this run must query to meet its budget
@@ -261,25 +243,17 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
     )
     assert code == 1  # the run finished, with a failed pair
     summaries = {
-        p: json.loads(
-            (Path(bq_env["BQX_RUNS_DIR"]) / "bq-tight" / "pairs" / f"{p}.json").read_text()
-        )
-        for p in PAIRS
+        p: json.loads((Path(bq_env["BQX_RUNS_DIR"]) / "bq-tight" / "pairs" / f"{p}.json").read_text()) for p in PAIRS
     }
     statuses = sorted(s["status"] for s in summaries.values())
     assert statuses == ["failed", "ok"]
     failed = next(s for s in summaries.values() if s["status"] == "failed")
     assert failed["error"].startswith("budget exhausted")
     sent = [
-        j
-        for j in server.query_jobs(dry_run=False)
-        if j["configuration"].get("labels", {}).get("run") == "bq-tight"
+        j for j in server.query_jobs(dry_run=False) if j["configuration"].get("labels", {}).get("run") == "bq-tight"
     ]
     # the shared tables and one pair; the refused pair's query never reached BigQuery
-    assert (
-        sorted(j["configuration"]["labels"]["pair"] for j in sent)[-1] == "shared-000"
-        and len(sent) == 2
-    )
+    assert sorted(j["configuration"]["labels"]["pair"] for j in sent)[-1] == "shared-000" and len(sent) == 2
 
 
 def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
@@ -295,9 +269,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
     assert estimate["bytes_billed"] == sum(e["bytes_billed"] for e in estimate["pairs"].values())
     with pytest.raises(BudgetError, match=r"above the budget \$0\.0001"):
         plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd", "usdjpy"])
-    assert plan_run(
-        settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd"], enforce_budget=False
-    )["estimate"]
+    assert plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd"], enforce_budget=False)["estimate"]
 
 
 def test_the_local_pool_fetches_the_shared_tables_once_too(

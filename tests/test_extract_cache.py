@@ -131,6 +131,7 @@ def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetc
         "unused", tmp_path, source="bigquery", bigquery_project=PROJECT, bigquery_api_endpoint=server.url,
         bigquery_retry_deadline_s=0, broker_url=queue_env["BQX_BROKER_URL"],
     )  # fmt: skip
+
     def pair_jobs(dry_run: bool | None = None) -> int:
         """eurusd's row queries, dry runs included (not the catalog and calendar queries)."""
         return sum(

@@ -36,9 +36,7 @@ FAST = {
 }
 
 
-def enqueue(
-    env: dict[str, str], *args: str, timeout_s: float = 120
-) -> subprocess.CompletedProcess[str]:
+def enqueue(env: dict[str, str], *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the real `bqx-enqueue` with the test's environment; returns the finished process."""
     return subprocess.run(
         [str(BIN / "bqx-enqueue"), *args],
@@ -138,9 +136,7 @@ def active_child(app_env: dict[str, str], pair: str, timeout_s: float = 30) -> i
 # 1 ----------------------------------------------------------------------------------------
 
 
-def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(
-    queue_env, small_warehouse, start_worker
-):
+def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(queue_env, small_warehouse, start_worker):
     worker = start_worker("kill1", concurrency=2, BQX_FAULT_SLEEP="gbpusd:6")
     pairs = ["eurusd", "gbpusd", "usdjpy"]
     producer = start_run(queue_env, small_warehouse, ",".join(pairs), "killed-child")
@@ -153,23 +149,16 @@ def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(
     gbpusd = next(p for p in data["pairs"] if p["pair"] == "gbpusd")
     assert gbpusd["pid"] != child  # finished by another child than the one killed
     assert deliveries(queue_env, "killed-child", "gbpusd") == 2
-    assert (
-        "WorkerLostError" in worker.log.read_text()
-        or "exited prematurely" in worker.log.read_text()
-    )
+    assert "WorkerLostError" in worker.log.read_text() or "exited prematurely" in worker.log.read_text()
 
 
 # 2 ----------------------------------------------------------------------------------------
 
 
-def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(
-    queue_env, small_warehouse, start_worker
-):
+def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(queue_env, small_warehouse, start_worker):
     start_worker("kill2", concurrency=2, BQX_FAULT_KILL="gbpusd")
     pairs = ["eurusd", "gbpusd"]
-    producer = start_run(
-        queue_env | {"BQX_MAX_DELIVERIES": "2"}, small_warehouse, ",".join(pairs), "always-dies"
-    )
+    producer = start_run(queue_env | {"BQX_MAX_DELIVERIES": "2"}, small_warehouse, ",".join(pairs), "always-dies")
     out, err = producer.communicate(timeout=90)
     assert producer.returncode == 1, err  # finished, with a failed pair
     data = assert_each_pair_once(queue_env, "always-dies", pairs)
@@ -184,9 +173,7 @@ def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(
 # 3 ----------------------------------------------------------------------------------------
 
 
-def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(
-    queue_env, small_warehouse, start_worker
-):
+def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(queue_env, small_warehouse, start_worker):
     # 64 MiB is below any child's resident size after a pair: every child is replaced after its task
     start_worker("mem", concurrency=1, BQX_WORKER_MAX_MEMORY_PER_CHILD_KIB="65536")
     pairs = ["eurusd", "gbpusd", "usdjpy"]
@@ -202,9 +189,7 @@ def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(
 # 4 ----------------------------------------------------------------------------------------
 
 
-def test_graceful_stop_mid_run_then_restart_finishes_without_recomputing(
-    queue_env, small_warehouse, start_worker
-):
+def test_graceful_stop_mid_run_then_restart_finishes_without_recomputing(queue_env, small_warehouse, start_worker):
     first = start_worker("stop1", concurrency=1, BQX_FAULT_SLEEP="gbpusd:5")
     pairs = ["eurusd", "gbpusd", "usdjpy", "usdchf"]
     producer = start_run(queue_env, small_warehouse, ",".join(pairs), "stopped")
@@ -241,9 +226,7 @@ def persistent_redis(tmp_path: Path):
     server.stop()
 
 
-def test_redis_restart_mid_run_completes_or_resumes(
-    queue_env, small_warehouse, start_worker, persistent_redis
-):
+def test_redis_restart_mid_run_completes_or_resumes(queue_env, small_warehouse, start_worker, persistent_redis):
     env = queue_env | {
         "BQX_BROKER_URL": f"{persistent_redis.url}/0",
         "BQX_RESULT_BACKEND": f"{persistent_redis.url}/1",
@@ -283,9 +266,7 @@ def test_redis_restart_mid_run_completes_or_resumes(
 
 
 @pytest.mark.parametrize("visibility, limit", [("10", "10"), ("10", "20")])
-def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(
-    queue_env, tmp_path, visibility, limit
-):
+def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(queue_env, tmp_path, visibility, limit):
     started = time.monotonic()
     worker = subprocess.run(
         [
@@ -299,9 +280,7 @@ def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(
             "-n",
             "refuse@%h",
         ],
-        env=os.environ
-        | queue_env
-        | {"BQX_VISIBILITY_TIMEOUT_S": visibility, "BQX_TASK_TIME_LIMIT_S": limit},
+        env=os.environ | queue_env | {"BQX_VISIBILITY_TIMEOUT_S": visibility, "BQX_TASK_TIME_LIMIT_S": limit},
         capture_output=True,
         text=True,
         timeout=60,
@@ -322,14 +301,10 @@ def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue
         tmp_path,
     )
     assert worker.returncode == 2
-    assert worker.stderr.strip().startswith(
-        "error: broker_transport_options visibility_timeout (5) must exceed"
-    )
+    assert worker.stderr.strip().startswith("error: broker_transport_options visibility_timeout (5) must exceed")
 
 
-def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(
-    queue_env, small_warehouse, start_worker
-):
+def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(queue_env, small_warehouse, start_worker):
     # visibility 14 s > hard limit 10 s; the pair would hang 30 s, deaf to the soft limit as C++ is
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "14"}
     worker = start_worker("limit", concurrency=2, BQX_FAULT_HANG="gbpusd:30", **limits)
@@ -359,9 +334,7 @@ def test_two_runs_at_once_do_not_mix(queue_env, small_warehouse, start_worker):
         "run-b": (["eurusd", "usdjpy", "audusd"], [30, 60], 2000),
     }
     producers = {
-        run_id: start_run(
-            queue_env, small_warehouse, ",".join(pairs), run_id, ",".join(map(str, horizons)), rows
-        )
+        run_id: start_run(queue_env, small_warehouse, ",".join(pairs), run_id, ",".join(map(str, horizons)), rows)
         for run_id, (pairs, horizons, rows) in runs.items()
     }
     for run_id, producer in producers.items():
@@ -376,9 +349,7 @@ def test_two_runs_at_once_do_not_mix(queue_env, small_warehouse, start_worker):
         assert set(ledger["pair"]) == set(pairs)
         assert set(ledger["horizon"].astype(int)) == set(horizons)
         assert all(p["rows"] <= rows for p in data["pairs"])
-        assert sorted(
-            f.stem for f in (run_dir(queue_env, run_id) / "pairs").glob("*.json")
-        ) == sorted(pairs)
+        assert sorted(f.stem for f in (run_dir(queue_env, run_id) / "pairs").glob("*.json")) == sorted(pairs)
     assert deliveries(queue_env, "run-a", "eurusd") == deliveries(queue_env, "run-b", "eurusd") == 1
 
 
@@ -399,9 +370,7 @@ def test_pair_past_the_soft_limit_is_recorded_failed_and_the_report_is_written(
     assert deliveries(queue_env, "soft-limit", "gbpusd") == 1
 
 
-def test_whole_worker_killed_its_pair_comes_back_after_the_visibility_timeout(
-    queue_env, small_warehouse, start_worker
-):
+def test_whole_worker_killed_its_pair_comes_back_after_the_visibility_timeout(queue_env, small_warehouse, start_worker):
     import psutil
 
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "12"}

@@ -73,16 +73,12 @@ def test_bqx_flower_refuses_to_start_without_credentials(queue_env: dict[str, st
     assert malformed.returncode == 2 and "user:password" in malformed.stderr
 
 
-def test_flower_api_shows_workers_and_every_pair_task(
-    small_warehouse, queue_env, start_worker, flower: str
-) -> None:
+def test_flower_api_shows_workers_and_every_pair_task(small_warehouse, queue_env, start_worker, flower: str) -> None:
     worker = start_worker("w1", concurrency=2)
 
     # Without credentials, or with wrong ones, the API refuses.
     assert requests.get(f"{flower}/api/workers", timeout=10).status_code == 401
-    assert (
-        requests.get(f"{flower}/api/tasks", auth=(AUTH[0], "wrong"), timeout=10).status_code == 401
-    )
+    assert requests.get(f"{flower}/api/tasks", auth=(AUTH[0], "wrong"), timeout=10).status_code == 401
     assert requests.get(f"{flower}/", timeout=10).status_code == 401
 
     workers = _until(
@@ -105,18 +101,12 @@ def test_flower_api_shows_workers_and_every_pair_task(
             f"{flower}/api/tasks", params={"taskname": "bqx.process_pair"}, auth=AUTH, timeout=10
         ).json()
         mine = {t["uuid"]: t for t in tasks.values() if run_id in (t.get("args") or "")}
-        return (
-            mine
-            if len(mine) == len(PAIRS) and all(t["state"] == "SUCCESS" for t in mine.values())
-            else None
-        )
+        return mine if len(mine) == len(PAIRS) and all(t["state"] == "SUCCESS" for t in mine.values()) else None
 
     tasks = _until(pair_tasks, 60, "Flower shows every pair task as SUCCESS")
     assert sorted(next(p for p in PAIRS if p in t["args"]) for t in tasks.values()) == sorted(PAIRS)
     assert {t["worker"] for t in tasks.values()} == {worker.name}
     assert all(t["runtime"] > 0 and t["started"] and t["succeeded"] for t in tasks.values())
 
-    report = requests.get(
-        f"{flower}/api/tasks", params={"taskname": "bqx.build_report"}, auth=AUTH, timeout=10
-    ).json()
+    report = requests.get(f"{flower}/api/tasks", params={"taskname": "bqx.build_report"}, auth=AUTH, timeout=10).json()
     assert any(run_id in (t.get("args") or "") and t["state"] == "SUCCESS" for t in report.values())

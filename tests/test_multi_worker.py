@@ -17,16 +17,11 @@ ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 PAIRS = ["eurusd", "gbpusd", "usdjpy"]
 
 
-def test_two_workers_share_one_chord_with_one_result_per_pair(
-    small_warehouse, queue_env, start_worker
-) -> None:
+def test_two_workers_share_one_chord_with_one_result_per_pair(small_warehouse, queue_env, start_worker) -> None:
     # Like two hosts: each worker gets only the broker, the result backend and the run folder.
     w1 = start_worker("w1", concurrency=1)
     w2 = start_worker("w2", concurrency=2)
-    children = {
-        w.name: {c.pid for c in psutil.Process(w.process.pid).children(recursive=True)}
-        for w in (w1, w2)
-    }
+    children = {w.name: {c.pid for c in psutil.Process(w.process.pid).children(recursive=True)} for w in (w1, w2)}
 
     done = subprocess.run(
         [ENQUEUE, "--pairs", ",".join(PAIRS), "--wait", "--warehouse", str(small_warehouse), "--worker-timeout", "5",
@@ -49,18 +44,14 @@ def test_two_workers_share_one_chord_with_one_result_per_pair(
     store = RunStore(queue_env["BQX_RUNS_DIR"], run_id)
     assert sorted(store.pair_summaries()) == sorted(PAIRS)
     broker = redis.Redis.from_url(queue_env["BQX_BROKER_URL"])
-    assert {
-        p: int(broker.get(f"bqx:deliveries:{run_id}:{p}") or 0) for p in PAIRS
-    } == dict.fromkeys(PAIRS, 1)
+    assert {p: int(broker.get(f"bqx:deliveries:{run_id}:{p}") or 0) for p in PAIRS} == dict.fromkeys(PAIRS, 1)
 
     # Spread: three pairs, three pool slots, so each pair ran in its own child and both workers
     # took part: w1's one child ran one pair, w2's two children ran the other two.
     ran_on = {}
     for pair in report["pairs"]:
         owner = [name for name, pids in children.items() if pair["pid"] in pids]
-        assert len(owner) == 1, (
-            f"{pair['pair']} ran in pid {pair['pid']}, not a child of either worker"
-        )
+        assert len(owner) == 1, f"{pair['pair']} ran in pid {pair['pid']}, not a child of either worker"
         ran_on[pair["pair"]] = owner[0]
     assert sorted(ran_on.values()) == sorted([w1.name, w2.name, w2.name])
     assert report["run"]["processes"] == 3

@@ -56,8 +56,16 @@ def test_plan_is_one_statement_with_all_targets_and_a_day_filter_per_table(small
 
 
 def test_plan_refuses_identifiers_that_are_not_plain_names():
-    table = Table("bqx_features", "reg_eurusd`; DROP TABLE x; --", (Column("interval_time", "TIMESTAMP"), Column("reg_slope_45", "FLOAT64")))
-    targets = Table("bqx_analytics", "targets_eurusd", (Column("interval_time", "TIMESTAMP"),) + tuple(Column(t, "FLOAT64") for t in TARGET_COLUMNS))
+    table = Table(
+        "bqx_features",
+        "reg_eurusd`; DROP TABLE x; --",
+        (Column("interval_time", "TIMESTAMP"), Column("reg_slope_45", "FLOAT64")),
+    )
+    targets = Table(
+        "bqx_analytics",
+        "targets_eurusd",
+        (Column("interval_time", "TIMESTAMP"),) + tuple(Column(t, "FLOAT64") for t in TARGET_COLUMNS),
+    )
     catalog = Catalog({"bqx_features": {table.name: table}, "bqx_analytics": {targets.name: targets}})
     with pytest.raises(WarehouseError, match="refusing identifier"):
         plan_pair("eurusd", catalog, load_settings())

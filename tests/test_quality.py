@@ -55,7 +55,9 @@ def test_false_selections_stay_within_the_reported_bound_on_average(gate_results
 
 def test_models_beat_the_baseline_only_where_there_is_signal(gate_results):
     clean, _ = gate_results["clean"]
-    assert clean["horizons"]["15"]["metrics"]["mean"]["auc"] > clean["horizons"]["15"]["metrics"]["baseline"]["auc"] + 0.1
+    assert (
+        clean["horizons"]["15"]["metrics"]["mean"]["auc"] > clean["horizons"]["15"]["metrics"]["baseline"]["auc"] + 0.1
+    )
     empty, _ = gate_results["no-signal"]
     assert sum(len(r["stable"]) for r in empty["horizons"].values()) <= 1
     for result in empty["horizons"].values():

@@ -55,9 +55,7 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     # one file: no script, stylesheet, image or font fetched from anywhere
     assert not re.search(r"""(src|href)\s*=\s*['"]""", page)
     assert "<script" not in page and "@import" not in page and "url(http" not in page
-    assert (
-        page.count("<svg") >= 5
-    )  # cost, heatmap, stable across pairs, SHAP (per horizon), timeline
+    assert page.count("<svg") >= 5  # cost, heatmap, stable across pairs, SHAP (per horizon), timeline
 
     for title in ("Cost per pair", "Stable features: pairs x horizons", "Features stable across most pairs",
                   "SHAP: top features per horizon", "Timeline: pair tasks per worker process"):  # fmt: skip
@@ -73,9 +71,7 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     # the timeline has one lane per worker process, one bar per pair
     processes = {(p["host"], p["pid"]) for p in data["pairs"]}
     assert f"Pair tasks per worker process ({len(processes)} processes)" in page
-    assert len(
-        re.findall(r"<title>\w{6} on .+? pid \d+: [\d.,]+ s to [\d.,]+ s</title>", page)
-    ) == len(data["pairs"])
+    assert len(re.findall(r"<title>\w{6} on .+? pid \d+: [\d.,]+ s to [\d.,]+ s</title>", page)) == len(data["pairs"])
     # the most stable feature and the strongest SHAP feature of the first horizon are shown
     assert data["features_across_pairs"][0]["feature"] in page
     first_horizon = str(data["run"]["horizons"][0])
@@ -122,9 +118,7 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
     assert "no cost estimate" in page and "estimate: $" not in page
 
 
-def test_failed_pair_is_shown_in_red_and_the_report_still_validates(
-    finished_run: RunStore, tmp_path: Path
-) -> None:
+def test_failed_pair_is_shown_in_red_and_the_report_still_validates(finished_run: RunStore, tmp_path: Path) -> None:
     store = RunStore(tmp_path, finished_run.run_id)
     shutil.copytree(finished_run.root, store.root)
     summary = store.pair_summary("usdjpy") | {
@@ -138,9 +132,7 @@ def test_failed_pair_is_shown_in_red_and_the_report_still_validates(
     assert data["totals"]["pairs_failed"] == 1
     assert "Failed pairs" in page and "table bqx_features.reg_usdjpy is missing" in page
     assert "usdjpy h15: no result (failed)" in page
-    assert (
-        "usdjpy on " in page and "(failed)</title>" in page
-    )  # its bar in the timeline, marked failed
+    assert "usdjpy on " in page and "(failed)</title>" in page  # its bar in the timeline, marked failed
     assert report_schema()["$defs"]["pair"]["properties"]["worker"]["type"] == "string"
 
 
@@ -193,9 +185,7 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
 
     async def call(method: str, **params: Any) -> dict[str, Any]:
         number = next(ids)
-        await connection.write_message(
-            json.dumps({"id": number, "method": method, "params": params})
-        )
+        await connection.write_message(json.dumps({"id": number, "method": method, "params": params}))
         while True:
             message = await asyncio.wait_for(connection.read_message(), 60)
             assert message is not None, "DevTools connection closed"
@@ -207,9 +197,7 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
             ):
                 problems.append("console: " + json.dumps(event["params"]["args"])[:500])
             elif method_name == "Runtime.exceptionThrown":
-                problems.append(
-                    "exception: " + json.dumps(event["params"]["exceptionDetails"])[:500]
-                )
+                problems.append("exception: " + json.dumps(event["params"]["exceptionDetails"])[:500])
             elif method_name == "Log.entryAdded" and event["params"]["entry"]["level"] == "error":
                 problems.append("log: " + event["params"]["entry"]["text"])
             elif method_name == "Page.loadEventFired":
@@ -245,9 +233,7 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
             text: document.body.innerText.length,
         })""",
     )
-    await call(
-        "Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True
-    )
+    await call("Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True)
     shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                       clip={"x": 0, "y": 0, "width": width, "height": facts["result"]["value"]["height"], "scale": 1})  # fmt: skip
     connection.close()
@@ -281,13 +267,9 @@ def _distinct_colours(png: bytes) -> tuple[int, float, tuple[int, int]]:
 def test_the_browser_check_catches_console_errors(browser: Browser, tmp_path: Path) -> None:
     """The harness itself: a page that logs an error and throws must be caught."""
     bad = tmp_path / "bad.html"
-    bad.write_text(
-        "<html><body><p>x</p><script>console.error('broken'); null.f();</script></body></html>"
-    )
+    bad.write_text("<html><body><p>x</p><script>console.error('broken'); null.f();</script></body></html>")
     visit = asyncio.run(_visit(browser.page_websocket(), bad.as_uri()))
-    assert any("broken" in p for p in visit["problems"]) and any(
-        "exception" in p for p in visit["problems"]
-    )
+    assert any("broken" in p for p in visit["problems"]) and any("exception" in p for p in visit["problems"])
 
 
 def test_report_html_renders_in_headless_chromium(finished_run: RunStore, browser: Browser) -> None:

@@ -32,9 +32,7 @@ def complete_run(env: dict[str, str], warehouse, run_id: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_resume_reenqueues_only_unfinished_pairs_and_rebuilds_the_report(
-    queue_env, small_warehouse, start_worker
-):
+def test_resume_reenqueues_only_unfinished_pairs_and_rebuilds_the_report(queue_env, small_warehouse, start_worker):
     start_worker("resume", concurrency=2)
     complete_run(queue_env, small_warehouse, "partial")
     folder = run_dir(queue_env, "partial")
@@ -92,18 +90,14 @@ def test_resume_after_the_queue_was_lost(queue_env, small_warehouse, start_worke
     assert all(p["status"] == "ok" for p in data["pairs"])
 
 
-def test_resume_of_a_finished_run_only_rebuilds_the_report(
-    queue_env, small_warehouse, start_worker
-):
+def test_resume_of_a_finished_run_only_rebuilds_the_report(queue_env, small_warehouse, start_worker):
     worker = start_worker("again", concurrency=2)
     complete_run(queue_env, small_warehouse, "finished")
     worker.stop()
     folder = run_dir(queue_env, "finished")
     (folder / "report.json").unlink()
     # no broker needed: nothing is enqueued
-    resumed = enqueue(
-        queue_env | {"BQX_BROKER_URL": "redis://127.0.0.1:1/0"}, "--resume", "finished"
-    )
+    resumed = enqueue(queue_env | {"BQX_BROKER_URL": "redis://127.0.0.1:1/0"}, "--resume", "finished")
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.strip() == str(folder / "report.json")
     assert_each_pair_once(queue_env, "finished", PAIRS)
@@ -128,9 +122,7 @@ def test_repeated_pair_is_not_recomputed_and_counted_once(queue_env, small_wareh
     app.close()
 
 
-def test_report_that_fires_early_waits_for_missing_pairs(
-    queue_env, small_warehouse, start_worker, tmp_path
-):
+def test_report_that_fires_early_waits_for_missing_pairs(queue_env, small_warehouse, start_worker, tmp_path):
     start_worker("early", concurrency=2)
     complete_run(queue_env, small_warehouse, "early")
     folder = run_dir(queue_env, "early")

@@ -47,9 +47,7 @@ def test_worker_refuses_a_pickled_message(queue_env, start_worker, tmp_path):
     worker = start_worker("json", concurrency=1)
     marker = tmp_path / "pwned"
     with Connection(queue_env["BQX_BROKER_URL"]) as connection:
-        producer = Producer(
-            connection.channel(), exchange=Exchange("celery", type="direct"), routing_key="celery"
-        )
+        producer = Producer(connection.channel(), exchange=Exchange("celery", type="direct"), routing_key="celery")
         producer.publish(
             {"args": [_Payload(marker)], "kwargs": {}},
             serializer="pickle",
@@ -77,16 +75,13 @@ def test_worker_configured_for_pickle_does_not_start(queue_env, tmp_path):
     assert worker.returncode == 2
     assert time.monotonic() - started < 30
     assert worker.stderr.strip() == (
-        "error: accept_content is ['pickle', 'json']: only json is allowed "
-        "(pickle from a broker runs code)"
+        "error: accept_content is ['pickle', 'json']: only json is allowed (pickle from a broker runs code)"
     )
 
 
 def test_a_config_module_cannot_switch_on_pickle(tmp_path):
     # `celery -A bqx_queue --config picklecfg worker` loads such a module; bqx's settings win
-    (tmp_path / "picklecfg.py").write_text(
-        "accept_content = ['pickle']\ntask_serializer = 'pickle'\n"
-    )
+    (tmp_path / "picklecfg.py").write_text("accept_content = ['pickle']\ntask_serializer = 'pickle'\n")
     probe = (
         "from bqx_queue.celery import app\n"
         "from bqx_queue.celeryconfig import check_worker_config\n"
@@ -182,9 +177,7 @@ def tls_redis(tmp_path: Path):
     )
     ca = folder / "cert.pem"
     url = f"rediss://:{PASSWORD}@127.0.0.1:{port}"
-    client = redis.Redis.from_url(
-        f"{url}/0", ssl_cert_reqs="required", ssl_ca_certs=str(ca), socket_timeout=1
-    )
+    client = redis.Redis.from_url(f"{url}/0", ssl_cert_reqs="required", ssl_ca_certs=str(ca), socket_timeout=1)
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -199,9 +192,7 @@ def tls_redis(tmp_path: Path):
     stop_process(server)
 
 
-def test_run_over_tls_with_a_password_never_prints_it(
-    queue_env, small_warehouse, start_worker, tls_redis, tmp_path
-):
+def test_run_over_tls_with_a_password_never_prints_it(queue_env, small_warehouse, start_worker, tls_redis, tmp_path):
     url, ca = tls_redis
     query = f"?ssl_cert_reqs=required&ssl_ca_certs={ca}"
     env = queue_env | {"BQX_BROKER_URL": f"{url}/0{query}", "BQX_RESULT_BACKEND": f"{url}/1{query}"}
@@ -270,9 +261,7 @@ def _table_count(path: Path) -> int:
 
 
 @pytest.mark.parametrize("pair", INJECTIONS)
-def test_injection_through_a_pair_name_is_refused(
-    pair, small_warehouse, capsys, monkeypatch, tmp_path
-):
+def test_injection_through_a_pair_name_is_refused(pair, small_warehouse, capsys, monkeypatch, tmp_path):
     from bqx_queue.cli import enqueue_main
 
     tables = _table_count(small_warehouse)
@@ -316,18 +305,13 @@ def test_a_parquet_file_named_like_an_injection_is_refused(tmp_path):
     folder.mkdir(parents=True)
     with duckdb.connect() as con:
         evil = folder / 'reg_eurusd"; DROP TABLE x; --.parquet'
-        con.execute(
-            "COPY (SELECT TIMESTAMP '2020-01-02' AS interval_time, 1.0 AS x) "
-            f"TO '{evil}' (FORMAT parquet)"
-        )
+        con.execute(f"COPY (SELECT TIMESTAMP '2020-01-02' AS interval_time, 1.0 AS x) TO '{evil}' (FORMAT parquet)")
     settings = load_settings(warehouse=tmp_path / "export")
     with pytest.raises(WarehouseError, match="refusing identifier"):
         open_source(settings).catalog()
 
 
-@pytest.mark.parametrize(
-    "run_id", ["../outside", "a/b", "/etc", "..", ".hidden", "x" * 200, "run id", "run\n"]
-)
+@pytest.mark.parametrize("run_id", ["../outside", "a/b", "/etc", "..", ".hidden", "x" * 200, "run id", "run\n"])
 def test_run_ids_cannot_leave_the_runs_folder(run_id, tmp_path):
     with pytest.raises(BqxError, match="is not allowed"):
         RunStore(tmp_path, run_id)

@@ -86,7 +86,9 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     x = rng.normal(size=(n, p)).astype(np.float32)
     y = x[:, 0] * 0.4 + x[:, 1] * 0.3 + rng.normal(size=n)
     grams = BlockGrams(x, time_blocks(np.arange(n), 8, gap=5))
-    result = select_stable(grams, {15: _cross(x, grams.blocks, None, y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0))[15]
+    result = select_stable(
+        grams, {15: _cross(x, grams.blocks, None, y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0)
+    )[15]
     assert result.fits == 50 and result.q == 8  # floor(sqrt(1.0 * 0.6 * 120))
     assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
     assert len(set(result.stable) - {0, 1}) <= 2

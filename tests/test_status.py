@@ -80,31 +80,22 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
     status = run_status(store, AppAnswering({"w2@b": [running], "w1@a": [other_run]}))
 
     assert status.counts == {"done": 1, "running": 1, "failed": 1, "queued": 1}
-    assert [p.pair for p in status.having("queued")] == [
-        "audusd"
-    ]  # another run's audusd does not count
+    assert [p.pair for p in status.having("queued")] == ["audusd"]  # another run's audusd does not count
     usdjpy = status.having("running")[0]
     assert usdjpy.pair == "usdjpy" and usdjpy.worker == "w2@b:77"
     assert status.cost_usd == pytest.approx(0.25)
     # mean pair time 10 s; usdjpy has ~6 s left, audusd needs 10 s; two slots: ~8 s
     assert status.eta_s == pytest.approx(8.0, abs=0.5)
-    assert status_line(status).startswith(
-        "run run-1: 1 done, 1 running, 1 failed, 1 queued of 4; cost so far $0.2500"
-    )
+    assert status_line(status).startswith("run run-1: 1 done, 1 running, 1 failed, 1 queued of 4; cost so far $0.2500")
 
     console = Console(file=io.StringIO(), width=120)
     console.print(render_status(status))
     text = console.file.getvalue()
-    assert (
-        "usdjpy" in text and "w2@b:77" in text and "no table" in text and "queued: audusd" in text
-    )
+    assert "usdjpy" in text and "w2@b:77" in text and "no table" in text and "queued: audusd" in text
 
     # Without anyone to ask, running pairs show as queued and the view says so.
     blind = run_status(store)
-    assert (
-        blind.counts == {"done": 1, "running": 0, "failed": 1, "queued": 2}
-        and not blind.workers_answered
-    )
+    assert blind.counts == {"done": 1, "running": 0, "failed": 1, "queued": 2} and not blind.workers_answered
     console = Console(file=io.StringIO(), width=120)
     console.print(render_status(blind))
     assert "running pairs show as queued" in console.file.getvalue()
@@ -120,23 +111,17 @@ def test_watch_returns_the_report_and_says_when_it_is_written(tmp_path: Path) ->
         )
     store.write_json(store.report_path, {})
     output = io.StringIO()
-    assert (
-        watch_run(store, console=Console(file=output, width=200), poll_s=0.05) == store.report_path
-    )
+    assert watch_run(store, console=Console(file=output, width=200), poll_s=0.05) == store.report_path
     assert "3 done, 0 running, 1 failed, 0 queued of 4; cost so far $1.2500" in output.getvalue()
     assert "report written" in output.getvalue()
 
 
 def test_status_of_an_unknown_run_is_one_clear_line(queue_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [BQX, "status", "no-such-run"], capture_output=True, text=True, timeout=60
-    )
+    done = subprocess.run([BQX, "status", "no-such-run"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "run no-such-run has no manifest" in done.stderr
 
 
-def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(
-    small_warehouse, queue_env, start_worker
-) -> None:
+def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_warehouse, queue_env, start_worker) -> None:
     worker = start_worker("w1", concurrency=2)
     enqueued = subprocess.run([ENQUEUE, "--pairs", "eurusd,gbpusd,usdjpy", "--warehouse", str(small_warehouse), "--horizons", "15,30,45"],
                               capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -144,9 +129,7 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(
     run_id = enqueued.stdout.splitlines()[0].removeprefix("run ").strip()
     store = RunStore(queue_env["BQX_RUNS_DIR"], run_id)
 
-    app = Celery(
-        "status-test"
-    )  # on this test's broker (the package's app may point at another test's)
+    app = Celery("status-test")  # on this test's broker (the package's app may point at another test's)
     app.conf.update(celery_config(load_settings()))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -155,9 +138,7 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(
             break
     assert status.counts == {"done": 0, "running": 2, "failed": 0, "queued": 1}, status
     places = [p.worker for p in status.having("running")]
-    assert (
-        all(w.startswith(f"{worker.name}:") for w in places) and len(set(places)) == 2
-    )  # two children
+    assert all(w.startswith(f"{worker.name}:") for w in places) and len(set(places)) == 2  # two children
     assert status.eta_s is None  # nothing finished yet to measure by
 
     shown = subprocess.run(
@@ -172,9 +153,7 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(
         assert f"run {run_id}: 0 done, 2 running, 0 failed, 1 queued of 3" in shown.stdout
         assert f"{worker.name}:" in shown.stdout and "queued: " in shown.stdout
 
-    watched = subprocess.run(
-        [BQX, "status", run_id, "--watch"], capture_output=True, text=True, timeout=600
-    )
+    watched = subprocess.run([BQX, "status", run_id, "--watch"], capture_output=True, text=True, timeout=600)
     assert watched.returncode == 0, watched.stderr
     assert f"run {run_id}: 3 done, 0 running, 0 failed, 0 queued of 3" in watched.stdout
     assert "report written" in watched.stdout and store.report_path.exists()

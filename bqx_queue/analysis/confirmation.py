@@ -166,9 +166,7 @@ def permutation_effects(fold: HeldOutFold, repeats: int, rng: np.random.Generato
     return probability, effects
 
 
-def confirm_horizon(
-    folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams
-) -> dict[str, Any]:
+def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams) -> dict[str, Any]:
     """Return the horizon's held-out verdicts (JSON-serialisable): per stable feature its
     permutation effect, 95% interval, Bonferroni lower bound and whether it is confirmed; the
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is

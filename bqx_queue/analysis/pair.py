@@ -89,7 +89,9 @@ def query_pair_all_horizons(
     return frame.to_pandas()
 
 
-def fetch_pair(pair: str, settings: Settings, days: list[date], source: DuckDBSource) -> tuple[PairFrame, dict[str, Any]]:
+def fetch_pair(
+    pair: str, settings: Settings, days: list[date], source: DuckDBSource
+) -> tuple[PairFrame, dict[str, Any]]:
     """Return the pair's frame and what its one query cost under BigQuery's billing rules."""
     if getattr(source, "billable", False):
         # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
@@ -144,7 +146,11 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
     with contextlib.ExitStack() as scratch:
         result = _select(prepared, selection_rows, settings, [horizon], "frame", 1, scratch).results[horizon]
     table = pd.DataFrame(
-        {"feature": prepared.features, "frequency": result.frequencies, "stable": result.frequencies >= result.threshold}
+        {
+            "feature": prepared.features,
+            "frequency": result.frequencies,
+            "stable": result.frequencies >= result.threshold,
+        }
     ).sort_values("frequency", ascending=False, kind="stable")
     table.attrs.update(q=result.q, threshold=result.threshold, fits=result.fits, error_bound=result.error_bound)
     return table.reset_index(drop=True)
@@ -235,7 +241,9 @@ def _over_all_features(result: SelectionResult, columns: np.ndarray, p: int) -> 
     frequencies = np.full(p, np.nan)
     frequencies[columns] = result.frequencies
     stable = [int(columns[i]) for i in result.stable]
-    return SelectionResult(result.horizon, frequencies, stable, result.q, result.threshold, result.fits, result.error_bound)
+    return SelectionResult(
+        result.horizon, frequencies, stable, result.q, result.threshold, result.fits, result.error_bound
+    )
 
 
 def process_pair_all_horizons(
@@ -343,7 +351,9 @@ def _horizon_result(
         ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, settings.seed)
         shap_top = [{"feature": f, "mean_abs_shap": round(v, 6)} for f, v in ranking[:SHAP_TOP]]
     return {
-        "stable": [{"feature": prepared.features[i], "frequency": round(float(selection.frequencies[i]), 4)} for i in stable],
+        "stable": [
+            {"feature": prepared.features[i], "frequency": round(float(selection.frequencies[i]), 4)} for i in stable
+        ],
         "q": selection.q,
         "threshold": selection.threshold,
         "fits": selection.fits,

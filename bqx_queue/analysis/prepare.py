@@ -145,7 +145,9 @@ def frame_from_pandas(df: pd.DataFrame, pair: str, targets: list[str]) -> PairFr
     if missing:
         raise DataError(f"pair {pair}: DataFrame lacks target columns {missing}")
     feature_columns = [c for c in df.columns if c != KEY_COLUMN and c not in targets]
-    numeric_names = [c for c in feature_columns if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])]
+    numeric_names = [
+        c for c in feature_columns if pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c])
+    ]
     string_names = [c for c in feature_columns if c not in numeric_names]
     matrix = np.empty((len(df), len(numeric_names) + MAX_STRING_LEVELS * len(string_names)), np.float32, order="F")
     quality = FrameQuality()

@@ -116,6 +116,4 @@ def evaluate_horizon(
         )
         boosters.append(booster)
         model_rows.append(fold_metrics(target[test], booster.predict(features[test])))
-    return HorizonModel(
-        model_rows, _mean(model_rows), _mean(baseline_rows), booster, folds[-1][1], boosters, up_rates
-    )
+    return HorizonModel(model_rows, _mean(model_rows), _mean(baseline_rows), booster, folds[-1][1], boosters, up_rates)

@@ -62,8 +62,10 @@ def _shared_tables_cost(store: RunStore) -> dict[str, Any]:
         return {key: 0 for key in keys}
     data = store.read_json(index)
     # queries sent: an extract read from the cache sent none
-    return {key: data[key] for key in keys} | {"queries": data.get("queries_sent", data["queries"])} | (
-        {"extract_cache": data["extract_cache"]} if "extract_cache" in data else {}
+    return (
+        {key: data[key] for key in keys}
+        | {"queries": data.get("queries_sent", data["queries"])}
+        | ({"extract_cache": data["extract_cache"]} if "extract_cache" in data else {})
     )
 
 
@@ -93,9 +95,7 @@ def report_data(store: RunStore) -> dict[str, Any]:
     finished = max((p.get("finished_at", 0) for p in pairs), default=0) or time.time()
     created = datetime.fromisoformat(manifest["created_at"]).timestamp()
     workers = manifest.get("workers", {})
-    selected = Counter(
-        (s["feature"]) for p in ok for h in p["horizons"].values() for s in h["stable"]
-    )
+    selected = Counter((s["feature"]) for p in ok for h in p["horizons"].values() for s in h["stable"])
     held_out = confirmation.confirmation_section(ok)
     confirmed = Counter(r["feature"] for r in held_out["findings"])
     return {
@@ -220,17 +220,33 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"- queries: {totals['queries']} ({totals['queries'] / max(1, len(run['pairs'])):.1f} per pair)",
         f"- bytes processed / billed: {totals['bytes_processed']:,} / {totals['bytes_billed']:,}"
         f" (BigQuery on-demand ${totals['cost_usd']:.4f})",
-        *([f"- shared tables: {data['shared']['tables']} tables in {data['shared']['queries']} queries once for the run"
-           f" (${data['shared']['cost_usd']:.4f}, included above)"] if data["shared"]["queries"] else []),
+        *(
+            [
+                f"- shared tables: {data['shared']['tables']} tables in {data['shared']['queries']} queries once for the run"
+                f" (${data['shared']['cost_usd']:.4f}, included above)"
+            ]
+            if data["shared"]["queries"]
+            else []
+        ),
         *([_extract_cache_line(totals["extract_cache"])] if "extract_cache" in totals else []),
         f"- sampled days: {run['days']}; source: {run['source']} {run['warehouse']}",
         f"- workers: {run['worker_count']} (total concurrency {run['concurrency']}), "
         f"{run['processes']} processes ran pairs; duration {run['duration_s']:.1f} s",
         f"- features tested: {totals['features_tested']:,}; stable selections: {totals['stable_selections']}"
-        + (f" (up to {data['error_accounting']['error_bound_sum']:.1f} of these may be false: the sum of the "
-           "pair-horizons' error bounds)" if data.get("error_accounting") else ""),
-        *([f"- confirmed on held-out rows: {totals['confirmed_findings']} of the stable selections; "
-           f"flagged horizons: {totals['flagged_horizons']}"] if "confirmed_findings" in totals else []),
+        + (
+            f" (up to {data['error_accounting']['error_bound_sum']:.1f} of these may be false: the sum of the "
+            "pair-horizons' error bounds)"
+            if data.get("error_accounting")
+            else ""
+        ),
+        *(
+            [
+                f"- confirmed on held-out rows: {totals['confirmed_findings']} of the stable selections; "
+                f"flagged horizons: {totals['flagged_horizons']}"
+            ]
+            if "confirmed_findings" in totals
+            else []
+        ),
         "",
         "## Pairs",
         "",

@@ -63,19 +63,28 @@ def _summary(data: dict[str, Any], estimate_total: float | None) -> str:
         _card(f"{_gib(totals['bytes_billed'])} GiB", "billed (BigQuery on-demand)"),
         _card(cost, "actual cost"),
         _card(f"${estimate_total:.4f}" if estimate_total is not None else "none", "estimated cost"),
-        *([_card(f"{totals['extract_cache']['hits']} / ${totals['extract_cache']['saved_usd']:.4f} / "
-                 f"{totals['extract_cache']['saved_s']:,.1f} s", "extract cache hits / $ saved / time saved")]
-          if totals.get("extract_cache") else []),
+        *(
+            [
+                _card(
+                    f"{totals['extract_cache']['hits']} / ${totals['extract_cache']['saved_usd']:.4f} / "
+                    f"{totals['extract_cache']['saved_s']:,.1f} s",
+                    "extract cache hits / $ saved / time saved",
+                )
+            ]
+            if totals.get("extract_cache")
+            else []
+        ),
         _card(f"{run['duration_s']:,.1f} s", "duration"),
         _card(f"{run['worker_count']} / {run['processes']}", "workers / processes that ran pairs"),
         _card(f"{totals['features_tested']:,}", "features tested"),
         _card(f"{totals['stable_selections']}", "stable selections"),
-        *([_card(f"{totals['error_bound_sum']:.1f}", "of them may be false (sum of error bounds)")]
-          if "error_bound_sum" in totals else []),
+        *(
+            [_card(f"{totals['error_bound_sum']:.1f}", "of them may be false (sum of error bounds)")]
+            if "error_bound_sum" in totals
+            else []
+        ),
     ]
-    workers = (
-        ", ".join(f"{name} ({slots})" for name, slots in run["workers"].items()) or "none recorded"
-    )
+    workers = ", ".join(f"{name} ({slots})" for name, slots in run["workers"].items()) or "none recorded"
     return (
         f"<div class='cards'>{''.join(cards)}</div>"
         f"<p class='note'>Horizons {', '.join(map(str, run['horizons']))}; {run['days']} sampled days from "
@@ -96,9 +105,7 @@ def _cost_section(data: dict[str, Any], estimates: dict[str, float]) -> str:
         )
         for p in pairs
     ]
-    chart = bar_chart(
-        bars, "Cost per pair, USD (bar: actual; tick: estimate)", "${:,.4f}", "estimate"
-    )
+    chart = bar_chart(bars, "Cost per pair, USD (bar: actual; tick: estimate)", "${:,.4f}", "estimate")
     rows = []
     for p in pairs:
         estimate = estimates.get(p["pair"])
@@ -116,11 +123,7 @@ def _cost_section(data: dict[str, Any], estimates: dict[str, float]) -> str:
         "<th>queries</th><th>rows</th><th>features</th><th>wall s</th><th>peak RSS GiB</th><th class='l'>worker</th>"
         "<th class='l'>error</th></tr>"
     )
-    note = (
-        ""
-        if estimates
-        else "<p class='note'>The run manifest has no cost estimate: actual cost only.</p>"
-    )
+    note = "" if estimates else "<p class='note'>The run manifest has no cost estimate: actual cost only.</p>"
     return f"{chart}{note}<table>{head}{''.join(rows)}</table>"
 
 
@@ -191,9 +194,7 @@ def _shap_section(data: dict[str, Any]) -> str:
     charts = []
     for h, ranked in shap_by_horizon(data).items():
         if not ranked:
-            charts.append(
-                f"<p class='note'>h{escape(h)}: no SHAP values (no model was trained).</p>"
-            )
+            charts.append(f"<p class='note'>h{escape(h)}: no SHAP values (no model was trained).</p>")
             continue
         bars = [
             Bar(f, v, tooltip=f"{f}: mean |SHAP| {v:.4f} over pairs; in the top list of {n} pairs")
@@ -270,7 +271,8 @@ def _verdict_table(rows: list[dict[str, Any]], with_why: bool) -> str:
         f"<tr><td class='l'>{escape(r['pair'])}</td><td>h{r['horizon']}</td><td class='l'><code>{escape(r['feature'])}"
         f"</code></td><td>{r['frequency']:.2f}</td><td>{r['effect']:+.4f}</td>"
         f"<td>{r['effect_low']:+.4f} to {r['effect_high']:+.4f}</td><td>{r['lower_bound']:+.4f}</td>"
-        f"<td>{r['level']:.4g} (k={r['k']})</td>" + (f"<td class='l'>{escape(r['why'])}</td>" if with_why else "")
+        f"<td>{r['level']:.4g} (k={r['k']})</td>"
+        + (f"<td class='l'>{escape(r['why'])}</td>" if with_why else "")
         + "</tr>"
         for r in rows
     )
@@ -310,9 +312,7 @@ def _failed_section(data: dict[str, Any]) -> str:
     failed = [p for p in data["pairs"] if p["status"] != "ok"]
     if not failed:
         return ""
-    items = "".join(
-        f"<li><b>{escape(p['pair'])}</b>: {escape(p.get('error') or '')}</li>" for p in failed
-    )
+    items = "".join(f"<li><b>{escape(p['pair'])}</b>: {escape(p.get('error') or '')}</li>" for p in failed)
     return f"<h2>Failed pairs</h2><ul class='failed'>{items}</ul>"
 
 

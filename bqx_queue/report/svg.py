@@ -89,16 +89,12 @@ def bar_chart(
     row, top, right = 20, 26, 90
     height = top + row * max(len(bars), 1) + 30
     plot = width - label_width - right
-    ticks = axis_ticks(
-        max([b.value for b in bars] + [b.marker or 0 for b in bars] + [0]), 4, integer
-    )
+    ticks = axis_ticks(max([b.value for b in bars] + [b.marker or 0 for b in bars] + [0]), 4, integer)
     top_value = ticks[-1]
     body = [_text(0, 14, title, 13, extra="font-weight='bold'")]
     for tick in ticks:
         x = label_width + plot * tick / top_value
-        body.append(
-            f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 26}' stroke='{GRID}'/>"
-        )
+        body.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 26}' stroke='{GRID}'/>")
         body.append(_text(x, height - 12, value_format.format(tick), 10, "middle", MUTED))
     for i, bar in enumerate(bars):
         y = top + i * row
@@ -108,9 +104,7 @@ def bar_chart(
         body.append(
             f"<rect x='{label_width}' y='{y + 3}' width='{max(length, 0.5):.1f}' height='{row - 6}' fill='{bar.colour}'>{tip}</rect>"
         )
-        body.append(
-            _text(label_width + length + 4, y + 13, value_format.format(bar.value), 10, fill=MUTED)
-        )
+        body.append(_text(label_width + length + 4, y + 13, value_format.format(bar.value), 10, fill=MUTED))
         if bar.marker is not None:
             x = label_width + plot * bar.marker / top_value
             body.append(
@@ -219,9 +213,7 @@ def timeline(spans: Sequence[Span], title: str, width: int = 900) -> str:
     body = [_text(0, 14, title, 13, extra="font-weight='bold'")]
     for tick in ticks:
         x = left + plot * tick / end
-        body.append(
-            f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 28}' stroke='{GRID}'/>"
-        )
+        body.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 28}' stroke='{GRID}'/>")
         body.append(_text(x, height - 14, f"{tick:,.0f} s", 10, "middle", MUTED))
     for i, lane in enumerate(lanes):
         y = top + lane_h * i

@@ -130,13 +130,9 @@ class WarehouseEngine:
         except ParseError as exc:
             first = exc.errors[0] if exc.errors else {}
             where = f" at [{first.get('line', 1)}:{first.get('col', 1)}]" if first else ""
-            raise QueryError(
-                400, "invalidQuery", f"Syntax error: {first.get('description', exc)}{where}"
-            ) from None
+            raise QueryError(400, "invalidQuery", f"Syntax error: {first.get('description', exc)}{where}") from None
         if not isinstance(tree, exp.Query):
-            raise QueryError(
-                400, "invalidQuery", "only SELECT statements are served by this endpoint"
-            )
+            raise QueryError(400, "invalidQuery", "only SELECT statements are served by this endpoint")
         ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
         info_views = 0
         for table in list(tree.find_all(exp.Table)):
@@ -150,9 +146,7 @@ class WarehouseEngine:
         schema[INFO_DB] = {name: dict(zip(view.column_names, map(str, view.schema.types), strict=True))
                            for name, view in self._views.items()}  # fmt: skip
         try:
-            qualified = qualify(
-                tree.copy(), schema=schema, dialect="bigquery", validate_qualify_columns=True
-            )
+            qualified = qualify(tree.copy(), schema=schema, dialect="bigquery", validate_qualify_columns=True)
         except OptimizeError as exc:
             name = re.search(r"Column '([^']+)'", str(exc))
             message = f"Unrecognized name: {name.group(1)}" if name else f"Invalid query: {exc}"
@@ -221,9 +215,7 @@ class WarehouseEngine:
             for column in scope.columns:
                 source = scope.sources.get(column.table)
                 if isinstance(source, exp.Table) and source.db not in ("", INFO_DB):
-                    entry = scanned.setdefault(
-                        f"{source.db}.{source.name}", ScannedTable(source.db, source.name)
-                    )
+                    entry = scanned.setdefault(f"{source.db}.{source.name}", ScannedTable(source.db, source.name))
                     entry.columns.add(column.name)
             for source in scope.sources.values():
                 if isinstance(source, exp.Table) and source.db not in ("", INFO_DB):
@@ -336,18 +328,12 @@ class WarehouseEngine:
     def execute(self, duckdb_sql: str, params: dict[str, Any]) -> pa.Table:
         with self.lock:
             try:
-                return self.source.connection.sql(
-                    duckdb_sql, params=params or None
-                ).to_arrow_table()
+                return self.source.connection.sql(duckdb_sql, params=params or None).to_arrow_table()
             except duckdb.Error as exc:
-                raise QueryError(
-                    400, "invalidQuery", f"Query error: {str(exc).splitlines()[0]}"
-                ) from None
+                raise QueryError(400, "invalidQuery", f"Query error: {str(exc).splitlines()[0]}") from None
 
 
-def _day_filter(
-    predicate: exp.Expression, names: set[str], params: dict[str, Any]
-) -> set[date] | None:
+def _day_filter(predicate: exp.Expression, names: set[str], params: dict[str, Any]) -> set[date] | None:
     """Return the days `DATE(key) IN UNNEST(@p)`, `IN (...)` or `= ...` keeps, or None."""
     if isinstance(predicate, exp.Paren):
         predicate = predicate.this
@@ -399,16 +385,12 @@ def parameter_values(parameters: list[dict[str, Any]]) -> dict[str, Any]:
     for parameter in parameters or []:
         name = parameter.get("name")
         if not name:
-            raise QueryError(
-                400, "invalidQuery", "positional query parameters are not supported here"
-            )
+            raise QueryError(400, "invalidQuery", "positional query parameters are not supported here")
         kind = parameter["parameterType"]
         value = parameter.get("parameterValue", {})
         if kind["type"] == "ARRAY":
             element = kind["arrayType"]["type"]
-            values[name] = [
-                _scalar(element, item.get("value")) for item in value.get("arrayValues", [])
-            ]
+            values[name] = [_scalar(element, item.get("value")) for item in value.get("arrayValues", [])]
         else:
             values[name] = _scalar(kind["type"], value.get("value"))
     return values
@@ -520,9 +502,7 @@ class BigQueryServer:
         return f"http://{name}:{port}"
 
     def start(self) -> BigQueryServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="bigquery-server", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="bigquery-server", daemon=True)
         self._thread.start()
         return self
 
@@ -538,14 +518,10 @@ class BigQueryServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def fail_next(
-        self, reason: str, code: int = 403, message: str | None = None, times: int = 1
-    ) -> None:
+    def fail_next(self, reason: str, code: int = 403, message: str | None = None, times: int = 1) -> None:
         """Answer the next `times` jobs.insert calls with this error instead of running them."""
         with self._lock:
-            self._failures += [
-                QueryError(code, reason, message or f"Injected error: {reason}")
-            ] * times
+            self._failures += [QueryError(code, reason, message or f"Injected error: {reason}")] * times
 
     def query_jobs(self, dry_run: bool | None = None) -> list[dict[str, Any]]:
         """Return accepted job resources, in order (dry runs only, real only, or all)."""
@@ -578,9 +554,7 @@ class BigQueryServer:
         job_id = reference.get("jobId") or f"job_{uuid.uuid4().hex}"
         dry_run = bool(configuration.get("dryRun"))
         if not dry_run and job_id in self.jobs:
-            raise QueryError(
-                409, "duplicate", f"Already Exists: Job {project}:{self.location}.{job_id}"
-            )
+            raise QueryError(409, "duplicate", f"Already Exists: Job {project}:{self.location}.{job_id}")
         reference.update(projectId=project, jobId=job_id, location=self.location)
         now = str(int(time.time() * 1000))
         resource: dict[str, Any] = {
@@ -602,8 +576,7 @@ class BigQueryServer:
                 "totalBytesProcessed": str(processed),
                 "statementType": "SELECT",
                 "referencedTables": [
-                    {"projectId": project, "datasetId": t.dataset, "tableId": t.name}
-                    for t in analysis.scanned.values()
+                    {"projectId": project, "datasetId": t.dataset, "tableId": t.name} for t in analysis.scanned.values()
                 ],
             }
             if dry_run:
@@ -634,9 +607,7 @@ class BigQueryServer:
             "billingTier": 1,
             "cacheHit": False,
             "schema": {"fields": [bigquery_field(f) for f in table.schema]},
-            "totalPartitionsProcessed": str(
-                sum(len(t.days or ()) for t in analysis.scanned.values())
-            ),
+            "totalPartitionsProcessed": str(sum(len(t.days or ()) for t in analysis.scanned.values())),
         }
         resource["statistics"] |= {
             "endTime": str(int(time.time() * 1000)),
@@ -682,9 +653,7 @@ class BigQueryServer:
             raise QueryError(404, "notFound", f"Not found: Job {project}:{self.location}.{job_id}")
         return job.resource
 
-    def query_results(
-        self, project: str, job_id: str, query: dict[str, list[str]]
-    ) -> dict[str, Any]:
+    def query_results(self, project: str, job_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
         resource = self.get_job(project, job_id)
         job = self.jobs[job_id]
         if "errorResult" in resource["status"]:
@@ -711,12 +680,8 @@ class BigQueryServer:
             "cacheHit": False,
         }
         if rows_wanted > 0 and page.num_rows:
-            columns = [
-                _cells(page.column(i), fields[i]["type"], int64) for i in range(page.num_columns)
-            ]
-            body["rows"] = [
-                {"f": [{"v": column[r]} for column in columns]} for r in range(page.num_rows)
-            ]
+            columns = [_cells(page.column(i), fields[i]["type"], int64) for i in range(page.num_columns)]
+            body["rows"] = [{"f": [{"v": column[r]} for column in columns]} for r in range(page.num_rows)]
             if start + page.num_rows < table.num_rows:
                 body["pageToken"] = str(start + page.num_rows)
         return body
@@ -770,9 +735,7 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
                 self._send(error.code, error.body())
             except Exception as exc:  # a bug here must reach the client as an error, not a hang
                 log.exception("bigquery server error")
-                self._send(
-                    500, QueryError(500, "internalError", f"{type(exc).__name__}: {exc}").body()
-                )
+                self._send(500, QueryError(500, "internalError", f"{type(exc).__name__}: {exc}").body())
 
         def _send(self, code: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
@@ -786,12 +749,8 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="A local BigQuery REST endpoint over a DuckDB warehouse."
-    )
-    parser.add_argument(
-        "--warehouse", default="data/warehouse.duckdb", help="DuckDB file or Parquet folder"
-    )
+    parser = argparse.ArgumentParser(description="A local BigQuery REST endpoint over a DuckDB warehouse.")
+    parser.add_argument("--warehouse", default="data/warehouse.duckdb", help="DuckDB file or Parquet folder")
     parser.add_argument("--project", default="bqx-local")
     parser.add_argument("--location", default="US")
     parser.add_argument("--host", default="127.0.0.1")
@@ -799,9 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     server = BigQueryServer(args.warehouse, args.project, args.location, args.host, args.port)
-    print(
-        f"BigQuery endpoint {server.url} (project {args.project}) over {args.warehouse}", flush=True
-    )
+    print(f"BigQuery endpoint {server.url} (project {args.project}) over {args.warehouse}", flush=True)
     print(
         f"  BQX_SOURCE=bigquery BQX_BIGQUERY_PROJECT={args.project} BQX_BIGQUERY_API_ENDPOINT={server.url}",
         flush=True,

@@ -59,9 +59,7 @@ def feature_tables(bars: pd.DataFrame, noise_seed: int) -> dict[str, pd.DataFram
     log_close = np.log(close)
     one = log_close.diff()
     mom = {f"ret_{w}": log_close - log_close.shift(w) for w in RETURN_WINDOWS}
-    reg = {
-        f"zscore_{w}": (close - close.rolling(w).mean()) / close.rolling(w).std() for w in SCALE_WINDOWS
-    }
+    reg = {f"zscore_{w}": (close - close.rolling(w).mean()) / close.rolling(w).std() for w in SCALE_WINDOWS}
     vol = {f"vol_{w}": one.rolling(w).std() for w in SCALE_WINDOWS}
     vol |= {f"range_{w}": (high.rolling(w).max() - low.rolling(w).min()) / close for w in RANGE_WINDOWS}
     vol["bar_range"] = (high - low) / close

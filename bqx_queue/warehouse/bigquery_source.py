@@ -45,9 +45,7 @@ class BigQuerySource:
 
     def __init__(self, settings: Settings, client: Any = None) -> None:
         if not settings.bigquery_project:
-            raise ConfigError(
-                "source=bigquery needs a project: set bigquery_project (BQX_BIGQUERY_PROJECT)"
-            )
+            raise ConfigError("source=bigquery needs a project: set bigquery_project (BQX_BIGQUERY_PROJECT)")
         self.settings = settings
         self.project = settings.bigquery_project
         self.location = settings.bigquery_location
@@ -55,9 +53,7 @@ class BigQuerySource:
         self._pid = os.getpid() if client is not None else None
         self._catalog: Catalog | None = None
         self._partitions: dict[str, dict[str, dict[date, int]]] = {}
-        self.last_job: dict[str, Any] | None = (
-            None  # id, bytes processed and billed of the last fetch
-        )
+        self.last_job: dict[str, Any] | None = None  # id, bytes processed and billed of the last fetch
 
     @property
     def path(self) -> str:
@@ -65,11 +61,7 @@ class BigQuerySource:
         return f"bigquery://{self.project}"
 
     def describe(self) -> str:
-        endpoint = (
-            f" via {self.settings.bigquery_api_endpoint}"
-            if self.settings.bigquery_api_endpoint
-            else ""
-        )
+        endpoint = f" via {self.settings.bigquery_api_endpoint}" if self.settings.bigquery_api_endpoint else ""
         return f"bigquery://{self.project}{endpoint}"
 
     # --- client -------------------------------------------------------------------------
@@ -92,9 +84,7 @@ class BigQuerySource:
 
             # a local endpoint (tests, the bundled server): no Google credentials involved
             options["credentials"] = AnonymousCredentials()
-            options["client_options"] = ClientOptions(
-                api_endpoint=self.settings.bigquery_api_endpoint
-            )
+            options["client_options"] = ClientOptions(api_endpoint=self.settings.bigquery_api_endpoint)
         try:
             return bigquery.Client(**options)
         except DefaultCredentialsError:
@@ -130,9 +120,7 @@ class BigQuerySource:
         except api_exceptions.GoogleAPICallError as exc:
             raise query_error(exc, what, config.get("maximum_bytes_billed")) from None
         except (OSError, api_exceptions.RetryError) as exc:
-            raise WarehouseError(
-                f"{what}: cannot reach BigQuery ({self.describe()}): {exc}"
-            ) from None
+            raise WarehouseError(f"{what}: cannot reach BigQuery ({self.describe()}): {exc}") from None
 
     # --- the interface ------------------------------------------------------------------
 
@@ -140,9 +128,7 @@ class BigQuerySource:
         """Return tables and columns of the features and analytics datasets (one query each)."""
         if self._catalog is None:
             tables: dict[str, dict[str, Table]] = {}
-            for dataset in dict.fromkeys(
-                [self.settings.features_dataset, self.settings.analytics_dataset]
-            ):
+            for dataset in dict.fromkeys([self.settings.features_dataset, self.settings.analytics_dataset]):
                 check_identifier(dataset)
                 job = self._run(
                     "SELECT table_name, column_name, data_type "
@@ -157,9 +143,7 @@ class BigQuerySource:
                     )
                 if not columns:
                     raise WarehouseError(f"dataset {self.project}.{dataset} has no tables")
-                tables[dataset] = {
-                    name: Table(dataset, name, tuple(cols)) for name, cols in columns.items()
-                }
+                tables[dataset] = {name: Table(dataset, name, tuple(cols)) for name, cols in columns.items()}
             self._catalog = Catalog(tables)
         return self._catalog
 
@@ -298,9 +282,7 @@ def query_error(exc: Any, what: str, cap: int | None = None) -> WarehouseError |
     errors = getattr(exc, "errors", None) or [{}]
     first = errors[0] if isinstance(errors[0], dict) else {}
     reason = first.get("reason", "")
-    message = (
-        (first.get("message") or getattr(exc, "message", "") or str(exc)).split("\n")[0].strip()
-    )
+    message = (first.get("message") or getattr(exc, "message", "") or str(exc)).split("\n")[0].strip()
     if reason == "bytesBilledLimitExceeded":
         return BudgetError(
             f"{what}: BigQuery refused the query (bytesBilledLimitExceeded): it would bill more than "
@@ -313,9 +295,7 @@ def query_error(exc: Any, what: str, cap: int | None = None) -> WarehouseError |
     if reason == "accessDenied":
         return WarehouseError(f"{what}: permission denied: {message}")
     if reason in ("quotaExceeded", "rateLimitExceeded"):
-        return WarehouseError(
-            f"{what}: BigQuery {reason} (retries with backoff gave up): {message}"
-        )
+        return WarehouseError(f"{what}: BigQuery {reason} (retries with backoff gave up): {message}")
     if reason == "invalidQuery":
         return WarehouseError(f"{what}: invalid query: {message}")
     return WarehouseError(f"{what}: BigQuery error {reason or getattr(exc, 'code', '')}: {message}")

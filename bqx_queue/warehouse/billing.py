@@ -86,9 +86,7 @@ def type_width(bq_type: str, string_length: int = DEFAULT_STRING_LENGTH) -> int:
     return column_bytes(bq_type, 1)
 
 
-def metadata_bytes(
-    column_types: Iterable[str], rows: int, string_length: int = DEFAULT_STRING_LENGTH
-) -> int:
+def metadata_bytes(column_types: Iterable[str], rows: int, string_length: int = DEFAULT_STRING_LENGTH) -> int:
     """Return the bytes a scan of these columns over `rows` rows processes, from types alone.
 
     An upper bound for fixed-width columns (a NULL costs 0, metadata counts every row as filled);
@@ -162,11 +160,7 @@ def metadata_estimate(
     for qualified, columns in plan_columns(plan).items():
         dataset, name = qualified.split(".")
         types = {c.name: c.type for c in catalog.table(dataset, name).columns}
-        per_table.append(
-            metadata_bytes(
-                [types[c] for c in columns], rows_per_table.get(qualified, 0), string_length
-            )
-        )
+        per_table.append(metadata_bytes([types[c] for c in columns], rows_per_table.get(qualified, 0), string_length))
     billed = bytes_billed(per_table)
     return CostEstimate(
         pair=plan.pair,

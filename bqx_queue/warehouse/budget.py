@@ -59,9 +59,7 @@ class LedgerState:
 class RunLedger:
     """Billed bytes of one run, kept in a Redis hash bqx:ledger:<run>."""
 
-    def __init__(
-        self, client: redis.Redis, run_id: str, budget_bytes: int, ttl_s: int = 7 * 24 * 3600
-    ) -> None:
+    def __init__(self, client: redis.Redis, run_id: str, budget_bytes: int, ttl_s: int = 7 * 24 * 3600) -> None:
         self.client = client
         self.run_id = run_id
         self.key = f"bqx:ledger:{run_id}"
@@ -73,24 +71,16 @@ class RunLedger:
     @classmethod
     def for_run(cls, settings: Settings, run_id: str) -> RunLedger:
         """Return the ledger of a run on the broker's Redis, with the run's budget."""
-        client = redis.Redis.from_url(
-            settings.broker_url, socket_connect_timeout=5, socket_timeout=10
-        )
+        client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=10)
         budget = billing.usd_to_bytes(settings.budget_usd, settings.price_per_tib_usd)
         return cls(client, run_id, budget, ttl_s=settings.result_expires_s)
 
     def reserve(self, byte_count: int, what: str) -> int:
         """Reserve bytes against the budget; raise BudgetError if they do not fit."""
         try:
-            total = int(
-                self._reserve(
-                    keys=[self.key], args=[int(byte_count), self.budget_bytes, self.ttl_s]
-                )
-            )
+            total = int(self._reserve(keys=[self.key], args=[int(byte_count), self.budget_bytes, self.ttl_s]))
         except redis.RedisError as exc:
-            raise BrokerError(
-                f"run {self.run_id}: cannot update the cost ledger in Redis: {exc}"
-            ) from None
+            raise BrokerError(f"run {self.run_id}: cannot update the cost ledger in Redis: {exc}") from None
         if total < 0:
             used = -total - 1
             raise BudgetError(
@@ -136,9 +126,7 @@ class RunLedger:
         )
 
 
-def guarded_fetch(
-    source: Any, plan: QueryPlan, days: list[date], settings: Settings
-) -> tuple[Any, dict[str, int]]:
+def guarded_fetch(source: Any, plan: QueryPlan, days: list[date], settings: Settings) -> tuple[Any, dict[str, int]]:
     """Return (record batches, bytes) of a plan run on a billable source, never over budget.
 
     The plan is dry-run first; its cap (estimate + 11 MiB per table) is sent as

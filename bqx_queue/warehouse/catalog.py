@@ -112,9 +112,7 @@ def pair_feature_tables(catalog: Catalog, pair: str, settings: Settings) -> tupl
         elif token in table.name:
             own.append(table)
     if not own:
-        raise WarehouseError(
-            f"pair {pair}: no tables in {settings.features_dataset} match {token!r}"
-        )
+        raise WarehouseError(f"pair {pair}: no tables in {settings.features_dataset} match {token!r}")
     for table in own + shared:
         table.key_type()
     return own, shared

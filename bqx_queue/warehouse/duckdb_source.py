@@ -66,15 +66,11 @@ class DuckDBSource:
         self.path = Path(path)
         self.threads = threads
         if not self.path.exists():
-            raise WarehouseError(
-                f"warehouse {self.path} does not exist (build one with `bqx warehouse build`)"
-            )
+            raise WarehouseError(f"warehouse {self.path} does not exist (build one with `bqx warehouse build`)")
         if self.path.is_dir():
             self.kind = "parquet"
             if not any(self.path.glob("*/*.parquet")):
-                raise WarehouseError(
-                    f"warehouse folder {self.path} holds no <dataset>/<table>.parquet files"
-                )
+                raise WarehouseError(f"warehouse folder {self.path} holds no <dataset>/<table>.parquet files")
         else:
             with self.path.open("rb") as handle:
                 header = handle.read(12)
@@ -136,7 +132,10 @@ class DuckDBSource:
             for dataset, table, column, dtype in rows:
                 grouped.setdefault(dataset, {}).setdefault(table, []).append(Column(column, bigquery_type(dtype)))
             self._catalog = Catalog(
-                {ds: {name: Table(ds, name, tuple(cols)) for name, cols in tables.items()} for ds, tables in grouped.items()}
+                {
+                    ds: {name: Table(ds, name, tuple(cols)) for name, cols in tables.items()}
+                    for ds, tables in grouped.items()
+                }
             )
         return self._catalog
 
@@ -171,7 +170,9 @@ class DuckDBSource:
         except duckdb.Error as exc:
             raise WarehouseError(f"pair {plan.pair}: query failed: {exc}") from None
 
-    def fetch_plan(self, pair: str, plan: PairPlan, settings: Settings, days: list[date]) -> list[Iterator[pa.RecordBatch]]:
+    def fetch_plan(
+        self, pair: str, plan: PairPlan, settings: Settings, days: list[date]
+    ) -> list[Iterator[pa.RecordBatch]]:
         """Run the pair's one statement as statements of the same shape over groups of its
         tables (targets joined to at most PART_COLUMNS feature columns each), in order.
 

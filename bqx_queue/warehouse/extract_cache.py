@@ -129,9 +129,7 @@ class ExtractCache:
         if not self.refresh:
             marker = self._find(folder, targets)
             if marker is not None:
-                use = ExtractUse(
-                    plan.pair, True, marker["bytes_billed"], marker["cost_usd"], marker["fetch_s"]
-                )
+                use = ExtractUse(plan.pair, True, marker["bytes_billed"], marker["cost_usd"], marker["fetch_s"])
                 log.info("extract cache hit", extra={"query": plan.pair, "key": folder.name})
                 return self._read(folder, marker, targets, use), {"bytes_processed": 0, "bytes_billed": 0}, use
         use = ExtractUse(plan.pair, False)
@@ -149,9 +147,7 @@ class ExtractCache:
                 continue
             if set(targets) != set(marker["targets"]) and not marker["targets_repeat_free"]:
                 continue
-            if all(
-                part["file"] is None or _size(folder / part["file"]) == part["bytes"] for part in marker["parts"]
-            ):
+            if all(part["file"] is None or _size(folder / part["file"]) == part["bytes"] for part in marker["parts"]):
                 return marker
         return None
 
@@ -237,7 +233,9 @@ class ExtractCache:
                     remove(path)
                 raise
             written[number] = {
-                "file": path.name if writer else None, "rows": rows, "bytes": _size(path) if writer else 0
+                "file": path.name if writer else None,
+                "rows": rows,
+                "bytes": _size(path) if writer else 0,
             }
             if all(w is not None for w in written):
                 publish()

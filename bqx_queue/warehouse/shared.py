@@ -158,9 +158,7 @@ def attach_shared(
     for part in index["parts"]:
         features = [FeatureColumn(*feature) for feature in part["features"]]
         excluded = [(alias, reason) for alias, reason in part["excluded"]]
-        parts.append(
-            (_read_parquet(index_path.parent / part["file"]), features, excluded, part["tables"])
-        )
+        parts.append((_read_parquet(index_path.parent / part["file"]), features, excluded, part["tables"]))
     return join_parts(reader, plan, parts)
 
 
@@ -171,24 +169,16 @@ def join_parts(
 ) -> tuple[pa.RecordBatchReader, PairPlan]:
     """Return the plan's rows with the columns of other queries' results joined on interval_time
     (left join: the pair's minutes, NULL where a part lacks one), and the plan covering all."""
-    own = (
-        reader.read_all()
-        if isinstance(reader, pa.RecordBatchReader)
-        else pa.Table.from_batches(list(reader))
-    )
+    own = reader.read_all() if isinstance(reader, pa.RecordBatchReader) else pa.Table.from_batches(list(reader))
     times = own.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
     columns = {name: own.column(name) for name in own.column_names}
     features = list(plan.features)
     excluded = list(plan.excluded)
     tables = list(plan.tables)
     for table, part_features, part_excluded, part_tables in parts:
-        part_times = (
-            table.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-        )
+        part_times = table.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
         if len(np.unique(part_times)) != len(part_times):
-            raise DataError(
-                f"pair {plan.pair}: tables {', '.join(part_tables)} repeat interval_time values"
-            )
+            raise DataError(f"pair {plan.pair}: tables {', '.join(part_tables)} repeat interval_time values")
         position = np.minimum(np.searchsorted(part_times, times), max(len(part_times) - 1, 0))
         found = (part_times[position] == times) if len(part_times) else np.zeros(len(times), bool)
         take = pa.array(position, mask=~found, type=pa.int64())
@@ -201,9 +191,7 @@ def join_parts(
         excluded += part_excluded
         tables += part_tables
     joined = pa.table(columns)
-    combined = PairPlan(
-        plan.pair, plan.sql, tuple(tables), tuple(features), plan.targets, tuple(excluded)
-    )
+    combined = PairPlan(plan.pair, plan.sql, tuple(tables), tuple(features), plan.targets, tuple(excluded))
     return pa.RecordBatchReader.from_batches(joined.schema, joined.to_batches(BATCH_ROWS)), combined
 
 

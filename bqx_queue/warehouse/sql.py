@@ -115,7 +115,9 @@ class Dialect:
         return "`" + ".".join(parts) + "`"
 
 
-BIGQUERY = Dialect("bigquery", "`", f"DATE({KEY_COLUMN}) IN UNNEST(@days)", f"TIMESTAMP({KEY_COLUMN})", f"t.{KEY_COLUMN}")
+BIGQUERY = Dialect(
+    "bigquery", "`", f"DATE({KEY_COLUMN}) IN UNNEST(@days)", f"TIMESTAMP({KEY_COLUMN})", f"t.{KEY_COLUMN}"
+)
 # what sqlglot gives for the same pieces (the days list is never empty and holds no NULL)
 DUCKDB = Dialect(
     "duckdb", '"', f"ARRAY_CONTAINS($days, CAST({KEY_COLUMN} AS DATE))", f"CAST({KEY_COLUMN} AS TIMESTAMPTZ)",
@@ -308,7 +310,9 @@ def plan_table_groups(tables: list[Table], prefix: str, project: str | None, max
     plans = []
     for number, group in enumerate(g for g in groups if g):
         features = tuple(
-            FeatureColumn(f"{t.name}{FEATURE_SEPARATOR}{c.name}", t.qualified, c.name, c.type) for t, cs in group for c in cs
+            FeatureColumn(f"{t.name}{FEATURE_SEPARATOR}{c.name}", t.qualified, c.name, c.type)
+            for t, cs in group
+            for c in cs
         )
         excluded = tuple(
             (f"{t.name}{FEATURE_SEPARATOR}{c.name}", reason)
@@ -318,7 +322,11 @@ def plan_table_groups(tables: list[Table], prefix: str, project: str | None, max
         )
         plans.append(
             TablesPlan(
-                f"{prefix}-{number:03d}", _tables_sql(group, project), tuple(t.qualified for t, _ in group), features, excluded
+                f"{prefix}-{number:03d}",
+                _tables_sql(group, project),
+                tuple(t.qualified for t, _ in group),
+                features,
+                excluded,
             )
         )
     return plans

@@ -190,7 +190,9 @@ def _targets(close: np.ndarray) -> dict[str, np.ndarray]:
 class _Writer:
     def __init__(self, con: duckdb.DuckDBPyConnection, times: pd.DatetimeIndex) -> None:
         self.con = con
-        self.key = pa.array(times.tz_convert(None).to_numpy().astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC"))
+        self.key = pa.array(
+            times.tz_convert(None).to_numpy().astype("datetime64[us]"), type=pa.timestamp("us", tz="UTC")
+        )
 
     def write(self, dataset: str, table: str, columns: dict[str, Any]) -> None:
         data = pa.table({KEY_COLUMN: self.key, **columns})
@@ -212,7 +214,9 @@ def _decoys(sim: _Simulation, rng: np.random.Generator, count: int) -> np.ndarra
 
 def _column_names(families: dict[str, tuple[str, ...]], family: str, count: int) -> list[str]:
     stats = families[family]
-    names = [f"{family}_{stats[i % len(stats)]}_{BQX_WINDOWS[(i // len(stats)) % len(BQX_WINDOWS)]}" for i in range(count)]
+    names = [
+        f"{family}_{stats[i % len(stats)]}_{BQX_WINDOWS[(i // len(stats)) % len(BQX_WINDOWS)]}" for i in range(count)
+    ]
     # beyond stats x windows, number the repeats so names stay unique within the table
     seen: dict[str, int] = {}
     unique = []
@@ -321,7 +325,11 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
     sim = _simulate(spec)
     fd, ad = spec.features_dataset, spec.analytics_dataset
     correlations = expected_correlations(spec, sim.coefficients, sim.pair_noise_var)
-    manifest: dict[str, Any] = {"spec": asdict(spec) | {"start": spec.start.isoformat()}, "rows": len(sim.times), "pairs": {}}
+    manifest: dict[str, Any] = {
+        "spec": asdict(spec) | {"start": spec.start.isoformat()},
+        "rows": len(sim.times),
+        "pairs": {},
+    }
     con = duckdb.connect(str(partial))
     try:
         con.execute("SET TimeZone='UTC'")
@@ -336,7 +344,10 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
             for t in range(tables):
                 count = math.ceil(per_family / tables)
                 values = _decoys(sim, shared_rng, count)
-                columns = {n: _with_nulls(values[:, j], spec.null_fraction, shared_rng) for j, n in enumerate(_column_names(SHARED_FAMILIES, family, count))}
+                columns = {
+                    n: _with_nulls(values[:, j], spec.null_fraction, shared_rng)
+                    for j, n in enumerate(_column_names(SHARED_FAMILIES, family, count))
+                }
                 writer.write(fd, f"{family}_g{t:03d}", columns)
         cov_rng = np.random.default_rng([spec.seed, 1001])
         sharing = pairs_sharing_families(spec)
@@ -348,22 +359,36 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
             partners = [spec.pairs[(i + j) % len(spec.pairs)] for j in range(1, count + 1)]
             for partner in partners:
                 values = _decoys(sim, cov_rng, 3)
-                writer.write(fd, f"cov_{pair}_{partner}", {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))})
+                writer.write(
+                    fd,
+                    f"cov_{pair}_{partner}",
+                    {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))},
+                )
             own, planted = _own_tables(spec, pair, sim, partners, shared_columns if pair in sharing else None)
             for table, columns in own.items():
                 writer.write(fd, table, columns)
             targets = _targets(sim.closes[pair])
             regime_rng = np.random.default_rng([spec.seed, 2000 + i])
-            state = np.where(sim.factors[:, 0] > 0.5, "trend_up", np.where(sim.factors[:, 0] < -0.5, "trend_down", "range"))
-            writer.write(fd, f"regime_{pair}", {"regime_state": pa.array(state), "regime_prob": regime_rng.random(len(state))})
+            state = np.where(
+                sim.factors[:, 0] > 0.5, "trend_up", np.where(sim.factors[:, 0] < -0.5, "trend_down", "range")
+            )
+            writer.write(
+                fd, f"regime_{pair}", {"regime_state": pa.array(state), "regime_prob": regime_rng.random(len(state))}
+            )
             leaky = {target_column(h): targets[target_column(h)] for h in HORIZONS[:2]}
             writer.write(fd, f"base_{pair}", {"pair": pa.array([pair] * len(state)), **leaky})
             writer.write(ad, f"targets_{pair}", targets)
             horizons = {}
             for hi, h in enumerate(HORIZONS):
                 horizons[str(h)] = {
-                    "informative": [a for k, a in enumerate(planted) if correlations[k, hi] >= spec.min_signal_corr and spec.with_signal],
-                    "expected_corr": {a: round(float(correlations[k, hi]), 4) for k, a in enumerate(planted)} if spec.with_signal else {},
+                    "informative": [
+                        a
+                        for k, a in enumerate(planted)
+                        if correlations[k, hi] >= spec.min_signal_corr and spec.with_signal
+                    ],
+                    "expected_corr": {a: round(float(correlations[k, hi]), 4) for k, a in enumerate(planted)}
+                    if spec.with_signal
+                    else {},
                 }
             manifest["pairs"][pair] = {
                 "planted": planted if spec.with_signal else [],
