@@ -11,8 +11,10 @@ import re
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from bqx_queue.errors import BqxError
+from bqx_queue.models import PairSummary, Report, RunManifest
 from bqx_queue.storage import ArtifactPath, artifact_root, children, modified_at, write_whole
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
@@ -66,20 +68,36 @@ class RunStore:
     def modified_at(self, path: ArtifactPath) -> float:
         return modified_at(path)
 
-    def manifest(self) -> dict[str, Any]:
+    def manifest(self) -> RunManifest:
         if not self.manifest_path.exists():
             raise BqxError(f"run {self.run_id} has no manifest at {self.manifest_path}")
-        return self.read_json(self.manifest_path)
+        return RunManifest.model_validate(self.read_json(self.manifest_path))
 
-    def pair_summaries(self) -> dict[str, dict[str, Any]]:
-        return {p.stem: self.read_json(p) for p in children(self.root / "pairs", "*.json")}
+    def write_manifest(self, manifest: RunManifest) -> None:
+        self.write_json(self.manifest_path, manifest.model_dump(mode="json"))
 
-    def pair_summary(self, pair: str) -> dict[str, Any] | None:
+    def pair_summaries(self) -> dict[str, PairSummary]:
+        return {p.stem: PairSummary.model_validate(self.read_json(p)) for p in children(self.root / "pairs", "*.json")}
+
+    def pair_summary(self, pair: str) -> PairSummary | None:
         path = self.pair_path(pair)
-        return self.read_json(path) if path.exists() else None
+        return PairSummary.model_validate(self.read_json(path)) if path.exists() else None
+
+    def write_pair_summary(self, summary: PairSummary) -> None:
+        """Write a pair's summary: the artifact that marks the pair done (ok or failed)."""
+        self.write_json(self.pair_path(summary.pair), summary.model_dump(mode="json"))
+
+    def report(self) -> Report:
+        return Report.model_validate(self.read_json(self.report_path))
+
+    def write_report(self, report: Report) -> None:
+        self.write_json(self.report_path, report.model_dump(mode="json"))
 
 
 def write_json_atomic(path: ArtifactPath, data: Any) -> None:
-    """Write JSON so a concurrent reader sees the old file or the whole new one."""
+    """Write JSON (a pydantic model is dumped first) so a concurrent reader sees the old file or
+    the whole new one."""
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     text = json.dumps(data, indent=2, default=str)
     write_whole(path, lambda handle: handle.write(text.encode()))

@@ -8,8 +8,9 @@ Bytes billed: at least 10 MiB per referenced table, the total rounded up to the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bqx_queue.models import CAP_MARGIN_PER_TABLE, CostEstimate
 
 if TYPE_CHECKING:
     from bqx_queue.warehouse.catalog import Catalog
@@ -57,9 +58,8 @@ def cost_usd(billed: int, price_per_tib_usd: float) -> float:
 
 # --- estimates from metadata, caps and prices ------------------------------------------------
 
-# BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
-# referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
-CAP_MARGIN_PER_TABLE = 11 * MIB
+# CostEstimate and CAP_MARGIN_PER_TABLE (its cap's margin per table) live in bqx_queue.models:
+# the manifest and the report carry estimates without importing the warehouse.
 # Average UTF-8 length assumed for a STRING value when only metadata is known.
 DEFAULT_STRING_LENGTH = 16
 
@@ -114,28 +114,6 @@ def maximum_bytes_billed(estimated_bytes: int, tables: int) -> int:
 def usd_to_bytes(budget_usd: float, price_per_tib_usd: float) -> int:
     """Return how many billed bytes a budget buys at the on-demand price."""
     return int(budget_usd / price_per_tib_usd * TIB)
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What one pair's queries are expected to process and be billed, and how we know."""
-
-    pair: str
-    queries: int
-    tables: int
-    columns: int
-    bytes_processed: int
-    bytes_billed: int
-    cost_usd: float
-    method: str  # "metadata" (types x rows per partition) or "dry-run" (BigQuery's own figure)
-
-    @property
-    def cap(self) -> int:
-        """Return maximum_bytes_billed for the pair's query."""
-        return maximum_bytes_billed(self.bytes_processed, self.tables)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def plan_columns(plan: QueryPlan) -> dict[str, list[str]]:
