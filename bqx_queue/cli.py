@@ -351,10 +351,11 @@ def _report(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
-    from bqx_queue.embedded_redis import EmbeddedRedis
+    from bqx_queue.embedded_redis import EmbeddedRedis, redis_server_binary
     from bqx_queue.processes import stop_process
     from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+    redis_server_binary()  # no Redis to start: say so before building anything
     settings = _settings(args)
     warehouse = Path(settings.warehouse)
     if not warehouse.exists():

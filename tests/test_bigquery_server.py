@@ -16,8 +16,8 @@ from google.api_core import exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
+from support.bigquery_server import BigQueryServer
 
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.warehouse.billing import MIB
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.bigquery_server import BigQueryServer
 
 from bqx_queue.analysis.pair import fetch_pair
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource

@@ -19,10 +19,10 @@ from typing import Any
 import psutil
 import pytest
 import redis
+from support.bigquery_server import BigQueryServer
 
 from bqx_queue.embedded_redis import free_port
 from bqx_queue.processes import stop_process
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 gcsfs_core = pytest.importorskip("gcsfs.core")

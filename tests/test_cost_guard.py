@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.bigquery_server import BigQueryServer
 
 from bqx_queue.analysis.pair import fetch_pair
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
 from bqx_queue.errors import BudgetError
 from bqx_queue.run import plan_run
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.budget import RunLedger

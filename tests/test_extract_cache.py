@@ -12,10 +12,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from support.bigquery_server import BigQueryServer
 
 from bqx_queue.analysis.pair import fetch_pair, pair_days
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.warehouse.extract_cache import CACHE_DIR
 from bqx_queue.warehouse.frame import PairFrame
 from bqx_queue.warehouse.source import open_source

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from hazard_export import PAIRS, ROWS_PER_DAY, Export, build_export, minutes, weekdays
+from support.bigquery_server import BigQueryServer
 from test_report_html import _distinct_colours, _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
 from bqx_queue.analysis.pair import fetch_pair, pair_days, process_pair_all_horizons, query_pair_all_horizons
@@ -22,7 +23,6 @@ from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError, WarehouseError
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.run import execute_pair, plan_run, write_manifest
-from bqx_queue.testing.bigquery_server import BigQueryServer
 from bqx_queue.universe import HORIZONS
 from bqx_queue.warehouse import duckdb_source
 from bqx_queue.warehouse.bigquery_source import BigQuerySource

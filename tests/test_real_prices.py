@@ -12,12 +12,12 @@ import json
 
 import jsonschema
 import pytest
+from support.real_prices import build_real_price_export, momentum_feature, noise_features
 
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.run import execute_pair, plan_run, write_manifest
-from bqx_queue.testing.real_prices import build_real_price_export, momentum_feature, noise_features
 from bqx_queue.universe import HORIZONS, TARGET_WINDOW
 
 # A short hourly history: read all of it (max_rows above its ~4,900 rows); the defaults fit the

@@ -14,7 +14,7 @@ enforced (reason `bytesBilledLimitExceeded`), and errors come back in BigQuery's
 (notFound, invalidQuery, accessDenied, duplicate, or any injected error such as
 rateLimitExceeded). Every table with an `interval_time` column is partitioned by its day.
 
-Run one by hand:  python -m bqx_queue.testing.bigquery_server --warehouse data/warehouse.duckdb
+Run one by hand:  python -m tests.support.bigquery_server --warehouse data/warehouse.duckdb
 then point bqx at it:  BQX_SOURCE=bigquery BQX_BIGQUERY_PROJECT=bqx-local
 BQX_BIGQUERY_API_ENDPOINT=http://127.0.0.1:PORT
 """
