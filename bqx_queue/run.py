@@ -12,15 +12,23 @@ import secrets
 import socket
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
 from bqx_queue.memory import GIB
+from bqx_queue.models import (
+    PairMessage,
+    PairPlanSummary,
+    PairStatus,
+    PairSummary,
+    RunEstimate,
+    RunManifest,
+    SharedTablesPlan,
+)
 from bqx_queue.store import RunStore
 from bqx_queue.universe import resolve_pairs
 from bqx_queue.warehouse import billing
@@ -32,26 +40,23 @@ from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_s
 
 log = logging.getLogger(__name__)
 
-# A failed pair's error in its task result (Redis); the artifact keeps the whole message.
-SMALL_ERROR_CHARS = 500
 # Settings that belong to a host (where its broker and files are), not to a run.
 HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir"}
 
 
-def failed_summary(pair: str, error: BaseException | str, **extra: Any) -> dict[str, Any]:
+def failed_summary(
+    pair: str, error: BaseException | str, wall_s: float | None = None, finished_at: float | None = None
+) -> PairSummary:
     """Return the summary of a pair that could not be analysed; the run goes on without it."""
-    return {
-        "pair": pair,
-        "status": "failed",
-        "error": str(error),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "queries": 0,
-        "bytes_billed": 0,
-        "cost_usd": 0.0,
-        "horizons": {},
-        **extra,
-    }
+    return PairSummary(
+        pair=pair,
+        status=PairStatus.FAILED,
+        error=str(error),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        wall_s=wall_s,
+        finished_at=finished_at,
+    )
 
 
 def new_run_id() -> str:
@@ -59,8 +64,12 @@ def new_run_id() -> str:
 
 
 def plan_run(
-    settings: Settings, pairs: list[str], run_id: str | None = None, enforce_budget: bool = True, **extra: Any
-) -> dict[str, Any]:
+    settings: Settings,
+    pairs: list[str],
+    run_id: str | None = None,
+    enforce_budget: bool = True,
+    workers: dict[str, int] | None = None,
+) -> RunManifest:
     """Return the manifest of a new run (not yet written): pairs, sampled days, settings, and
     the cost estimate of every pair's plan (a BigQuery dry run, or metadata for DuckDB).
 
@@ -103,49 +112,48 @@ def plan_run(
     }
     shared = [estimate_plan(source, p, days, settings) for p in plan_shared_tables(catalog, settings)] if once else []
     everything = list(estimates.values()) + shared
-    estimate: dict[str, Any] = {
-        "method": everything[0].method if everything else "metadata",
-        "pairs": {pair: e.to_dict() for pair, e in estimates.items()},
-        "shared": [e.to_dict() for e in shared],  # shared tables, once per run
-        "queries": sum(e.queries for e in everything),
-        "bytes_processed": sum(e.bytes_processed for e in everything),
-        "bytes_billed": sum(e.bytes_billed for e in everything),
-        "cost_usd": sum(e.cost_usd for e in everything),
-        "budget_usd": settings.budget_usd,
-    }
-    if enforce_budget and estimate["cost_usd"] > settings.budget_usd:
+    estimate = RunEstimate(
+        method=everything[0].method if everything else "metadata",
+        pairs=estimates,
+        shared=shared,
+        queries=sum(e.queries for e in everything),
+        bytes_processed=sum(e.bytes_processed for e in everything),
+        bytes_billed=sum(e.bytes_billed for e in everything),
+        cost_usd=sum(e.cost_usd for e in everything),
+        budget_usd=settings.budget_usd,
+    )
+    if enforce_budget and estimate.over_budget:
         raise BudgetError(
-            f"estimated cost ${estimate['cost_usd']:.4f} for {len(pairs)} pairs "
-            f"({estimate['bytes_billed']:,} bytes billed) is above the budget ${settings.budget_usd:.4f}: "
+            f"estimated cost ${estimate.cost_usd:.4f} for {len(pairs)} pairs "
+            f"({estimate.bytes_billed:,} bytes billed) is above the budget ${settings.budget_usd:.4f}: "
             "nothing was enqueued (raise --max-cost or budget_usd; `bqx-enqueue --dry-run` shows each pair)"
         )
     location = source_location(source)
-    manifest = {
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(),
-        "pairs": pairs,
-        "horizons": list(settings.horizons),
-        "days": [d.isoformat() for d in days],
-        "warehouse": location,
-        "source": source.kind,
-        "plans": {
-            pair: {
-                "queries": estimates[pair].queries,
-                "tables": estimates[pair].tables,
-                "columns": len(p.features) + sum(len(part.features) for part in parts[pair]),
-                "predicted_peak_bytes": peaks[pair].peak_bytes,
-                "features_in_selection": peaks[pair].selection_features,
-            }
+    return RunManifest(
+        run_id=run_id,
+        created_at=datetime.now(UTC).isoformat(),
+        pairs=pairs,
+        horizons=list(settings.horizons),
+        days=days,
+        warehouse=location,
+        source=source.kind,
+        plans={
+            pair: PairPlanSummary(
+                queries=estimates[pair].queries,
+                tables=estimates[pair].tables,
+                columns=len(p.features) + sum(len(part.features) for part in parts[pair]),
+                predicted_peak_bytes=peaks[pair].peak_bytes,
+                features_in_selection=peaks[pair].selection_features,
+            )
             for pair, p in plans.items()
         },
-        "estimate": estimate,
-        "shared_tables": {"queries": len(shared), "tables": sum(e.tables for e in shared)} if shared else None,
-        "settings": settings.model_dump(mode="json", exclude=HOST_SETTINGS)
+        estimate=estimate,
+        shared_tables=SharedTablesPlan(queries=len(shared), tables=sum(e.tables for e in shared)) if shared else None,
+        settings=settings.model_dump(mode="json", exclude=HOST_SETTINGS)
         | {"run_id": run_id}
         | ({"warehouse": location} if source.kind != "bigquery" else {}),
-        **extra,
-    }
-    return manifest
+        workers=workers,
+    )
 
 
 def refuse_if_too_wide(
@@ -169,44 +177,33 @@ def refuse_if_too_wide(
     return peak
 
 
-def write_manifest(settings: Settings, manifest: dict[str, Any]) -> RunStore:
+def write_manifest(settings: Settings, manifest: RunManifest) -> RunStore:
     """Create the run folder with its manifest; refuses to reuse an existing run id."""
-    store = RunStore(settings.runs_dir, manifest["run_id"])
+    store = RunStore(settings.runs_dir, manifest.run_id)
     if store.manifest_path.exists():
         raise BqxError(f"run {store.run_id} already exists in {store.root}")
-    store.write_json(store.manifest_path, manifest)
+    store.write_manifest(manifest)
     return store
 
 
-def run_settings(manifest: dict[str, Any]) -> Settings:
+def run_settings(manifest: RunManifest) -> Settings:
     """Return the settings a worker uses for a run: the run's own, on this host's broker/files."""
-    return load_settings(**manifest["settings"])
+    return load_settings(**manifest.settings)
 
 
 def threads_per_child() -> int:
     return int(os.environ.get("BQX_THREADS_PER_CHILD") or 1)
 
 
-def small_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """Return what a task sends back through Redis: small and bounded in size (under 2 KB) whatever
-    the pair's width; the whole summary is the pair's artifact in the run folder."""
-    keys = ("pair", "status", "wall_s", "host", "pid", "cost_usd", "queries")
-    stable = {h: len(r.get("stable", [])) for h, r in summary.get("horizons", {}).items()}
-    error = summary.get("error")
-    if isinstance(error, str) and len(error) > SMALL_ERROR_CHARS:
-        error = error[: SMALL_ERROR_CHARS - 1] + "…"  # the artifact keeps the whole message
-    return {k: summary.get(k) for k in keys} | {"error": error, "stable_counts": stable}
-
-
-def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]:
-    """Analyse one pair of a run and write its artifacts; returns its small summary.
+def execute_pair(store: RunStore, pair: str, threads: int = 1) -> PairMessage:
+    """Analyse one pair of a run and write its artifacts; returns the small message for Redis.
 
     A pair whose artifacts already say it finished is not recomputed. Any failure becomes a
     failed summary, so the run still completes.
     """
     existing = store.pair_summary(pair)
-    if existing and existing.get("status") == "ok":
-        return small_summary(existing)
+    if existing and existing.ok:
+        return existing.message()
     from bqx_queue.analysis.pair import process_pair_all_horizons  # the science: only where pairs run
 
     manifest = store.manifest()
@@ -214,9 +211,8 @@ def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]
     try:
         # this store's location, not the settings default: the extract cache and shared rows live there
         settings = run_settings(manifest).model_copy(update={"runs_dir": str(store.runs_root)})
-        days = [date.fromisoformat(d) for d in manifest["days"]]
-        result = process_pair_all_horizons(pair, settings, days, threads=threads)
-        summary = result.summary
+        result = process_pair_all_horizons(pair, settings, manifest.days, threads=threads)
+        summary = PairSummary.model_validate(result.summary)
         store.write_parquet(store.ledger_path(pair), result.ledger)
     except BqxError as exc:
         log.warning("pair failed", extra={"run": store.run_id, "pair": pair, "error": str(exc)})
@@ -224,9 +220,9 @@ def execute_pair(store: RunStore, pair: str, threads: int = 1) -> dict[str, Any]
     except Exception as exc:  # an unexpected bug must not sink the other 27 pairs
         log.exception("pair crashed", extra={"run": store.run_id, "pair": pair})
         summary = failed_summary(pair, f"{type(exc).__name__}: {exc}", wall_s=round(time.time() - started, 3))
-    summary |= {"started_at": started, "finished_at": time.time()}
-    store.write_json(store.pair_path(pair), summary)
-    return small_summary(summary)
+    summary = summary.model_copy(update={"started_at": started, "finished_at": time.time()})
+    store.write_pair_summary(summary)
+    return summary.message()
 
 
 def finish_run(store: RunStore) -> Path:
@@ -236,7 +232,7 @@ def finish_run(store: RunStore) -> Path:
     return write_report(store)
 
 
-def _execute_in_child(runs_dir: str, run_id: str, pair: str, threads: int) -> dict[str, Any]:
+def _execute_in_child(runs_dir: str, run_id: str, pair: str, threads: int) -> PairMessage:
     return execute_pair(RunStore(runs_dir, run_id), pair, threads=threads)
 
 

@@ -28,7 +28,8 @@ from bqx_queue.celery import app
 from bqx_queue.celeryconfig import redis_client
 from bqx_queue.config import load_settings
 from bqx_queue.errors import BqxError
-from bqx_queue.run import execute_pair, failed_summary, finish_run, run_settings, small_summary, threads_per_child
+from bqx_queue.models import PairSummary
+from bqx_queue.run import execute_pair, failed_summary, finish_run, run_settings, threads_per_child
 from bqx_queue.storage import write_whole
 from bqx_queue.store import RunStore
 
@@ -110,13 +111,13 @@ class _KilledWhileUploading(RunStore):
         write_whole(path, half_then_die)
 
 
-def _record_failure(store: RunStore, pair: str, reason: str) -> dict[str, Any]:
+def _record_failure(store: RunStore, pair: str, reason: str) -> PairSummary:
     """Write a failed artifact for a pair unless it already finished; return its summary."""
     existing = store.pair_summary(pair)
-    if existing and existing.get("status") == "ok":
+    if existing and existing.ok:
         return existing
     summary = failed_summary(pair, reason, finished_at=time.time())
-    store.write_json(store.pair_path(pair), summary)
+    store.write_pair_summary(summary)
     return summary
 
 
@@ -146,8 +147,8 @@ def process_pair(run_id: str, pair: str) -> dict[str, Any]:
     settings = load_settings()
     store = RunStore(settings.runs_dir, run_id)
     existing = store.pair_summary(pair)
-    if existing and existing.get("status") == "ok":  # finished before its child died: not twice
-        return small_summary(existing)
+    if existing and existing.ok:  # finished before its child died: not twice
+        return existing.message().model_dump(mode="json")
     max_deliveries = run_settings(store.manifest()).max_deliveries
     delivery = count_delivery(settings.broker_url, run_id, pair, settings.result_expires_s)
     if delivery > max_deliveries:
@@ -156,11 +157,11 @@ def process_pair(run_id: str, pair: str) -> dict[str, Any]:
             f"gave up after {delivery - 1} deliveries: the worker child died each time "
             "(killed, out of memory, or past its memory cap)"
         )
-        return small_summary(_record_failure(store, pair, reason))
+        return _record_failure(store, pair, reason).message().model_dump(mode="json")
     _inject_faults(pair)
     if delivery == 1 and _fault_seconds("BQX_FAULT_KILL_UPLOAD", pair) is not None:
         store = _KilledWhileUploading(store, pair)
-    return execute_pair(store, pair, threads=threads_per_child())
+    return execute_pair(store, pair, threads=threads_per_child()).model_dump(mode="json")
 
 
 @app.task(bind=True, name="bqx.build_report", max_retries=None)
@@ -175,7 +176,7 @@ def build_report(self: Task, results: list[dict[str, Any]], run_id: str, chord_e
     """
     settings = load_settings()
     store = RunStore(settings.runs_dir, run_id)
-    missing = [p for p in store.manifest()["pairs"] if not store.pair_path(p).exists()]
+    missing = [p for p in store.manifest().pairs if not store.pair_path(p).exists()]
     if missing and chord_error:
         log.warning("building the report after a chord error", extra={"run": run_id, "error": chord_error})
         deadline = time.monotonic() + ARTIFACT_GRACE_S

@@ -64,7 +64,7 @@ def shared_index(settings: Settings) -> ArtifactPath | None:
     path = store.root / SHARED_DIR / INDEX_FILE
     if path.exists():
         return path
-    if not store.manifest_path.exists() or not store.manifest().get("shared_tables"):
+    if not store.manifest_path.exists() or not store.manifest().shared_tables:
         return None
     with _host_lock(path.parent, settings.run_id).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process on this host fetches, the others wait
@@ -139,13 +139,12 @@ def prefetch_shared(store: RunStore) -> dict[str, Any] | None:
     from bqx_queue.warehouse.sql import plan_shared_tables
 
     manifest = store.manifest()
-    if not manifest.get("shared_tables"):
+    if not manifest.shared_tables:
         return None
     settings = run_settings(manifest)
     source = open_source(settings)
     plans = plan_shared_tables(source.catalog(), settings)
-    days = [date.fromisoformat(d) for d in manifest["days"]]
-    return fetch_shared(source, plans, days, settings, store.root)
+    return fetch_shared(source, plans, manifest.days, settings, store.root)
 
 
 def attach_shared(
