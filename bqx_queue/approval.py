@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import PlanError
+from bqx_queue.models import ApprovedPlan, RunManifest
 from bqx_queue.run import HOST_SETTINGS, new_run_id, plan_run
 from bqx_queue.warehouse.catalog import Catalog
 from bqx_queue.warehouse.source import open_source
@@ -26,7 +27,7 @@ from bqx_queue.warehouse.source import open_source
 PLAN_KIND = "bqx-plan"
 PLAN_VERSION = 1
 # run-time fields of a manifest: they are set when the plan runs, not when it is written
-RUN_FIELDS = ("run_id", "created_at")
+RUN_FIELDS = {"run_id", "created_at"}
 
 
 def _digest(value: Any) -> str:
@@ -49,33 +50,32 @@ def run_settings_of(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json", exclude=HOST_SETTINGS | {"run_id"})
 
 
-def fingerprints(settings: Settings, days: list[str]) -> dict[str, str]:
+def fingerprints(settings: Settings, days: list[date]) -> dict[str, str]:
     return {
         "catalog": catalog_fingerprint(open_source(settings).catalog()),
-        "days": _digest(days),
+        "days": _digest([day.isoformat() for day in days]),
         "settings": _digest(run_settings_of(settings)),
     }
 
 
-def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Write the reviewed plan to `path` and return it (unapproved). `overrides` are the plan
-    command's options, applied again when the plan runs."""
+def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], path: Path) -> RunManifest:
+    """Write the reviewed plan to `path` (unapproved) and return the manifest it plans.
+    `overrides` are the plan command's options, applied again when the plan runs."""
     manifest = plan_run(settings, pairs, run_id="planned", enforce_budget=False)
-    for key in RUN_FIELDS:
-        manifest.pop(key)
-    manifest["settings"].pop("run_id", None)
+    planned = manifest.model_dump(mode="json", exclude=RUN_FIELDS)
+    planned["settings"].pop("run_id", None)
     plan = {
         "kind": PLAN_KIND,
         "version": PLAN_VERSION,
         "written_at": datetime.now(UTC).isoformat(),
         "overrides": {k: v for k, v in overrides.items() if v is not None},
         "settings": run_settings_of(settings),
-        "fingerprints": fingerprints(settings, manifest["days"]),
-        "manifest": manifest,
+        "fingerprints": fingerprints(settings, manifest.days),
+        "manifest": planned,
         "approval": None,
     }
     path.write_text(json.dumps(plan, indent=2, default=str) + "\n")
-    return plan
+    return manifest
 
 
 def read_plan(path: Path) -> dict[str, Any]:
@@ -112,9 +112,7 @@ def _changed_settings(planned: dict[str, Any], current: dict[str, Any]) -> list[
     return [f"{k}: {planned.get(k)!r} -> {current.get(k)!r}" for k in keys if planned.get(k) != current.get(k)]
 
 
-def manifest_from_plan(
-    plan: dict[str, Any], settings: Settings, path: Path, run_id: str | None = None
-) -> dict[str, Any]:
+def manifest_from_plan(plan: dict[str, Any], settings: Settings, path: Path, run_id: str | None = None) -> RunManifest:
     """Return the manifest of a run of an approved plan; raises PlanError (one line) when the
     plan is unapproved or was edited after approval, or when the settings, the warehouse catalog
     or the sampled days differ from the plan's."""
@@ -129,27 +127,30 @@ def manifest_from_plan(
             f"settings changed since plan {path} was written ({'; '.join(changed[:3])}"
             f"{f'; {len(changed) - 3} more' if len(changed) > 3 else ''}): write and approve a new plan"
         )
-    current = fingerprints(settings, plan["manifest"]["days"])
+    run_id = run_id or new_run_id()
+    planned = plan["manifest"]
+    manifest = RunManifest.model_validate(
+        planned
+        | {
+            "run_id": run_id,
+            "created_at": datetime.now(UTC).isoformat(),
+            "settings": planned["settings"] | {"run_id": run_id},
+            "plan": ApprovedPlan(
+                path=str(path),
+                written_at=plan["written_at"],
+                approved_by=approval["by"],
+                approved_at=approval["at"],
+                fingerprints=plan["fingerprints"],
+            ),
+        }
+    )
+    current = fingerprints(settings, manifest.days)
     if current["catalog"] != plan["fingerprints"]["catalog"]:
         raise PlanError(f"the warehouse catalog changed since plan {path} was written: write and approve a new plan")
-    replanned = plan_run(settings, plan["manifest"]["pairs"], run_id="check", enforce_budget=False)
-    if replanned["days"] != plan["manifest"]["days"]:
+    replanned = plan_run(settings, manifest.pairs, run_id="check", enforce_budget=False)
+    if replanned.days != manifest.days:
         raise PlanError(
-            f"the sampled days changed since plan {path} was written ({len(plan['manifest']['days'])} planned, "
-            f"{len(replanned['days'])} now; the targets' calendar moved): write and approve a new plan"
+            f"the sampled days changed since plan {path} was written ({len(manifest.days)} planned, "
+            f"{len(replanned.days)} now; the targets' calendar moved): write and approve a new plan"
         )
-    run_id = run_id or new_run_id()
-    manifest = json.loads(json.dumps(plan["manifest"]))
-    manifest["settings"] |= {"run_id": run_id}
-    return {
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(),
-        **manifest,
-        "plan": {
-            "path": str(path),
-            "written_at": plan["written_at"],
-            "approved_by": approval["by"],
-            "approved_at": approval["at"],
-            "fingerprints": plan["fingerprints"],
-        },
-    }
+    return manifest

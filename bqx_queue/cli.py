@@ -12,16 +12,19 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from bqx_queue.config import Settings, load_settings, redact_url
 from bqx_queue.errors import BqxError, BrokerError
 
+if TYPE_CHECKING:
+    from bqx_queue.models import RunManifest
+
 EXIT_FAILED_PAIRS = 1
 EXIT_BAD_INPUT = 2
-DEMO_WAREHOUSE = {"days": 20, "features_per_pair": 100, "planted_share": 0.75}
+DEMO_WAREHOUSE: dict[str, Any] = {"days": 20, "features_per_pair": 100, "planted_share": 0.75}
 
 
 def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
@@ -118,11 +121,12 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     if getattr(args, "dry_run", False):
         from bqx_queue.warehouse.budget import format_estimate
 
-        estimate = plan_run(settings, pairs, run_id=args.run_id, enforce_budget=False)["estimate"]
-        print(format_estimate(estimate))
-        if estimate["cost_usd"] > estimate["budget_usd"]:
+        estimate = plan_run(settings, pairs, run_id=args.run_id, enforce_budget=False).estimate
+        assert estimate is not None  # plan_run always estimates
+        print(format_estimate(estimate.model_dump(mode="json")))
+        if estimate.over_budget:
             print(
-                f"error: estimate ${estimate['cost_usd']:.4f} is above the budget ${estimate['budget_usd']:.4f}",
+                f"error: estimate ${estimate.cost_usd:.4f} is above the budget ${estimate.budget_usd:.4f}",
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT
@@ -147,21 +151,22 @@ def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
     plan = read_plan(path)
     settings = _settings(args, **plan["overrides"])
     manifest = manifest_from_plan(plan, settings, path, args.run_id)
-    console.print(f"plan {path}: approved by {manifest['plan']['approved_by']} at {manifest['plan']['approved_at']}")
+    assert manifest.plan is not None  # manifest_from_plan records the approval
+    console.print(f"plan {path}: approved by {manifest.plan.approved_by} at {manifest.plan.approved_at}")
     return _enqueue_manifest(settings, manifest, args, console)
 
 
-def _enqueue_manifest(settings: Settings, manifest: dict[str, Any], args: argparse.Namespace, console: Console) -> int:
+def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.Namespace, console: Console) -> int:
     """Write the run's manifest, enqueue its pairs, and follow it with --wait."""
     from bqx_queue.run import write_manifest
 
-    pairs = manifest["pairs"]
+    pairs = manifest.pairs
     app, workers = _require_workers(settings, args, console)
-    manifest["workers"] = workers
+    manifest = manifest.model_copy(update={"workers": workers})
     store = write_manifest(settings, manifest)
-    print(f"run {manifest['run_id']}")
-    print(f"sampled days ({len(manifest['days'])}): {', '.join(manifest['days'])}")
-    if manifest.get("shared_tables"):  # BigQuery: the shared tables once, before any pair
+    print(f"run {manifest.run_id}")
+    print(f"sampled days ({len(manifest.days)}): {', '.join(day.isoformat() for day in manifest.days)}")
+    if manifest.shared_tables:  # BigQuery: the shared tables once, before any pair
         from bqx_queue.warehouse.shared import prefetch_shared
 
         shared = prefetch_shared(store)
@@ -186,7 +191,8 @@ def _require_workers(settings: Settings, args: argparse.Namespace, console: Cons
     app = use_settings(settings)
     workers = live_workers(app, args.worker_timeout)
     console.print(
-        f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, total concurrency {sum(workers.values())}"
+        f"broker {redact_url(settings.broker_url)}: {len(workers)} live workers, "
+        f"total concurrency {sum(workers.values())}"
     )
     if not workers and not args.no_wait_for_workers:
         raise BrokerError(
@@ -205,7 +211,7 @@ def _follow_run(store: Any, result: Any, app: Any, console: Console) -> int:
 
 
 def _failed_pairs_exit(store: Any, console: Console) -> int:
-    failed = [p for p, s in store.pair_summaries().items() if s.get("status") != "ok"]
+    failed = [p for p, s in store.pair_summaries().items() if not s.ok]
     if failed:
         console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
         return EXIT_FAILED_PAIRS
@@ -233,7 +239,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     app, _ = _require_workers(settings, args, console)
     pending = prepare_resume(store, settings.broker_url)
     result = enqueue_run(manifest, pending)
-    total = len(manifest["pairs"])
+    total = len(manifest.pairs)
     print(f"run {store.run_id}: re-enqueued {len(pending)} of {total} pairs: {', '.join(pending)}")
     return _follow_run(store, result, app, console) if args.wait else 0
 
@@ -263,10 +269,9 @@ def _warehouse_build(args: argparse.Namespace) -> int:
         features_dataset=settings.features_dataset,
         analytics_dataset=settings.analytics_dataset,
     )
-    manifest = build_warehouse(path, spec)
-    print(
-        f"{path}: {len(spec.pairs)} pairs, {manifest['rows']:,} rows per table, ~{spec.features_per_pair} features per pair"
-    )
+    truth = build_warehouse(path, spec)  # the synthetic warehouse's own manifest (what it planted)
+    per_pair = f"~{spec.features_per_pair} features per pair"
+    print(f"{path}: {len(spec.pairs)} pairs, {truth['rows']:,} rows per table, {per_pair}")
     return 0
 
 
@@ -287,13 +292,13 @@ def _plan(args: argparse.Namespace) -> int:
         "horizons": resolve_horizons(args.horizons) if args.horizons else None,
     }  # fmt: skip
     settings = _settings(args, **overrides)
-    plan = write_plan(settings, resolve_pairs(args.pairs), overrides, Path(args.output))
-    manifest = plan["manifest"]
-    print(format_estimate(manifest["estimate"]))
-    peak = max(p["predicted_peak_bytes"] for p in manifest["plans"].values())
+    manifest = write_plan(settings, resolve_pairs(args.pairs), overrides, Path(args.output))
+    assert manifest.estimate is not None  # plan_run always estimates
+    print(format_estimate(manifest.estimate.model_dump(mode="json")))
+    peak = max(p.predicted_peak_bytes for p in manifest.plans.values())
     print(
-        f"{len(manifest['pairs'])} pairs x {len(manifest['horizons'])} horizons over "
-        f"{len(manifest['days'])} sampled days; "
+        f"{len(manifest.pairs)} pairs x {len(manifest.horizons)} horizons over "
+        f"{len(manifest.days)} sampled days; "
         f"predicted peak per worker child {peak / 1024**3:.2f} GiB"
     )
     print(f"plan written to {args.output}; review it, then: bqx plan approve {args.output} --by NAME")
@@ -323,7 +328,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         console.print(render_status(run_status(store, app)), highlight=False)
     summaries = store.pair_summaries()
-    return EXIT_FAILED_PAIRS if any(s.get("status") != "ok" for s in summaries.values()) else 0
+    return EXIT_FAILED_PAIRS if any(not s.ok for s in summaries.values()) else 0
 
 
 def _flower(args: argparse.Namespace) -> int:

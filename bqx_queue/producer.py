@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from bqx_queue.celeryconfig import check_safe_content, redis_client
 from bqx_queue.config import redact_text, redact_url
 from bqx_queue.errors import BrokerError
+from bqx_queue.models import Resume, RunManifest
 from bqx_queue.store import RunStore
 
 
@@ -64,7 +65,7 @@ class ReportResult:
         return str(self.callback.id)
 
 
-def enqueue_run(manifest: dict[str, Any], pairs: list[str] | None = None) -> ReportResult:
+def enqueue_run(manifest: RunManifest, pairs: list[str] | None = None) -> ReportResult:
     """Enqueue chord(process_pair per pair) -> build_report; returns the report's result.
 
     `pairs` narrows the header (a resumed run); the report always reads every pair's artifact.
@@ -73,8 +74,8 @@ def enqueue_run(manifest: dict[str, Any], pairs: list[str] | None = None) -> Rep
     from bqx_queue.tasks import build_report, process_pair, report_after_chord_error
 
     check_safe_content(app.conf)
-    run_id = manifest["run_id"]
-    header = [process_pair.s(run_id, pair) for pair in (manifest["pairs"] if pairs is None else pairs)]
+    run_id = manifest.run_id
+    header = [process_pair.s(run_id, pair) for pair in (manifest.pairs if pairs is None else pairs)]
     # immutable: the report reads every pair's artifact, so the header's results stay out of the
     # callback's message, which stays small however many pairs the run has
     callback = build_report.si([], run_id).on_error(report_after_chord_error.s(run_id))
@@ -84,7 +85,7 @@ def enqueue_run(manifest: dict[str, Any], pairs: list[str] | None = None) -> Rep
 def unfinished_pairs(store: RunStore) -> list[str]:
     """Return the run's pairs without a completed (status ok) artifact, in manifest order."""
     summaries = store.pair_summaries()
-    return [p for p in store.manifest()["pairs"] if (summaries.get(p) or {}).get("status") != "ok"]
+    return [p for p in store.manifest().pairs if not ((summary := summaries.get(p)) and summary.ok)]
 
 
 def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
@@ -95,9 +96,6 @@ def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
     manifest = store.manifest()
     pending = unfinished_pairs(store)
     reset_deliveries(broker_url, store.run_id, pending)
-    resumes = [
-        *manifest.get("resumes", []),
-        {"at": datetime.now(UTC).isoformat(), "pairs": pending},
-    ]
-    store.write_json(store.manifest_path, manifest | {"resumes": resumes})
+    resumes = [*(manifest.resumes or []), Resume(at=datetime.now(UTC).isoformat(), pairs=pending)]
+    store.write_manifest(manifest.model_copy(update={"resumes": resumes}))
     return pending

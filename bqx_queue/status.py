@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bqx_queue.errors import BrokerError
-from bqx_queue.report.estimate import CostEstimate, cost_estimate
+from bqx_queue.models import PairSummary, RunEstimate, RunManifest
 from bqx_queue.storage import modified_at
 from bqx_queue.store import RunStore
 
@@ -64,7 +64,7 @@ class RunStatus:
     created_at: float
     observed_at: float
     slots: int
-    estimate: CostEstimate = field(default_factory=CostEstimate)
+    estimate: RunEstimate | None = None  # the producer's, when the manifest has one
     report_path: Path | None = None
     workers_answered: bool = False
 
@@ -133,24 +133,23 @@ def running_pairs(app: Any, run_id: str, timeout_s: float = 1.0) -> dict[str, Ru
     return running
 
 
-def _finished_at(summaries: dict[str, dict[str, Any]], report: Path) -> float:
+def _finished_at(summaries: dict[str, PairSummary], report: Path) -> float:
     """Return when a finished run ended: its last pair, else when its report was written."""
-    ends = [s["finished_at"] for s in summaries.values() if s.get("finished_at")]
+    ends = [s.finished_at for s in summaries.values() if s.finished_at]
     return max(ends) if ends else modified_at(report)
 
 
-def _current_summaries(summaries: dict[str, dict[str, Any]], manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _current_summaries(summaries: dict[str, PairSummary], manifest: RunManifest) -> dict[str, PairSummary]:
     """Return the pair summaries that still count: after `bqx-enqueue --resume`, a failed pair's
     old summary no longer does (the pair is queued or running again)."""
-    resumes = manifest.get("resumes") or []
-    if not resumes:
+    if not manifest.resumes:
         return summaries
-    resumed_at = datetime.fromisoformat(resumes[-1]["at"]).timestamp()
-    again = set(resumes[-1].get("pairs") or [])
+    last = manifest.resumes[-1]
+    resumed_at = datetime.fromisoformat(last.at).timestamp()
     return {
         pair: summary
         for pair, summary in summaries.items()
-        if not (pair in again and summary.get("status") != "ok" and (summary.get("finished_at") or 0) < resumed_at)
+        if not (pair in last.pairs and not summary.ok and (summary.finished_at or 0) < resumed_at)
     }
 
 
@@ -166,22 +165,22 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     running = running_pairs(app, store.run_id, timeout_s) if asked else None
     summaries = _current_summaries(store.pair_summaries(), manifest)
     states = []
-    for pair in manifest["pairs"]:
+    for pair in manifest.pairs:
         summary = summaries.get(pair)
         if summary is not None:
-            started = summary.get("started_at")
-            wall = summary.get("wall_s")
-            if summary.get("finished_at") and started:
-                wall = summary["finished_at"] - started
+            started = summary.started_at
+            wall = summary.wall_s
+            if summary.finished_at and started:
+                wall = summary.finished_at - started
             states.append(
                 PairState(
                     pair,
-                    "done" if summary.get("status") == "ok" else "failed",
-                    worker=f"{summary.get('worker') or summary.get('host', '')}:{summary.get('pid', '')}",
+                    "done" if summary.ok else "failed",
+                    worker=f"{summary.worker or summary.host}:{summary.pid}",
                     started_at=started,
                     wall_s=wall,
-                    cost_usd=float(summary.get("cost_usd") or 0.0),
-                    error=summary.get("error"),
+                    cost_usd=summary.cost_usd,
+                    error=summary.error,
                 )
             )
         elif running and pair in running:
@@ -193,10 +192,10 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     return RunStatus(
         run_id=store.run_id,
         pairs=tuple(states),
-        created_at=datetime.fromisoformat(manifest["created_at"]).timestamp(),
+        created_at=datetime.fromisoformat(manifest.created_at).timestamp(),
         observed_at=_finished_at(summaries, report) if finished else time.time(),
-        slots=int(sum((manifest.get("workers") or {}).values())),
-        estimate=cost_estimate(manifest),
+        slots=manifest.slots,
+        estimate=manifest.estimate,
         report_path=report if finished else None,
         workers_answered=running is not None or finished,
     )
@@ -214,7 +213,7 @@ def _duration(seconds: float | None) -> str:
 def status_line(status: RunStatus) -> str:
     """Return the run's status as one line (for logs and for a terminal that is not one)."""
     counts = status.counts
-    estimate = f" (estimate ${status.estimate.total_usd:.4f})" if status.estimate.total_usd is not None else ""
+    estimate = f" (estimate ${status.estimate.cost_usd:.4f})" if status.estimate is not None else ""
     tail = "report written" if status.finished else f"eta {_duration(status.eta_s)}"
     return (
         f"run {status.run_id}: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
