@@ -66,8 +66,10 @@ print(json.dumps(result.summary | {
 
 
 def test_a_pair_wider_than_its_budget_is_screened_to_fit_and_finds_its_signal(wide_warehouse, tmp_path):
-    # a 1.2 GiB child: the matrix (7,200 x 5,000) fits, packed Grams of all its features do not
-    cap_kib = int(1.2 * 1024 * 1024)
+    # a 1.4 GiB child: the fetch (7,200 x 5,000 with DuckDB's buffers, 1.04 GiB measured) fits its
+    # 1.26 GiB budget, packed Grams of all its features do not (4,469 of 5,000 enter). At 1.2 GiB
+    # the fetch came within 0.04 GiB of the budget and a busy CI host crossed it.
+    cap_kib = int(1.4 * 1024 * 1024)
     done = subprocess.run(
         [sys.executable, "-c", PAIR_IN_A_FRESH_PROCESS, str(wide_warehouse), str(cap_kib), str(tmp_path)],
         capture_output=True, text=True, timeout=600,
