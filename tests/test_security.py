@@ -270,8 +270,9 @@ def test_injection_through_a_pair_name_is_refused(pair, small_warehouse, capsys,
     assert capsys.readouterr().err.startswith("error: unknown pair or group")
     # and below the CLI, the planner itself refuses a pair that is not a plain identifier
     settings = load_settings(warehouse=small_warehouse)
-    with pytest.raises(WarehouseError):
+    with pytest.raises(WarehouseError) as refused:
         plan_pair(pair, open_source(settings).catalog(), settings)
+    assert_refused_identifier(refused.value, f"targets_{pair}")
     assert _table_count(small_warehouse) == tables
     assert not (tmp_path / "runs").exists()
 
@@ -288,9 +289,15 @@ def test_injection_through_a_pair_name_is_refused(pair, small_warehouse, capsys,
 def test_injection_through_a_table_pattern_is_refused(setting, pattern, small_warehouse):
     tables = _table_count(small_warehouse)
     settings = load_settings(warehouse=small_warehouse, **{setting: pattern})
-    with pytest.raises(WarehouseError):
+    with pytest.raises(WarehouseError) as refused:
         plan_pair("eurusd", open_source(settings).catalog(), settings)
+    assert_refused_identifier(refused.value, pattern.format(pair="eurusd"))
     assert _table_count(small_warehouse) == tables
+
+
+def assert_refused_identifier(error: WarehouseError, name: str) -> None:
+    """The identifier check refused exactly this name (not a lookup that found no such table)."""
+    assert str(error) == f"refusing identifier {name!r}: only letters, digits and _ are allowed"
 
 
 def test_sampled_days_are_parameters_not_sql_text(small_warehouse):

@@ -104,7 +104,7 @@ def is_shared(table: Table, settings: Settings) -> bool:
 def pair_feature_tables(catalog: Catalog, pair: str, settings: Settings) -> tuple[list[Table], list[Table]]:
     """Return (own, shared) feature tables of a pair: own tables name the pair, shared ones
     start with a shared prefix (tri_, mkt_, var_, csi_). Raises if the pair has no tables."""
-    token = settings.pair_table_pattern.format(pair=pair)
+    token = check_identifier(settings.pair_table_pattern.format(pair=pair))
     own, shared = [], []
     for table in catalog.dataset_tables(settings.features_dataset):
         if is_shared(table, settings):

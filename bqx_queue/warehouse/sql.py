@@ -183,7 +183,9 @@ def plan_pair(
     once per run). `tables` replaces the pair's feature tables (split_pair_plan uses it).
     """
     horizons = horizons or settings.horizons
-    targets_table = catalog.table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
+    # pair and patterns are user text: refused unless plain identifiers, before any lookup
+    targets_name = check_identifier(settings.targets_table.format(pair=pair))
+    targets_table = catalog.table(settings.analytics_dataset, targets_name)
     targets = tuple(target_column(h) for h in horizons)
     missing = [t for t in targets if t not in targets_table.column_names()]
     if missing:
