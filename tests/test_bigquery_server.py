@@ -72,8 +72,8 @@ def days_param(days: list[date]) -> list[bigquery.ArrayQueryParameter]:
 
 
 def test_information_schema_columns_match_the_warehouse(client: bigquery.Client, warehouse: Path) -> None:
-    job = run(client, f"SELECT table_name, column_name, data_type FROM `{PROJECT}.bqx_features.INFORMATION_SCHEMA.COLUMNS` "
-                      "ORDER BY table_name, ordinal_position")  # fmt: skip
+    columns = f"`{PROJECT}.bqx_features.INFORMATION_SCHEMA.COLUMNS`"
+    job = run(client, f"SELECT table_name, column_name, data_type FROM {columns} ORDER BY table_name, ordinal_position")
     rows = job.result().to_arrow(create_bqstorage_client=False).to_pylist()
     expected = [
         {"table_name": t.name, "column_name": c.name, "data_type": c.type}
@@ -136,7 +136,10 @@ def test_strings_cost_two_bytes_plus_their_utf8_length(client: bigquery.Client, 
 def test_dry_run_reports_the_bytes_without_running(
     client: bigquery.Client, server: BigQueryServer, days: list[date]
 ) -> None:
-    sql = "SELECT interval_time, target_bqx45_h15 FROM bqx_analytics.targets_eurusd WHERE DATE(interval_time) IN UNNEST(@days)"
+    sql = (
+        "SELECT interval_time, target_bqx45_h15 FROM bqx_analytics.targets_eurusd "
+        "WHERE DATE(interval_time) IN UNNEST(@days)"
+    )
     before = len(server.query_jobs(dry_run=False))
     dry = run(client, sql, dry_run=True, query_parameters=days_param(days[:2]))
     assert dry.total_bytes_processed == 2 * ROWS_PER_DAY * 16
@@ -195,3 +198,19 @@ def test_injected_rate_limit_is_retried_by_the_client(client: bigquery.Client, s
     )
     assert job.result(retry=None).total_rows == 3 * ROWS_PER_DAY
     assert server.inserts == before + 2  # refused once, then accepted
+
+
+def test_a_query_job_names_its_destination_table_which_rest_reads(client: bigquery.Client, days: list[date]) -> None:
+    # BigQuery writes every query's result to an anonymous table in a `_...` dataset; the client
+    # reads it from there (and through the Storage Read API when that is installed and allowed)
+    sql = "SELECT interval_time, agg_mean_45 FROM bqx_features.agg_eurusd ORDER BY interval_time"
+    job = run(client, sql)
+    destination = job.destination
+    assert destination is not None and destination.dataset_id.startswith("_")
+    whole = job.result().to_arrow(create_bqstorage_client=False)
+    assert whole.num_rows == len(days) * ROWS_PER_DAY
+    assert client.get_table(destination).num_rows == whole.num_rows  # tables.get
+    listed = client.list_rows(destination, page_size=1000, retry=None)  # tabledata.list pages
+    assert listed.to_arrow(create_bqstorage_client=False).equals(whole)
+    # what the real client decides from that table: with the storage library, it reads through it
+    assert job.result()._should_use_bqstorage(None, create_bqstorage_client=True)

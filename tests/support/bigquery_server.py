@@ -4,6 +4,10 @@ It serves what google-cloud-bigquery's `Client.query(...).result().to_arrow()` c
 `POST /projects/{p}/jobs` (jobs.insert, dry runs included), `GET /projects/{p}/jobs/{id}`
 (jobs.get) and `GET /projects/{p}/queries/{id}` (getQueryResults pages: cells are strings,
 TIMESTAMP as int64 microseconds). Queries are GoogleSQL, transpiled by sqlglot to DuckDB.
+As in BigQuery, every finished query job names its result's `destinationTable`, an anonymous
+table in a `_...` dataset, which tables.get and tabledata.list also serve. With that table
+present, the client reads the rows through the Storage Read API when google-cloud-bigquery-storage
+is installed, unless told not to; this endpoint serves REST only.
 `dataset.INFORMATION_SCHEMA.COLUMNS` and `.PARTITIONS` answer from the warehouse's metadata.
 
 Unlike the public emulators, it reports what BigQuery would bill: `totalBytesProcessed` is the
@@ -489,6 +493,8 @@ class BigQueryServer:
         self.dry_runs: list[dict[str, Any]] = []
         self.inserts = 0  # jobs.insert calls received, including refused ones
         self.modified: dict[str, float] = {}  # dataset.table -> lastModifiedTime set by touch_table
+        self.anonymous_dataset = f"_{uuid.uuid4().hex}"  # where query results live, as in BigQuery
+        self.results: dict[str, str] = {}  # anonymous table -> the job whose result it holds
         self._failures: list[QueryError] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), _handler(self))
@@ -588,8 +594,8 @@ class BigQueryServer:
                 return resource
             limit = query.get("maximumBytesBilled")
             if limit is not None and billed > int(limit):
-                raise QueryError(400, "bytesBilledLimitExceeded",
-                                 f"Query exceeded limit for bytes billed: {int(limit)}. {billed} or higher required.")  # fmt: skip
+                message = f"Query exceeded limit for bytes billed: {int(limit)}. {billed} or higher required."
+                raise QueryError(400, "bytesBilledLimitExceeded", message)
             table = self.engine.execute(analysis.duckdb_sql, params)
         except QueryError as error:
             if dry_run:
@@ -602,6 +608,9 @@ class BigQueryServer:
             resource["statistics"]["endTime"] = str(int(time.time() * 1000))
             self.jobs[job_id] = Job(resource)
             return resource
+        destination = {"projectId": project, "datasetId": self.anonymous_dataset, "tableId": f"anon{job_id}"}
+        resource["configuration"]["query"] = query | {"destinationTable": destination}
+        self.results[destination["tableId"]] = job_id
         statistics |= {
             "totalBytesBilled": str(billed),
             "billingTier": 1,
@@ -629,6 +638,8 @@ class BigQueryServer:
         the warehouse file's mtime, or when touch_table last marked the table written)."""
         if project != self.project:
             raise QueryError(404, "notFound", f"Not found: Project {project}")
+        if dataset == self.anonymous_dataset:
+            return self._result_table(project, table)
         if dataset not in self.engine.catalog.tables or table not in self.engine.catalog.tables[dataset]:
             raise QueryError(404, "notFound", f"Not found: Table {project}:{dataset}.{table}")
         modified = self.modified.get(f"{dataset}.{table}", Path(self.engine.source.path).stat().st_mtime)
@@ -642,6 +653,36 @@ class BigQueryServer:
             "lastModifiedTime": str(int(modified * 1000)),
             "location": self.location,
         }
+
+    def _result_job(self, project: str, table: str) -> Job:
+        job_id = self.results.get(table)
+        if job_id is None:
+            raise QueryError(404, "notFound", f"Not found: Table {project}:{self.anonymous_dataset}.{table}")
+        return self.jobs[job_id]
+
+    def _result_table(self, project: str, table: str) -> dict[str, Any]:
+        """tables.get of a query's anonymous destination table."""
+        job = self._result_job(project, table)
+        assert job.result is not None
+        return {
+            "kind": "bigquery#table",
+            "id": f"{project}:{self.anonymous_dataset}.{table}",
+            "tableReference": {"projectId": project, "datasetId": self.anonymous_dataset, "tableId": table},
+            "type": "TABLE",
+            "schema": {"fields": [bigquery_field(f) for f in job.result.schema]},
+            "numRows": str(job.result.num_rows),
+            "lastModifiedTime": job.resource["statistics"]["endTime"],
+            "location": self.location,
+        }
+
+    def table_data(self, project: str, dataset: str, table: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        """tabledata.list: pages of a query's destination table (the only tables read this way)."""
+        if dataset != self.anonymous_dataset:
+            raise QueryError(400, "invalid", "tabledata.list is served for query destination tables only")
+        job = self._result_job(project, table)
+        assert job.result is not None
+        body: dict[str, Any] = {"kind": "bigquery#tableDataList", "totalRows": str(job.result.num_rows)}
+        return body | _page(job.result, query)
 
     def touch_table(self, qualified: str, when: float | None = None) -> None:
         """Mark dataset.table as written now (its lastModifiedTime), as a load or DML job would."""
@@ -662,29 +703,36 @@ class BigQueryServer:
             raise QueryError(code, error["reason"], error["message"])
         table = job.result
         assert table is not None
-        fields = [bigquery_field(f) for f in table.schema]
-        start = int(query.get("pageToken", query.get("startIndex", ["0"]))[0])
-        max_results = query.get("maxResults", [None])[0]
-        rows_wanted = DEFAULT_PAGE_ROWS if max_results is None else int(max_results)
-        int64 = query.get("formatOptions.useInt64Timestamp", ["false"])[0].lower() == "true"
-        if table.num_columns:
-            rows_wanted = min(rows_wanted, max(1, MAX_PAGE_BYTES // (16 * table.num_columns)))
-        page = table.slice(start, rows_wanted)
         body: dict[str, Any] = {
             "kind": "bigquery#getQueryResultsResponse",
             "jobReference": resource["jobReference"],
-            "schema": {"fields": fields},
+            "schema": {"fields": [bigquery_field(f) for f in table.schema]},
             "totalRows": str(table.num_rows),
             "jobComplete": True,
             "totalBytesProcessed": resource["statistics"]["query"]["totalBytesProcessed"],
             "cacheHit": False,
         }
-        if rows_wanted > 0 and page.num_rows:
-            columns = [_cells(page.column(i), fields[i]["type"], int64) for i in range(page.num_columns)]
-            body["rows"] = [{"f": [{"v": column[r]} for column in columns]} for r in range(page.num_rows)]
-            if start + page.num_rows < table.num_rows:
-                body["pageToken"] = str(start + page.num_rows)
-        return body
+        return body | _page(table, query)
+
+
+def _page(table: pa.Table, query: dict[str, list[str]]) -> dict[str, Any]:
+    """Return one page of rows (`rows`, and `pageToken` when more follow) as the REST API pages
+    them: from pageToken or startIndex, at most maxResults rows and about 10 MB."""
+    start = int(query.get("pageToken", query.get("startIndex", ["0"]))[0])
+    max_results = query.get("maxResults", [None])[0]
+    rows_wanted = DEFAULT_PAGE_ROWS if max_results is None else int(max_results)
+    int64 = query.get("formatOptions.useInt64Timestamp", ["false"])[0].lower() == "true"
+    if table.num_columns:
+        rows_wanted = min(rows_wanted, max(1, MAX_PAGE_BYTES // (16 * table.num_columns)))
+    page = table.slice(start, rows_wanted)
+    if rows_wanted <= 0 or not page.num_rows:
+        return {}
+    fields = [bigquery_field(f) for f in table.schema]
+    columns = [_cells(page.column(i), fields[i]["type"], int64) for i in range(page.num_columns)]
+    body: dict[str, Any] = {"rows": [{"f": [{"v": column[r]} for column in columns]} for r in range(page.num_rows)]}
+    if start + page.num_rows < table.num_rows:
+        body["pageToken"] = str(start + page.num_rows)
+    return body
 
 
 def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
@@ -693,6 +741,7 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
         ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/jobs/([^/]+)$"), "get"),
         ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/queries/([^/]+)$"), "results"),
         ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)$"), "table"),
+        ("GET", re.compile(rf"^{API_PREFIX}/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data$"), "data"),
     ]
 
     class Handler(BaseHTTPRequestHandler):
@@ -720,6 +769,8 @@ def _handler(server: BigQueryServer) -> type[BaseHTTPRequestHandler]:
                             body = server.insert_job(match.group(1), json.loads(raw or b"{}"))
                         elif action == "table":
                             body = server.get_table(match.group(1), match.group(2), match.group(3))
+                        elif action == "data":
+                            body = server.table_data(match.group(1), match.group(2), match.group(3), query)
                         elif action == "get":
                             body = server.get_job(match.group(1), match.group(2))
                         else:
