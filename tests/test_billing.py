@@ -9,9 +9,11 @@ times is charged 80 bytes").
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from pathlib import Path
 
+import duckdb
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +22,6 @@ from bqx_queue.config import load_settings
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.billing import MIB, TIB
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.source import estimate_plan
 from bqx_queue.warehouse.sql import PairPlan, plan_pair
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
@@ -100,7 +101,7 @@ def test_metadata_bytes_multiply_type_widths_by_rows() -> None:
 
 @given(st.lists(st.integers(min_value=0, max_value=50 * 1024**3), min_size=1, max_size=60))
 def test_the_cap_and_the_dry_run_bound_never_undercut_the_bill(per_table: list[int]) -> None:
-    billed = billing.bytes_billed(per_table)
+    billed = documented_bill(per_table)
     total = sum(per_table)
     # maximum_bytes_billed = estimate + 11 MiB per table: a correct estimate is never refused
     assert billing.maximum_bytes_billed(total, len(per_table)) >= billed
@@ -120,26 +121,56 @@ def test_metadata_estimate_bounds_the_measured_scan(tiny_warehouse: Path) -> Non
     source = DuckDBSource(tiny_warehouse)
     plan = plan_pair("eurusd", source.catalog(), settings)
     days = sorted(source.day_counts(source.catalog().table(*plan.tables[0].split("."))))[:2]
-    estimate = estimate_plan(source, plan, days, settings)
+    estimate = source.estimate(plan, days, settings)
     measured = source.scanned_bytes(plan, days)
     assert estimate.method == "metadata"
     assert estimate.tables == len(plan.tables) == len(measured)
     # no NULLs in this warehouse and short strings: metadata is an upper bound, and a close one
     assert sum(measured.values()) <= estimate.bytes_processed <= 1.2 * sum(measured.values())
-    assert estimate.bytes_billed == billing.bytes_billed(billing_per_table(source, plan, days))
+    expected = documented_bytes_per_table(tiny_warehouse, plan, days)
+    assert estimate.bytes_processed == sum(expected)
+    assert estimate.bytes_billed == documented_bill(expected)
+    assert estimate.cost_usd == pytest.approx(documented_bill(expected) / 2**40 * 6.25)
     # fewer days, fewer bytes: the estimate follows partition pruning
-    one_day = estimate_plan(source, plan, days[:1], settings)
+    one_day = source.estimate(plan, days[:1], settings)
     assert one_day.bytes_processed == pytest.approx(estimate.bytes_processed / 2, rel=0.01)
 
 
-def billing_per_table(source: DuckDBSource, plan: PairPlan, days: list[date]) -> list[int]:
-    """Metadata bytes per table, computed independently of billing.metadata_estimate."""
-    catalog = source.catalog()
-    wanted = billing.plan_columns(plan)
+# The oracle below restates the documented rules by hand and reads the warehouse with DuckDB; it
+# calls nothing in billing. Widths per value by the warehouse's DuckDB types (FLOAT64, TIMESTAMP 8);
+# metadata cannot see string lengths, so a STRING is 2 + the assumed 16 UTF-8 bytes.
+DOCUMENTED_WIDTH = {"DOUBLE": 8, "BIGINT": 8, "TIMESTAMP WITH TIME ZONE": 8, "TIMESTAMP": 8, "VARCHAR": 2 + 16}
+
+
+def documented_bill(per_table: list[int]) -> int:
+    """At least 10 MiB per referenced table, the total rounded up to a whole MiB."""
+    total = sum(max(table_bytes, 10 * 2**20) for table_bytes in per_table)
+    return math.ceil(total / 2**20) * 2**20
+
+
+def documented_bytes_per_table(warehouse: Path, plan: PairPlan, days: list[date]) -> list[int]:
+    """Bytes per referenced table from the warehouse itself: every row of the sampled days counted
+    as filled, times the widths of the columns the plan reads there (its key, its features, and
+    the targets in the first table)."""
+    columns: dict[str, list[str]] = {name: ["interval_time"] for name in plan.tables}
+    columns[plan.tables[0]] += list(plan.targets)
+    for feature in plan.features:
+        columns[feature.table].append(feature.column)
     result = []
-    for qualified, columns in wanted.items():
-        table = catalog.table(*qualified.split("."))
-        types = {c.name: c.type for c in table.columns}
-        rows = sum(n for d, n in source.day_counts(table).items() if d in set(days))
-        result.append(billing.metadata_bytes([types[c] for c in columns], rows))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for qualified, names in columns.items():
+            dataset, table = qualified.split(".")
+            types = dict(
+                con.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = ? AND table_name = ?",
+                    [dataset, table],
+                ).fetchall()
+            )
+            (rows,) = con.execute(
+                f'SELECT count(*) FROM "{dataset}"."{table}" WHERE CAST(interval_time AS DATE) IN (SELECT unnest(?))',
+                [days],
+            ).fetchone()
+            width = sum(DOCUMENTED_WIDTH[types[name]] for name in names)
+            result.append(rows * width)
     return result
