@@ -234,9 +234,8 @@ def run_one_pair(warehouse: Path, runs: Path, **overrides) -> dict:
     chosen = load_settings(warehouse=warehouse, runs_dir=runs, **(fast | overrides))
     store = write_manifest(chosen, plan_run(chosen, ["eurusd"]))
     execute_pair(store, "eurusd")
-    summary = store.pair_summary("eurusd")
-    assert summary is not None
-    return summary
+    assert store.pair_summary("eurusd") is not None
+    return store.read_json(store.pair_path("eurusd"))  # the artifact as written
 
 
 def test_duplicate_timestamps_are_dropped_or_fail_the_pair_as_the_setting_says(cli_env, export_copy):

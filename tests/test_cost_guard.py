@@ -13,7 +13,6 @@ import pytest
 import redis
 from support.bigquery_server import BigQueryServer
 
-from bqx_queue.analysis.pair import fetch_pair
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
 from bqx_queue.errors import BudgetError
@@ -114,7 +113,7 @@ def test_a_run_over_its_max_cost_is_refused_before_anything_is_enqueued(
 
 def test_the_manifest_carries_the_estimate_and_the_run_settings(bq_env: dict[str, str]) -> None:
     settings = load_settings(source="bigquery", budget_usd=5)
-    manifest = plan_run(settings, list(PAIRS), run_id="cost-manifest")
+    manifest = plan_run(settings, list(PAIRS), run_id="cost-manifest").model_dump(mode="json")  # as written
     estimate = manifest["estimate"]
     assert estimate["method"] == "dry-run" and estimate["budget_usd"] == 5
     assert set(estimate["pairs"]) == set(PAIRS)
@@ -124,7 +123,8 @@ def test_the_manifest_carries_the_estimate_and_the_run_settings(bq_env: dict[str
     assert estimate["cost_usd"] == pytest.approx(billing.cost_usd(estimate["bytes_billed"], 6.25))
     assert manifest["shared_tables"] == {"queries": 1, "tables": 4}
     assert manifest["source"] == "bigquery"
-    assert manifest["settings"]["run_id"] == "cost-manifest"  # labels and the ledger on workers
+    # workers label queries and find the ledger by the manifest's run id (settings hold no run)
+    assert manifest["run_id"] == "cost-manifest" and "run_id" not in manifest["settings"]
     assert manifest["settings"]["bigquery_api_endpoint"] == bq_env["BQX_BIGQUERY_API_ENDPOINT"]
 
 
@@ -165,13 +165,13 @@ def test_a_query_that_would_pass_the_run_budget_is_not_sent(bq_env: dict[str, st
     cap = probe.dry_run(plan_pair("eurusd", probe.catalog(), probe.settings), days).cap
     # room for one pair's cap, not two
     budget_usd = billing.cost_usd(int(cap * 1.5), 6.25)
-    settings = load_settings(source="bigquery", run_id="one-pair-budget", budget_usd=budget_usd)
+    settings = load_settings(source="bigquery", budget_usd=budget_usd)
     source = BigQuerySource(settings)
     sent_before = len(server.query_jobs(dry_run=False))
-    _, cost = fetch_pair("eurusd", settings, days, source)
+    cost = source.fetch_pair("eurusd", settings, days, run_id="one-pair-budget").cost
     sent_after_first = len(server.query_jobs(dry_run=False))
     with pytest.raises(BudgetError, match="budget exhausted: pair gbpusd") as exhausted:
-        fetch_pair("gbpusd", settings, days, source)
+        source.fetch_pair("gbpusd", settings, days, run_id="one-pair-budget")
     assert "the query was not sent" in str(exhausted.value)
     assert len(server.query_jobs(dry_run=False)) == sent_after_first  # gbpusd never reached BigQuery
     assert sent_after_first > sent_before
@@ -260,7 +260,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
     small_warehouse: Path, queue_env: dict[str, str]
 ) -> None:
     settings = load_settings(warehouse=small_warehouse, max_rows=3000)
-    manifest = plan_run(settings, ["eurusd", "usdjpy"], run_id="duck-estimate")
+    manifest = plan_run(settings, ["eurusd", "usdjpy"], run_id="duck-estimate").model_dump(mode="json")
     estimate = manifest["estimate"]
     assert estimate["method"] == "metadata"
     for entry in estimate["pairs"].values():
@@ -269,7 +269,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
     assert estimate["bytes_billed"] == sum(e["bytes_billed"] for e in estimate["pairs"].values())
     with pytest.raises(BudgetError, match=r"above the budget \$0\.0001"):
         plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd", "usdjpy"])
-    assert plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd"], enforce_budget=False)["estimate"]
+    assert plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd"], enforce_budget=False).estimate
 
 
 def test_the_local_pool_fetches_the_shared_tables_once_too(
@@ -294,8 +294,8 @@ def test_a_pair_plan_over_bigquerys_column_limit_is_split_and_estimated_as_such(
     bq_env: dict[str, str],
 ) -> None:
     # the tiny warehouse's pair queries return ~40 columns; pretend BigQuery allowed 15
-    manifest = plan_run(load_settings(source="bigquery", max_query_columns=15), list(PAIRS))
-    whole = plan_run(load_settings(source="bigquery"), list(PAIRS))
+    manifest = plan_run(load_settings(source="bigquery", max_query_columns=15), list(PAIRS)).model_dump(mode="json")
+    whole = plan_run(load_settings(source="bigquery"), list(PAIRS)).model_dump(mode="json")
     for pair in PAIRS:
         split, single = manifest["estimate"]["pairs"][pair], whole["estimate"]["pairs"][pair]
         assert single["queries"] == 1 and split["queries"] >= 2

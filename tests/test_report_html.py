@@ -24,9 +24,9 @@ from PIL import Image
 from tornado.websocket import websocket_connect
 
 from bqx_queue.config import load_settings
+from bqx_queue.models import PairStatus
 from bqx_queue.processes import stop_process
 from bqx_queue.report.build import report_schema, write_report
-from bqx_queue.report.estimate import cost_estimate
 from bqx_queue.report.html import render_html, shap_by_horizon
 from bqx_queue.run import run_parallel_testing
 from bqx_queue.store import RunStore
@@ -78,7 +78,8 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     top_feature, top_value, _ = shap_by_horizon(data)[first_horizon][0]
     assert top_value > 0 and top_feature in page
     # the producer's estimate, per pair, beside the actual cost
-    estimate = cost_estimate(finished_run.manifest())
+    estimate = finished_run.manifest().estimate
+    assert estimate is not None
     assert sorted(estimate.per_pair_usd) == sorted(p["pair"] for p in data["pairs"])
     for pair in data["pairs"]:
         assert f"<td>${estimate.per_pair_usd[pair['pair']]:.4f}</td><td>${pair['cost_usd']:.4f}</td>" in page
@@ -98,13 +99,16 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
     finished_run: RunStore,
 ) -> None:
     data = json.loads(finished_run.report_path.read_text())
-    manifest = finished_run.manifest() | {
-        "estimate": {
-            "cost_usd": 0.123456,
-            "pairs": {"eurusd": {"bytes_billed": 2 * 1024**4, "cost_usd": 12.5}, "gbpusd": {"cost_usd": 0.0421}},
-        }
+    written = finished_run.manifest()
+    assert written.estimate is not None
+    pairs = {
+        "eurusd": written.estimate.pairs["eurusd"].model_copy(update={"bytes_billed": 2 * 1024**4, "cost_usd": 12.5}),
+        "gbpusd": written.estimate.pairs["gbpusd"].model_copy(update={"cost_usd": 0.0421}),
     }
-    assert cost_estimate(manifest).per_pair_usd == {"eurusd": 12.5, "gbpusd": 0.0421}
+    estimate = written.estimate.model_copy(update={"cost_usd": 0.123456, "pairs": pairs})
+    manifest = written.model_copy(update={"estimate": estimate})
+    assert manifest.estimate is not None
+    assert manifest.estimate.per_pair_usd == {"eurusd": 12.5, "gbpusd": 0.0421}
     page = render_html(data, manifest)
     assert "$0.1235" in page  # the run's estimated total
     assert "<td>$12.5000</td>" in page and "<td>$0.0421</td>" in page  # per pair, in the table
@@ -112,8 +116,8 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
     assert "no cost estimate" not in page
 
     # A manifest written before estimates existed: actual cost only, and the page says so.
-    older = {k: v for k, v in finished_run.manifest().items() if k != "estimate"}
-    assert not cost_estimate(older).known
+    older = written.model_copy(update={"estimate": None})
+    assert older.estimate is None
     page = render_html(data, older)
     assert "no cost estimate" in page and "estimate: $" not in page
 
@@ -121,19 +125,17 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
 def test_failed_pair_is_shown_in_red_and_the_report_still_validates(finished_run: RunStore, tmp_path: Path) -> None:
     store = RunStore(tmp_path, finished_run.run_id)
     shutil.copytree(finished_run.root, store.root)
-    summary = store.pair_summary("usdjpy") | {
-        "status": "failed",
-        "error": "table bqx_features.reg_usdjpy is missing",
-        "horizons": {},
-    }
-    store.write_json(store.pair_path("usdjpy"), summary)
+    summary = store.pair_summary("usdjpy")
+    assert summary is not None
+    failed = {"status": PairStatus.FAILED, "error": "table bqx_features.reg_usdjpy is missing", "horizons": {}}
+    store.write_pair_summary(summary.model_copy(update=failed))
     data = json.loads(write_report(store).read_text())
     page = (store.root / "report.html").read_text()
     assert data["totals"]["pairs_failed"] == 1
     assert "Failed pairs" in page and "table bqx_features.reg_usdjpy is missing" in page
     assert "usdjpy h15: no result (failed)" in page
     assert "usdjpy on " in page and "(failed)</title>" in page  # its bar in the timeline, marked failed
-    assert report_schema()["$defs"]["pair"]["properties"]["worker"]["type"] == "string"
+    assert {"type": "string"} in report_schema()["$defs"]["ReportPair"]["properties"]["worker"]["anyOf"]
 
 
 # A real browser -------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """What travels through Redis stays small: every task result and everything the chord gathers is
 under 2 KB whatever the pair's width. The pair's summary, which grows with its width, goes to
-the run folder; Redis carries only a bounded digest of it (run.small_summary)."""
+the run folder; Redis carries only a bounded digest of it (PairSummary.message())."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bqx_queue.run import small_summary
+from bqx_queue.models import PairSummary
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
@@ -24,14 +24,17 @@ FAST = {"BQX_SELECTION_PAIRS": "4", "BQX_LGBM_ROUNDS": "10", "BQX_CV_FOLDS": "1"
 
 def test_a_task_result_is_bounded_whatever_the_pairs_width() -> None:
     stable = [{"feature": f"reg_eurusd__{'x' * 60}_{i}", "frequency": 0.9} for i in range(500)]
+    metrics = {"auc": 0.6, "accuracy": 0.55, "directional_accuracy": 0.55, "log_loss": 0.69}
+    result = {"stable": stable, "q": 10, "threshold": 0.75, "fits": 100, "error_bound": 0.5, "shap_top": [],
+              "metrics": {"folds": [metrics], "mean": metrics, "baseline": metrics}}  # fmt: skip
     summary = {
         "pair": "eurusd", "status": "failed", "error": "a table lacks columns: " + ", ".join(["c" * 40] * 400),
         "wall_s": 1234.5, "host": "h" * 64, "pid": 4_000_000, "cost_usd": 1.2345678, "queries": 3,
         "features_tested": 17_000, "excluded": {f"col{i}": "constant" for i in range(5000)},
-        "horizons": {str(h): {"stable": stable, "status": "ok"} for h in (15, 30, 45, 60, 75, 90, 105)},
+        "horizons": {str(h): result for h in (15, 30, 45, 60, 75, 90, 105)},
     }  # fmt: skip
     assert len(json.dumps(summary)) > 100 * LIMIT
-    message = small_summary(summary)
+    message = PairSummary.model_validate(summary).message().model_dump(mode="json")
     assert len(json.dumps(message).encode()) < LIMIT
     assert message["stable_counts"]["105"] == 500 and message["error"].endswith("…")
 
@@ -102,7 +105,7 @@ def test_every_result_and_chord_payload_through_redis_is_under_2_kb(
     assert done.returncode == 0, done.stderr[-3000:]
     summaries = RunStore(queue_env["BQX_RUNS_DIR"], "small").pair_summaries()
     # the pairs are wide: their summaries (in the run folder) are far past what Redis may carry
-    assert min(len(json.dumps(s)) for s in summaries.values()) > 10 * LIMIT
+    assert min(len(s.model_dump_json()) for s in summaries.values()) > 10 * LIMIT
     task_results = {k: v for k, v in results.largest.items() if k.startswith("celery-task-meta-")}
     assert len(task_results) >= 3  # two pairs and the report
     assert any(".j" in k or "chord" in k for k in results.largest), sorted(results.largest)  # the chord's gathering

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from bqx_queue.celeryconfig import celery_config
 from bqx_queue.config import load_settings
+from bqx_queue.models import Resume
 from bqx_queue.status import render_status, run_status, status_line, watch_run
 from bqx_queue.store import RunStore
 
@@ -52,6 +53,8 @@ def _run_folder(tmp_path: Path, now: float) -> RunStore:
     store = RunStore(tmp_path, "run-1")
     created = datetime.fromtimestamp(now - 60, UTC).isoformat()
     store.write_json(store.manifest_path, {"run_id": "run-1", "created_at": created, "pairs": ["eurusd", "gbpusd", "usdjpy", "audusd"],
+                                           "horizons": [15], "days": ["2024-01-02"], "warehouse": "w.duckdb",
+                                           "source": "duckdb", "plans": {}, "settings": {},
                                            "workers": {"w1@a": 1, "w2@b": 1}})  # fmt: skip
     store.write_json(store.pair_path("eurusd"), {"pair": "eurusd", "status": "ok", "cost_usd": 0.25, "host": "a", "pid": 11,
                                                  "wall_s": 9.5, "started_at": now - 30, "finished_at": now - 20})  # fmt: skip
@@ -164,10 +167,8 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_wareho
 def test_a_failed_pair_enqueued_again_by_resume_counts_as_queued_not_failed(tmp_path: Path) -> None:
     now = time.time()
     store = _run_folder(tmp_path, now)
-    manifest = store.manifest() | {
-        "resumes": [{"at": datetime.fromtimestamp(now - 2, UTC).isoformat(), "pairs": ["gbpusd"]}]
-    }
-    store.write_json(store.manifest_path, manifest)
+    resume = Resume(at=datetime.fromtimestamp(now - 2, UTC).isoformat(), pairs=["gbpusd"])
+    store.write_manifest(store.manifest().model_copy(update={"resumes": [resume]}))
     assert run_status(store).counts == {"done": 1, "running": 0, "failed": 0, "queued": 3}
     rerun = {
         "args": ["run-1", "gbpusd"],

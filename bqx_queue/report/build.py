@@ -15,6 +15,20 @@ import jsonschema
 import pandas as pd
 
 from bqx_queue.config import Settings
+from bqx_queue.models import (
+    DataQuality,
+    FailedHorizonRow,
+    FeatureAcrossPairs,
+    MissingFamilies,
+    PairStatus,
+    PairSummary,
+    Report,
+    ReportPair,
+    RunManifest,
+    RunSection,
+    SharedCost,
+    Totals,
+)
 from bqx_queue.report import confirmation, families, pilot
 from bqx_queue.report.html import render_html
 from bqx_queue.store import RunStore
@@ -25,177 +39,146 @@ from bqx_queue.warehouse.sql import DUPLICATE_RULE
 DEFAULT_STRIP_TOKENS = Settings.model_fields["family_strip_tokens"].default
 DEFAULT_FDR = Settings.model_fields["family_fdr"].default
 
-PAIR_FIELDS = (
-    "pair", "status", "error", "queries", "rows", "rows_used", "days", "features_tested", "features_usable",
-    "tables", "columns", "bytes_processed", "bytes_billed", "cost_usd", "wall_s", "timings", "peak_rss_bytes",
-    "host", "pid", "worker", "started_at", "finished_at", "extract_cache",
-)  # fmt: skip
-
 
 def report_schema() -> dict[str, Any]:
+    """Return the shipped JSON Schema of report.json (generated from models.Report)."""
     return json.loads(resources.files("bqx_queue.report").joinpath("report.schema.json").read_text())
 
 
-def _horizon(result: dict[str, Any]) -> dict[str, Any]:
-    metrics = result["metrics"]
-    return {
-        "stable": result["stable"],
-        "n_stable": len(result["stable"]),
-        "q": result["q"],
-        "threshold": result["threshold"],
-        "fits": result["fits"],
-        "error_bound": result["error_bound"],
-        "metrics": metrics["mean"],
-        "baseline": metrics["baseline"],
-        "folds": metrics["folds"],
-        "shap_top": result["shap_top"],
-        **({"confirmation": result["confirmation"]} if "confirmation" in result else {}),
-        **{key: result[key] for key in ("substitutes", "eras") if result.get(key) is not None},
-    }
-
-
-def _shared_tables_cost(store: RunStore) -> dict[str, Any]:
+def _shared_tables_cost(store: RunStore) -> SharedCost:
     """Return what the run's once-per-run shared-table queries cost (BigQuery runs only)."""
     index = store.root / "shared" / "index.json"
-    keys = ("queries", "tables", "bytes_processed", "bytes_billed", "cost_usd")
     if not index.exists():
-        return {key: 0 for key in keys}
+        return SharedCost(queries=0, tables=0, bytes_processed=0, bytes_billed=0, cost_usd=0)
     data = store.read_json(index)
-    # queries sent: an extract read from the cache sent none
-    return (
-        {key: data[key] for key in keys}
-        | {"queries": data.get("queries_sent", data["queries"])}
-        | ({"extract_cache": data["extract_cache"]} if "extract_cache" in data else {})
+    return SharedCost(
+        queries=data.get("queries_sent", data["queries"]),  # queries sent: an extract read from the cache sent none
+        tables=data["tables"],
+        bytes_processed=data["bytes_processed"],
+        bytes_billed=data["bytes_billed"],
+        cost_usd=data["cost_usd"],
+        extract_cache=data.get("extract_cache"),
     )
 
 
-def report_data(store: RunStore) -> dict[str, Any]:
-    """Return the report as a dict from the run's manifest and pair artifacts."""
+def _unrecorded(pair: str) -> PairSummary:
+    return PairSummary(pair=pair, status=PairStatus.FAILED, error="no result was recorded for this pair")
+
+
+def report_data(store: RunStore) -> Report:
+    """Return the report from the run's manifest and pair artifacts."""
     manifest = store.manifest()
     summaries = store.pair_summaries()
     shared = _shared_tables_cost(store)
-    missing = [p for p in manifest["pairs"] if p not in summaries]
-    pairs = []
-    for pair in manifest["pairs"]:
-        summary = summaries.get(pair) or {
-            "pair": pair, "status": "failed", "error": "no result was recorded for this pair",
-            "queries": 0, "bytes_billed": 0, "cost_usd": 0.0, "host": "", "pid": 0, "horizons": {},
-        }  # fmt: skip
-        entry = {k: summary[k] for k in PAIR_FIELDS if k in summary}
-        horizons = summary.get("horizons", {})
-        entry["horizons"] = {h: _horizon(r) for h, r in horizons.items() if r.get("status", "ok") == "ok"}
-        entry["failed_horizons"] = {h: r["error"] for h, r in horizons.items() if r.get("status", "ok") != "ok"}
-        if "data_quality" in summary:
-            entry["data_quality"] = summary["data_quality"]
-        for key in ("families", "features_in_selection"):  # the across-pair null model reads them
-            if key in summary:
-                entry[key] = summary[key]
-        pairs.append(entry)
-    ok = [p for p in pairs if p["status"] == "ok"]
-    finished = max((p.get("finished_at", 0) for p in pairs), default=0) or time.time()
-    created = datetime.fromisoformat(manifest["created_at"]).timestamp()
-    workers = manifest.get("workers", {})
-    selected = Counter((s["feature"]) for p in ok for h in p["horizons"].values() for s in h["stable"])
+    missing = [p for p in manifest.pairs if p not in summaries]
+    pairs = [ReportPair.of(summaries.get(pair) or _unrecorded(pair)) for pair in manifest.pairs]
+    ok = [p for p in pairs if p.ok]
+    finished = max((p.finished_at or 0 for p in pairs), default=0) or time.time()
+    created = datetime.fromisoformat(manifest.created_at).timestamp()
+    workers = manifest.workers or {}
+    selected = Counter(s.feature for p in ok for h in p.horizons.values() for s in h.stable)
     held_out = confirmation.confirmation_section(ok)
-    confirmed = Counter(r["feature"] for r in held_out["findings"])
-    return {
-        "run": {
-            "run_id": manifest["run_id"],
-            "created_at": manifest["created_at"],
-            "duration_s": round(max(0.0, finished - created), 3),
-            "pairs": manifest["pairs"],
-            "horizons": manifest["horizons"],
-            "days": len(manifest["days"]),
-            "warehouse": manifest["warehouse"],
-            "source": manifest["source"],
-            "workers": workers,
-            "worker_count": len(workers),
-            "concurrency": int(sum(workers.values())),
-            "processes": len({(p["host"], p["pid"]) for p in ok}),
-            "missing_pairs": missing,
-        },
-        "totals": {
-            "pairs_ok": len(ok),
-            "pairs_failed": len(pairs) - len(ok),
-            "queries": sum(p["queries"] for p in pairs) + shared["queries"],
-            "bytes_processed": sum(p.get("bytes_processed", 0) for p in pairs) + shared["bytes_processed"],
-            "bytes_billed": sum(p["bytes_billed"] for p in pairs) + shared["bytes_billed"],
-            "cost_usd": round(sum(p["cost_usd"] for p in pairs) + shared["cost_usd"], 6),
-            "features_tested": sum(p.get("features_tested", 0) for p in pairs),
-            "stable_selections": sum(h["n_stable"] for p in ok for h in p["horizons"].values()),
+    confirmed = Counter(r.feature for r in held_out.findings)
+    horizons = [h for p in ok for h in p.horizons.values()]
+    return Report(
+        run=RunSection(
+            run_id=manifest.run_id,
+            created_at=manifest.created_at,
+            duration_s=round(max(0.0, finished - created), 3),
+            pairs=manifest.pairs,
+            horizons=manifest.horizons,
+            days=len(manifest.days),
+            warehouse=manifest.warehouse,
+            source=manifest.source,
+            workers=workers,
+            worker_count=len(workers),
+            concurrency=manifest.slots,
+            processes=len({(p.host, p.pid) for p in ok}),
+            missing_pairs=missing,
+        ),
+        totals=Totals(
+            pairs_ok=len(ok),
+            pairs_failed=len(pairs) - len(ok),
+            queries=sum(p.queries for p in pairs) + shared.queries,
+            bytes_processed=sum(p.bytes_processed or 0 for p in pairs) + shared.bytes_processed,
+            bytes_billed=sum(p.bytes_billed for p in pairs) + shared.bytes_billed,
+            cost_usd=round(sum(p.cost_usd for p in pairs) + shared.cost_usd, 6),
+            features_tested=sum(p.features_tested or 0 for p in pairs),
+            stable_selections=sum(h.n_stable for h in horizons),
             # the MB bounds summed over pair-horizons: up to this many stable selections are expected false
-            "error_bound_sum": round(sum(h["error_bound"] for p in ok for h in p["horizons"].values()), 4),
-            "confirmed_findings": len(held_out["findings"]),
-            "flagged_horizons": len(held_out["flagged_horizons"]),
-            "extract_cache": add_summaries([p.get("extract_cache") for p in pairs] + [shared.get("extract_cache")]),
-        },
-        "pairs": pairs,
-        "shared": shared,
-        "features_across_pairs": [
-            {"feature": f, "pair_horizons": n, "confirmed_pair_horizons": confirmed[f]}
+            error_bound_sum=round(sum(h.error_bound for h in horizons), 4),
+            confirmed_findings=len(held_out.findings),
+            flagged_horizons=len(held_out.flagged_horizons),
+            extract_cache=add_summaries(
+                [p.extract_cache.model_dump() if p.extract_cache else None for p in pairs]
+                + [shared.extract_cache.model_dump() if shared.extract_cache else None]
+            ),
+        ),
+        pairs=pairs,
+        shared=shared,
+        features_across_pairs=[
+            FeatureAcrossPairs(feature=f, pair_horizons=n, confirmed_pair_horizons=confirmed[f])
             for f, n in selected.most_common(50)
         ],
-        "confirmation": held_out,
-        "data_quality": data_quality(pairs),
+        confirmation=held_out,
+        data_quality=data_quality(pairs),
         **across_pairs(ok, manifest),
-    }
+    )
 
 
-def across_pairs(ok: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any]:
+def across_pairs(ok: list[ReportPair], manifest: RunManifest) -> dict[str, Any]:
     """Return the report's answers across pairs: error accounting, families, substitutes, eras,
     effect sizes, the pilot's projection (a one-pair run) and the plan's approval."""
-    settings = manifest["settings"]
+    settings = manifest.settings
     strip_tokens = tuple(settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
+    entries = [p.model_dump(mode="json") for p in ok]  # the section builders read report.json's entries
     return {
-        "error_accounting": families.error_accounting(ok),
+        "error_accounting": families.error_accounting(entries),
         "families": families.families_section(
-            ok, list(manifest["horizons"]), strip_tokens, float(settings.get("family_fdr", DEFAULT_FDR))
+            entries, list(manifest.horizons), strip_tokens, float(settings.get("family_fdr", DEFAULT_FDR))
         ),
-        "substitutes": families.substitutes_section(ok),
-        "eras": families.eras_section(ok),
-        "effect_sizes": families.effect_sizes(ok),
+        "substitutes": families.substitutes_section(entries),
+        "eras": families.eras_section(entries),
+        "effect_sizes": families.effect_sizes(entries),
         "pilot": pilot.pilot_projection(ok, manifest),
-        "approval": pilot.approval(manifest),
+        "approval": manifest.plan,
     }
 
 
-def data_quality(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+def data_quality(pairs: list[ReportPair]) -> DataQuality:
     """Return the run's data-quality section: what each pair's warehouse hazards did."""
-    return {
-        "duplicate_rule": DUPLICATE_RULE,
-        "tables": [
-            {"pair": p["pair"], **table} for p in pairs for table in p.get("data_quality", {}).get("tables", [])
+    quality = {p.pair: p.data_quality for p in pairs if p.data_quality is not None}
+    return DataQuality(
+        duplicate_rule=DUPLICATE_RULE,
+        tables=[table.model_copy(update={"pair": pair}) for pair, q in quality.items() for table in q.tables],
+        non_finite=[column.model_copy(update={"pair": pair}) for pair, q in quality.items() for column in q.non_finite],
+        missing_families=[
+            MissingFamilies(pair=pair, families=q.missing_families) for pair, q in quality.items() if q.missing_families
         ],
-        "non_finite": [
-            {"pair": p["pair"], **column} for p in pairs for column in p.get("data_quality", {}).get("non_finite", [])
-        ],
-        "missing_families": [
-            {"pair": p["pair"], "families": p["data_quality"]["missing_families"]}
+        failed_horizons=[
+            FailedHorizonRow(pair=p.pair, horizon=int(h), error=error)
             for p in pairs
-            if p.get("data_quality", {}).get("missing_families")
+            for h, error in p.failed_horizons.items()
         ],
-        "failed_horizons": [
-            {"pair": p["pair"], "horizon": int(h), "error": error}
-            for p in pairs
-            for h, error in p.get("failed_horizons", {}).items()
-        ],
-    }
+    )
 
 
 def write_report(store: RunStore) -> Path:
     """Write report.json, report.md, report.html and ledger.parquet; return the report.json path.
 
     report.json is written last: its presence means the run's report is complete."""
-    data = report_data(store)
+    report = report_data(store)
+    data = report.model_dump(mode="json")
     jsonschema.validate(data, report_schema())
-    ledgers = [store.read_parquet(store.ledger_path(p)) for p in data["run"]["pairs"] if store.ledger_path(p).exists()]
+    manifest = store.manifest()
+    ledgers = [store.read_parquet(store.ledger_path(p)) for p in report.run.pairs if store.ledger_path(p).exists()]
     if ledgers:
-        strip_tokens = tuple(store.manifest()["settings"].get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
+        strip_tokens = tuple(manifest.settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
         ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)
         store.write_parquet(store.root / "ledger.parquet", ledger)
     store.write_text(store.root / "report.md", render_markdown(data))
-    store.write_text(store.root / "report.html", render_html(data, store.manifest()))
-    store.write_json(store.report_path, data)
+    store.write_text(store.root / "report.html", render_html(data, manifest))
+    store.write_report(report)
     return store.report_path
 
 

@@ -6,6 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from bqx_queue.models import (
+    Confirmation,
+    ConfirmationSection,
+    FeatureVerdict,
+    FlaggedHorizon,
+    ReportPair,
+    UnconfirmedRow,
+    VerdictRow,
+)
+
 NOTE = (
     "Stable means selected in at least pi_thr of the 2B block-half subsamples of the first 75% of "
     "the history; the error bound (Meinshausen-Buehlmann) bounds the expected number of features "
@@ -22,64 +32,67 @@ NOTE = (
 )
 
 
-def _why_unconfirmed(feature: dict[str, Any], verdict: dict[str, Any]) -> str:
-    if verdict["flagged"]:
-        return f"horizon flagged: {verdict['flag_reason']}"
-    if feature["lower_bound"] <= 0:
-        return f"effect lower bound {feature['lower_bound']:+.4f} at level {verdict['level']:.4g} is not above 0"
+def _why_unconfirmed(feature: FeatureVerdict, verdict: Confirmation) -> str:
+    if verdict.flagged:
+        return f"horizon flagged: {verdict.flag_reason}"
+    if feature.lower_bound <= 0:
+        return f"effect lower bound {feature.lower_bound:+.4f} at level {verdict.level:.4g} is not above 0"
     return (
         f"the horizon's model does not beat the baseline on held-out rows "
-        f"(log-loss gain lower bound {verdict['gain_lower_bound']:+.4f})"
+        f"(log-loss gain lower bound {verdict.gain_lower_bound:+.4f})"
     )
 
 
-def confirmation_section(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
     """Return report.json's confirmation section from the pairs' horizon entries."""
-    findings, unconfirmed, flagged = [], [], []
+    findings: list[VerdictRow] = []
+    unconfirmed: list[UnconfirmedRow] = []
+    flagged: list[FlaggedHorizon] = []
     evaluated = 0
     for p in pairs:
-        for horizon, result in p["horizons"].items():
-            verdict = result.get("confirmation")
+        for horizon, result in p.horizons.items():
+            verdict = result.confirmation
             if verdict is None:  # a summary written before held-out verdicts existed
                 continue
             evaluated += 1
-            frequency = {s["feature"]: s["frequency"] for s in result["stable"]}
-            for feature in verdict["features"]:
-                row = {
-                    "pair": p["pair"],
-                    "horizon": int(horizon),
-                    "feature": feature["feature"],
-                    "frequency": frequency.get(feature["feature"], 0.0),
-                    "effect": feature["effect"],
-                    "effect_low": feature["effect_low"],
-                    "effect_high": feature["effect_high"],
-                    "lower_bound": feature["lower_bound"],
-                    "k": verdict["k"],
-                    "level": verdict["level"],
-                }
-                if feature["confirmed"]:
+            frequency = {s.feature: s.frequency for s in result.stable}
+            for feature in verdict.features:
+                row = VerdictRow(
+                    pair=p.pair,
+                    horizon=int(horizon),
+                    feature=feature.feature,
+                    frequency=frequency.get(feature.feature, 0.0),
+                    effect=feature.effect,
+                    effect_low=feature.effect_low,
+                    effect_high=feature.effect_high,
+                    lower_bound=feature.lower_bound,
+                    k=verdict.k,
+                    level=verdict.level,
+                )
+                if feature.confirmed:
                     findings.append(row)
                 else:
-                    unconfirmed.append({**row, "why": _why_unconfirmed(feature, verdict)})
-            if verdict["flagged"]:
+                    why = _why_unconfirmed(feature, verdict)
+                    unconfirmed.append(UnconfirmedRow(**row.model_dump(exclude={"why"}), why=why))
+            if verdict.flagged:
                 flagged.append(
-                    {
-                        "pair": p["pair"],
-                        "horizon": int(horizon),
-                        "reason": verdict["flag_reason"],
-                        "auc": verdict["auc"],
-                        "log_loss_gain": verdict["log_loss_gain"],
-                    }
+                    FlaggedHorizon(
+                        pair=p.pair,
+                        horizon=int(horizon),
+                        reason=verdict.flag_reason or "",
+                        auc=verdict.auc,
+                        log_loss_gain=verdict.log_loss_gain,
+                    )
                 )
-    findings.sort(key=lambda r: (r["pair"], r["horizon"], -r["effect"]))
-    unconfirmed.sort(key=lambda r: (r["pair"], r["horizon"], -r["effect"]))
-    return {
-        "note": NOTE,
-        "horizons_evaluated": evaluated,
-        "findings": findings,
-        "unconfirmed": unconfirmed,
-        "flagged_horizons": flagged,
-    }
+    findings.sort(key=lambda r: (r.pair, r.horizon, -r.effect))
+    unconfirmed.sort(key=lambda r: (r.pair, r.horizon, -r.effect))
+    return ConfirmationSection(
+        note=NOTE,
+        horizons_evaluated=evaluated,
+        findings=findings,
+        unconfirmed=unconfirmed,
+        flagged_horizons=flagged,
+    )
 
 
 def _interval(row: dict[str, Any]) -> str:

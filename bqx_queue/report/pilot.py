@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bqx_queue.models import Pilot, PilotMeasured, PilotProjected, ReportPair, RunManifest
 from bqx_queue.universe import PAIRS
 
 PILOT_NOTE = (
@@ -15,45 +16,38 @@ PILOT_NOTE = (
 )
 
 
-def pilot_projection(ok: list[dict[str, Any]], manifest: dict[str, Any]) -> dict[str, Any] | None:
+def pilot_projection(ok: list[ReportPair], manifest: RunManifest) -> Pilot | None:
     """Return the measured pilot and the projected full run, for a run of exactly one pair that
     finished; None otherwise."""
-    if len(manifest["pairs"]) != 1 or len(ok) != 1:
+    if len(manifest.pairs) != 1 or len(ok) != 1:
         return None
     pair = ok[0]
-    slots = max(1, int(sum((manifest.get("workers") or {}).values())))
-    shared = manifest.get("estimate", {}).get("shared") or []
-    shared_cost = sum(float(e["cost_usd"]) for e in shared)
-    shared_bytes = sum(int(e["bytes_billed"]) for e in shared)
+    slots = max(1, manifest.slots)
+    shared = manifest.estimate.shared if manifest.estimate else []
+    shared_cost = sum(e.cost_usd for e in shared)
+    shared_bytes = sum(e.bytes_billed for e in shared)
     waves = math.ceil(len(PAIRS) / slots)
-    return {
-        "note": PILOT_NOTE,
-        "pair": pair["pair"],
-        "measured": {
-            "bytes_processed": pair.get("bytes_processed", 0),
-            "bytes_billed": pair["bytes_billed"],
-            "cost_usd": pair["cost_usd"],
-            "wall_s": pair.get("wall_s", 0.0),
-            "peak_rss_bytes": pair.get("peak_rss_bytes", 0),
-            "features_tested": pair.get("features_tested", 0),
-        },
-        "projected": {
-            "pairs": len(PAIRS),
-            "bytes_billed": len(PAIRS) * pair["bytes_billed"] + shared_bytes,
-            "cost_usd": round(len(PAIRS) * pair["cost_usd"] + shared_cost, 6),
-            "slots": slots,
-            "waves": waves,
-            "wall_s": round(waves * pair.get("wall_s", 0.0), 3),
-        },
-    }
-
-
-def approval(manifest: dict[str, Any]) -> dict[str, Any] | None:
-    """Return the approved plan the run ran (who, when, when it was written), or None."""
-    plan = manifest.get("plan")
-    if not plan:
-        return None
-    return {key: plan[key] for key in ("path", "written_at", "approved_by", "approved_at", "fingerprints")}
+    wall_s = pair.wall_s or 0.0
+    return Pilot(
+        note=PILOT_NOTE,
+        pair=pair.pair,
+        measured=PilotMeasured(
+            bytes_processed=pair.bytes_processed or 0,
+            bytes_billed=pair.bytes_billed,
+            cost_usd=pair.cost_usd,
+            wall_s=wall_s,
+            peak_rss_bytes=pair.peak_rss_bytes or 0,
+            features_tested=pair.features_tested or 0,
+        ),
+        projected=PilotProjected(
+            pairs=len(PAIRS),
+            bytes_billed=len(PAIRS) * pair.bytes_billed + shared_bytes,
+            cost_usd=round(len(PAIRS) * pair.cost_usd + shared_cost, 6),
+            slots=slots,
+            waves=waves,
+            wall_s=round(waves * wall_s, 3),
+        ),
+    )
 
 
 def markdown_lines(data: dict[str, Any]) -> list[str]:
