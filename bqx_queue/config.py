@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     bigquery_project: str | None = None
     bigquery_location: str = "US"
     bigquery_api_endpoint: str | None = None  # e.g. a local test server; anonymous credentials
+    # host:port of a Storage Read API (gRPC) to read results from; with bigquery_api_endpoint set
+    # and this unset, results come through REST (an emulator's jobs name no readable table there)
+    bigquery_storage_api_endpoint: str | None = None
     bigquery_retry_deadline_s: float = Field(60.0, ge=0)  # bounded backoff on rate limits
     budget_usd: float = Field(50.0, gt=0)  # a run whose estimate is above this is refused
     string_length_estimate: int = Field(16, ge=0)  # UTF-8 bytes per STRING value, metadata estimates

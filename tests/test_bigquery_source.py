@@ -96,7 +96,7 @@ def test_fetch_pair_equals_the_embedded_source_and_caps_the_query(
     assert (
         cost["bytes_billed"]
         == expected_cost["bytes_billed"]
-        == billing.bytes_billed([1] * len(plan_tables(source, settings)))
+        == len(plan_tables(source, settings)) * 10 * billing.MIB  # each small table billed its 10 MiB minimum
     )
 
     job = server.query_jobs(dry_run=False)[-1]
@@ -254,3 +254,79 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryS
     )
     assert frame.targets.equals(expected.targets)
     assert sorted(frame.strings) == sorted(expected.strings)
+
+
+# --- how results are read: REST beside a local endpoint, the Storage Read API where configured ---
+
+
+def test_beside_a_local_endpoint_results_come_through_rest_not_googles_storage_host(
+    source: BigQuerySource, server: BigQueryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud import bigquery_storage  # the test extra installs it: the path production takes
+
+    built: list[object] = []
+    original = bigquery_storage.BigQueryReadClient.__init__
+
+    def spy(self: object, *args: object, **kwargs: object) -> None:
+        built.append(kwargs)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(bigquery_storage.BigQueryReadClient, "__init__", spy)
+    plan = plan_pair("eurusd", source.catalog(), source.settings)
+    days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_eurusd")))
+    rows = source.fetch(plan, days).read_all()
+    assert rows.num_rows == 3 * 1440
+    job = server.query_jobs(dry_run=False)[-1]
+    assert job["configuration"]["query"]["destinationTable"]["datasetId"].startswith("_")
+    # the client would have read that table through the storage API (at bigquerystorage.googleapis.com)
+    result = source.client.get_job(job["jobReference"]["jobId"]).result()
+    assert result._should_use_bqstorage(None, create_bqstorage_client=True)
+    assert built == []  # no storage client was made, so nothing went to Google's storage host
+
+
+def test_the_storage_client_goes_to_the_configured_storage_endpoint(server: BigQueryServer) -> None:
+    import socket
+    import threading
+
+    from google.api_core import exceptions as api_exceptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery, bigquery_storage
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        endpoint = f"127.0.0.1:{listener.getsockname()[1]}"
+        received: list[bytes] = []
+
+        def accept() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                received.append(connection.recv(24))  # a gRPC client opens with the HTTP/2 preface
+
+        waiter = threading.Thread(target=accept, daemon=True)
+        waiter.start()
+        # beside a local endpoint: plain gRPC to the storage endpoint
+        source = BigQuerySource(bq_settings(server, bigquery_storage_api_endpoint=endpoint))
+        assert "bqstorage_client" in source._result_reader()
+        reader = source.storage_client()
+        assert reader._transport._host == endpoint
+        with pytest.raises(api_exceptions.GoogleAPICallError):
+            reader.create_read_session(
+                parent=f"projects/{PROJECT}",
+                read_session=bigquery_storage.types.ReadSession(table=f"projects/{PROJECT}/datasets/_x/tables/t"),
+                retry=None,
+                timeout=5,
+            )
+        waiter.join(5)
+    assert received and received[0].startswith(b"PRI * HTTP/2.0")
+    # in production a storage endpoint (e.g. a private one) is used with the client's credentials
+    settings = load_settings(
+        source="bigquery", bigquery_project=PROJECT, bigquery_storage_api_endpoint="read.example:443"
+    )
+    client = bigquery.Client(project=PROJECT, credentials=AnonymousCredentials())
+    production = BigQuerySource(settings, client=client).storage_client()
+    assert production._transport._host == "read.example:443"
+    # and without one, the Storage Read API at Google's host whenever the library is installed
+    assert BigQuerySource(
+        load_settings(source="bigquery", bigquery_project=PROJECT), client=client
+    )._result_reader() == {"create_bqstorage_client": True}

@@ -93,6 +93,39 @@ class BigQuerySource:
                 "or set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file"
             ) from None
 
+    def _result_reader(self) -> dict[str, Any]:
+        """Return how to_arrow reads a result (BigQuery names its destination table for every query).
+
+        In production (no bigquery_api_endpoint), through the Storage Read API whenever
+        google-cloud-bigquery-storage is installed. Beside a local endpoint (an emulator), through
+        REST: the storage client would otherwise go to Google's default host. A
+        bigquery_storage_api_endpoint sends storage reads to that endpoint instead.
+        """
+        if self.settings.bigquery_storage_api_endpoint:
+            return {"bqstorage_client": self.storage_client()}
+        if self.settings.bigquery_api_endpoint:
+            return {"create_bqstorage_client": False}
+        return {"create_bqstorage_client": _has_storage_api()}
+
+    def storage_client(self) -> Any:
+        """Return a Storage Read API client for bigquery_storage_api_endpoint (host:port): plain
+        gRPC beside a local endpoint (emulators speak no TLS), else TLS with the client's credentials."""
+        endpoint = self.settings.bigquery_storage_api_endpoint
+        if not _has_storage_api():
+            raise ConfigError(f"bigquery_storage_api_endpoint={endpoint} needs google-cloud-bigquery-storage installed")
+        from google.api_core.client_options import ClientOptions
+        from google.cloud import bigquery_storage
+
+        if self.settings.bigquery_api_endpoint:
+            import grpc
+            from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
+            transport = BigQueryReadGrpcTransport(host=endpoint, channel=grpc.insecure_channel(endpoint))
+            return bigquery_storage.BigQueryReadClient(transport=transport)
+        return bigquery_storage.BigQueryReadClient(
+            credentials=self.client._credentials, client_options=ClientOptions(api_endpoint=endpoint)
+        )
+
     def _retries(self) -> dict[str, Any]:
         """Return retry settings: bounded backoff on rate limits and transient errors."""
         from google.cloud.bigquery.retry import DEFAULT_JOB_RETRY, DEFAULT_RETRY
@@ -229,7 +262,7 @@ class BigQuerySource:
             "maximum_bytes_billed": int(maximum_bytes_billed),
         }
         try:
-            table = job.result().to_arrow(create_bqstorage_client=_has_storage_api())
+            table = job.result().to_arrow(**self._result_reader())
         except Exception as exc:  # the rows are paged after the job: the same one-line rule
             from google.api_core import exceptions as api_exceptions
 
