@@ -48,7 +48,8 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
 
     settings = load_settings(warehouse=warehouse, selection_pairs=pairs)
     started = time.perf_counter()
-    result = process_pair_all_horizons(pair, settings, threads=threads)
+    source = open_source(settings, threads=threads)
+    result = process_pair_all_horizons(pair, settings, source=source, threads=threads)
     store = RunStore(tempfile.mkdtemp(prefix="bqx-bench-run-"), "bench")
     store.write_json(store.pair_path(pair), result.summary)
     store.write_parquet(store.ledger_path(pair), result.ledger)
@@ -79,10 +80,10 @@ def baseline(warehouse: str, pair: str, pairs: int, fits: int, threads: int, out
     import lightgbm as lgb
     import numpy as np
 
-    from bqx_queue.analysis.pair import pair_days, query_pair_all_horizons
     from bqx_queue.analysis.stability import choose_q
     from bqx_queue.config import load_settings
-    from bqx_queue.warehouse.source import open_source
+    from bqx_queue.warehouse.fetch import pair_days
+    from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 
     settings = load_settings(warehouse=warehouse)
     source = open_source(settings)

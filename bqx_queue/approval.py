@@ -47,7 +47,7 @@ def catalog_fingerprint(catalog: Catalog) -> str:
 
 def run_settings_of(settings: Settings) -> dict[str, Any]:
     """Return the settings that shape a run (not where this host's broker and files are)."""
-    return settings.model_dump(mode="json", exclude=HOST_SETTINGS | {"run_id"})
+    return settings.model_dump(mode="json", exclude=HOST_SETTINGS)
 
 
 def fingerprints(settings: Settings, days: list[date]) -> dict[str, str]:
@@ -63,7 +63,6 @@ def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], 
     `overrides` are the plan command's options, applied again when the plan runs."""
     manifest = plan_run(settings, pairs, run_id="planned", enforce_budget=False)
     planned = manifest.model_dump(mode="json", exclude=RUN_FIELDS)
-    planned["settings"].pop("run_id", None)
     plan = {
         "kind": PLAN_KIND,
         "version": PLAN_VERSION,
@@ -134,7 +133,6 @@ def manifest_from_plan(plan: dict[str, Any], settings: Settings, path: Path, run
         | {
             "run_id": run_id,
             "created_at": datetime.now(UTC).isoformat(),
-            "settings": planned["settings"] | {"run_id": run_id},
             "plan": ApprovedPlan(
                 path=str(path),
                 written_at=plan["written_at"],

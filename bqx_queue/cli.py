@@ -32,7 +32,8 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
         if not Path(args.config).is_file():
             raise BqxError(f"settings file {args.config} does not exist")
         os.environ["BQX_CONFIG"] = str(args.config)
-    return load_settings(**overrides)
+    # an option not given is None: the environment, the file or the default decides
+    return load_settings(**{name: value for name, value in overrides.items() if value is not None})
 
 
 def _guard(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -167,9 +168,12 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
     print(f"run {manifest.run_id}")
     print(f"sampled days ({len(manifest.days)}): {', '.join(day.isoformat() for day in manifest.days)}")
     if manifest.shared_tables:  # BigQuery: the shared tables once, before any pair
+        from bqx_queue.config import run_settings
+        from bqx_queue.warehouse.bigquery_source import BigQuerySource
         from bqx_queue.warehouse.shared import prefetch_shared
 
-        shared = prefetch_shared(store)
+        for_run = run_settings(manifest.settings, settings)
+        shared = prefetch_shared(store, for_run, BigQuerySource(for_run))
         if shared:
             console.print(
                 f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}"

@@ -17,7 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
-from bqx_queue.config import Settings, load_settings
+from bqx_queue.config import HOST_SETTINGS, Settings, load_settings, run_settings
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
 from bqx_queue.memory import GIB
 from bqx_queue.models import (
@@ -35,13 +35,10 @@ from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
 from bqx_queue.warehouse.sampling import common_days, sample_days
 from bqx_queue.warehouse.shared import shared_once
-from bqx_queue.warehouse.source import estimate_plan, open_source, source_location
+from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
 
 log = logging.getLogger(__name__)
-
-# Settings that belong to a host (where its broker and files are), not to a run.
-HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir"}
 
 
 def failed_summary(
@@ -105,12 +102,11 @@ def plan_run(
     run_id = run_id or new_run_id()
     estimates = {
         pair: billing.combined_estimate(
-            [estimate_plan(source, plan, days, settings)]
-            + [estimate_plan(source, p, days, settings) for p in parts[pair]]
+            [source.estimate(plan, days, settings)] + [source.estimate(p, days, settings) for p in parts[pair]]
         )
         for pair, plan in plans.items()
     }
-    shared = [estimate_plan(source, p, days, settings) for p in plan_shared_tables(catalog, settings)] if once else []
+    shared = [source.estimate(p, days, settings) for p in plan_shared_tables(catalog, settings)] if once else []
     everything = list(estimates.values()) + shared
     estimate = RunEstimate(
         method=everything[0].method if everything else "metadata",
@@ -128,7 +124,7 @@ def plan_run(
             f"({estimate.bytes_billed:,} bytes billed) is above the budget ${settings.budget_usd:.4f}: "
             "nothing was enqueued (raise --max-cost or budget_usd; `bqx-enqueue --dry-run` shows each pair)"
         )
-    location = source_location(source)
+    location = source.describe()
     return RunManifest(
         run_id=run_id,
         created_at=datetime.now(UTC).isoformat(),
@@ -150,7 +146,6 @@ def plan_run(
         estimate=estimate,
         shared_tables=SharedTablesPlan(queries=len(shared), tables=sum(e.tables for e in shared)) if shared else None,
         settings=settings.model_dump(mode="json", exclude=HOST_SETTINGS)
-        | {"run_id": run_id}
         | ({"warehouse": location} if source.kind != "bigquery" else {}),
         workers=workers,
     )
@@ -186,20 +181,12 @@ def write_manifest(settings: Settings, manifest: RunManifest) -> RunStore:
     return store
 
 
-def run_settings(manifest: RunManifest) -> Settings:
-    """Return the settings a worker uses for a run: the run's own, on this host's broker/files."""
-    return load_settings(**manifest.settings)
-
-
-def threads_per_child() -> int:
-    return int(os.environ.get("BQX_THREADS_PER_CHILD") or 1)
-
-
-def execute_pair(store: RunStore, pair: str, threads: int = 1) -> PairMessage:
+def execute_pair(store: RunStore, pair: str, settings: Settings | None = None) -> PairMessage:
     """Analyse one pair of a run and write its artifacts; returns the small message for Redis.
 
-    A pair whose artifacts already say it finished is not recomputed. Any failure becomes a
-    failed summary, so the run still completes.
+    `settings` are the run's (config.run_settings of its manifest on this host; by default on
+    this host's environment). A pair whose artifacts already say it finished is not recomputed.
+    Any failure becomes a failed summary, so the run still completes.
     """
     existing = store.pair_summary(pair)
     if existing and existing.ok:
@@ -210,8 +197,14 @@ def execute_pair(store: RunStore, pair: str, threads: int = 1) -> PairMessage:
     started = time.time()
     try:
         # this store's location, not the settings default: the extract cache and shared rows live there
-        settings = run_settings(manifest).model_copy(update={"runs_dir": str(store.runs_root)})
-        result = process_pair_all_horizons(pair, settings, manifest.days, threads=threads)
+        settings = (settings or run_settings(manifest.settings, load_settings())).model_copy(
+            update={"runs_dir": str(store.runs_root)}
+        )
+        threads = settings.threads_per_child or 1
+        source = open_source(settings, threads=threads)
+        result = process_pair_all_horizons(
+            pair, settings, manifest.days, source=source, threads=threads, run_id=store.run_id
+        )
         summary = PairSummary.model_validate(result.summary)
         store.write_parquet(store.ledger_path(pair), result.ledger)
     except BqxError as exc:
@@ -232,23 +225,64 @@ def finish_run(store: RunStore) -> Path:
     return write_report(store)
 
 
-def _execute_in_child(runs_dir: str, run_id: str, pair: str, threads: int) -> PairMessage:
-    return execute_pair(RunStore(runs_dir, run_id), pair, threads=threads)
+def _execute_in_child(host: Settings, run_id: str, pair: str) -> PairMessage:
+    store = RunStore(host.runs_dir, run_id)
+    return execute_pair(store, pair, run_settings(store.manifest().settings, host))
 
 
 def run_parallel_testing(pairs: str | list[str], max_workers: int = 8, settings: Settings | None = None) -> Path:
-    """Run pairs in a local process pool (no broker) and return the report path.
+    """Run pairs in a local process pool (no broker) and return the path of the run's report.json.
 
-    The same run as `bqx-enqueue`: manifest, one process_pair per pair, the same report.
+    The same run as `bqx-enqueue`, without Redis or a worker: a manifest (sampled days, cost
+    estimate, memory plan), one `process_pair_all_horizons` per pair in a spawned child, each
+    pair's artifacts in the run folder, then the report. A pair that fails is recorded as failed
+    and the run still completes.
+
+    Parameters
+    ----------
+    pairs : str or list of str
+        Pair names or groups ("eurusd", "eurusd,gbpusd", "all", ...; see `universe.resolve_pairs`).
+    max_workers : int, default 8
+        Child processes; each uses the host's cores shared out among them (or
+        ``threads_per_child``).
+    settings : Settings, optional
+        The run's settings; loaded from the environment when omitted. ``runs_dir`` says where the
+        run folder is written.
+
+    Returns
+    -------
+    pathlib.Path
+        The run's report.json; report.md and report.html lie beside it.
+
+    Raises
+    ------
+    ConfigError, BudgetError, MemoryPlanError, WarehouseError
+        Before any pair runs, when the pairs, the estimate or the memory plan are refused.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from bqx_queue.config import load_settings
+    >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = build_warehouse(folder / "tiny.duckdb", WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40))
+    >>> settings = load_settings(
+    ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15], selection_pairs=10, lgbm_rounds=20
+    ... )
+    >>> report = run_parallel_testing("eurusd", max_workers=1, settings=settings)
+    >>> report.name, report.with_suffix(".html").exists()
+    ('report.json', True)
+    >>> [pair["pair"] for pair in json.loads(report.read_text())["pairs"]]
+    ['eurusd']
     """
     settings = settings or load_settings()
     chosen = resolve_pairs(pairs)
     manifest = plan_run(settings, chosen, workers={"local-pool": max_workers})
     store = write_manifest(settings, manifest)
-    threads = max(1, (os.cpu_count() or 1) // max_workers)
+    host = settings.model_copy(update={"threads_per_child": settings.child_threads(max_workers)})
     # spawn, not fork: OpenMP state in this process must not leak into the children
     context = get_context("spawn")
     with ProcessPoolExecutor(max_workers=max_workers, mp_context=context) as pool:
-        runs_dirs, run_ids = [str(settings.runs_dir)] * len(chosen), [store.run_id] * len(chosen)
-        list(pool.map(_execute_in_child, runs_dirs, run_ids, chosen, [threads] * len(chosen)))
+        list(pool.map(_execute_in_child, [host] * len(chosen), [store.run_id] * len(chosen), chosen))
     return finish_run(store)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from support.bigquery_server import BigQueryServer
 
-from bqx_queue.analysis.pair import fetch_pair
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
+from bqx_queue.store import RunStore
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
@@ -76,12 +76,14 @@ def test_catalog_and_calendar_match_the_warehouse(
 def test_fetch_pair_equals_the_embedded_source_and_caps_the_query(
     source: BigQuerySource, warehouse: Path, server: BigQueryServer
 ) -> None:
-    settings = bq_settings(server, run_id="Run-42")
+    settings = bq_settings(server)
     source = BigQuerySource(settings)
     local = DuckDBSource(warehouse)
     days = sorted(local.day_counts(local.catalog().table("bqx_analytics", "targets_eurusd")))[:2]
-    frame, cost = fetch_pair("eurusd", settings, days, source)
-    expected, expected_cost = fetch_pair("eurusd", load_settings(max_rows=3000), days, local)
+    fetched = source.fetch_pair("eurusd", settings, days, run_id="Run-42")
+    frame, cost = fetched.frame, fetched.cost
+    embedded = local.fetch_pair("eurusd", load_settings(max_rows=3000), days)
+    expected, expected_cost = embedded.frame, embedded.cost
 
     assert frame.rows == expected.rows == 2 * 1440
     assert frame.numeric_names == expected.numeric_names
@@ -203,7 +205,7 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
     from bqx_queue.warehouse.shared import fetch_shared
     from bqx_queue.warehouse.sql import plan_shared_tables
 
-    settings = bq_settings(server, run_id="shared-run", runs_dir=tmp_path)
+    settings = bq_settings(server, runs_dir=tmp_path)
     source = BigQuerySource(settings)
     local = DuckDBSource(warehouse)
     days = sorted(local.day_counts(local.catalog().table("bqx_analytics", "targets_eurusd")))[1:]
@@ -211,15 +213,16 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
     plans = plan_shared_tables(source.catalog(), settings, max_columns=5)
     assert len(plans) == 4 and all(p.columns <= 5 for p in plans)
     sent_before = len(server.query_jobs(dry_run=False))
-    index = fetch_shared(source, plans, days, settings, tmp_path / "shared-run")
+    index = fetch_shared(source, plans, days, settings, RunStore(tmp_path, "shared-run"))
     assert index["queries"] == 4 and index["tables"] == 4
     assert index["bytes_billed"] == sum(int(j["statistics"]["query"]["totalBytesBilled"])
                                         for j in server.query_jobs(dry_run=False)[sent_before:])  # fmt: skip
 
-    frame, cost = fetch_pair("eurusd", settings, days, source)
+    fetched = source.fetch_pair("eurusd", settings, days, run_id="shared-run")
+    frame, cost = fetched.frame, fetched.cost
     pair_sql = server.query_jobs(dry_run=False)[-1]["configuration"]["query"]["query"]
     assert "tri_g000" not in pair_sql and "targets_eurusd" in pair_sql  # the pair read its own tables only
-    expected, _ = fetch_pair("eurusd", load_settings(max_rows=3000), days, local)
+    expected = local.fetch_pair("eurusd", load_settings(max_rows=3000), days).frame
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]
     np.testing.assert_array_equal(frame.times, expected.times)
@@ -235,7 +238,8 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryS
     local = DuckDBSource(warehouse)
     days = sorted(local.day_counts(local.catalog().table("bqx_analytics", "targets_gbpusd")))[:2]
     sent_before = len(server.query_jobs(dry_run=False))
-    frame, cost = fetch_pair("gbpusd", settings, days, source)
+    fetched = source.fetch_pair("gbpusd", settings, days)
+    frame, cost = fetched.frame, fetched.cost
     sent = [  # the pair's queries (the source's catalog queries carry no labels)
         j
         for j in server.query_jobs(dry_run=False)[sent_before:]
@@ -245,7 +249,7 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryS
     for job in sent:
         assert len(job["statistics"]["query"]["schema"]["fields"]) <= 12
     assert cost["bytes_billed"] == sum(int(j["statistics"]["query"]["totalBytesBilled"]) for j in sent)
-    expected, _ = fetch_pair("gbpusd", load_settings(max_rows=3000), days, local)
+    expected = local.fetch_pair("gbpusd", load_settings(max_rows=3000), days).frame
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]
     np.testing.assert_array_equal(frame.times, expected.times)

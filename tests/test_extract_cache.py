@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from support.bigquery_server import BigQueryServer
 
-from bqx_queue.analysis.pair import fetch_pair, pair_days
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.warehouse.extract_cache import CACHE_DIR
+from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.frame import PairFrame
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
@@ -40,13 +40,15 @@ def parquet_warehouse(small_warehouse: Path, tmp_path_factory: pytest.TempPathFa
 
 
 def settings_for(warehouse: Path | str, runs: Path, **overrides: object) -> Settings:
-    values = {"warehouse": warehouse, "runs_dir": runs, "max_rows": 3000, "run_id": "cache-test"} | overrides
+    values = {"warehouse": warehouse, "runs_dir": runs, "max_rows": 3000} | overrides
     return load_settings(**values)
 
 
-def fetch(settings: Settings, pair: str = "eurusd") -> tuple[PairFrame, dict]:
+def fetch(settings: Settings, pair: str = "eurusd", run_id: str | None = "cache-test") -> tuple[PairFrame, dict]:
+    """Fetch the pair as a run does (run_id set: through the extract cache) or outside a run."""
     source = open_source(settings)
-    return fetch_pair(pair, settings, pair_days(source, pair, settings), source)
+    fetched = source.fetch_pair(pair, settings, pair_days(source, pair, settings), run_id)
+    return fetched.frame, fetched.cost
 
 
 def assert_same_rows(frame: PairFrame, expected: PairFrame) -> None:
@@ -66,26 +68,26 @@ def test_a_rerun_with_other_horizons_reads_the_cache_and_a_written_table_is_read
     billed = cost["bytes_billed"]
 
     # other horizons and selection settings, same rows: read from the cache, nothing billed
-    rerun = settings_for(parquet_warehouse, tmp_path, horizons=(15, 30), selection_pairs=7, run_id="another-run")
-    cached, cost = fetch(rerun)
+    rerun = settings_for(parquet_warehouse, tmp_path, horizons=(15, 30), selection_pairs=7)
+    cached, cost = fetch(rerun, run_id="another-run")
     assert cost["queries"] == 0 and cost["bytes_billed"] == 0 and cost["bytes_processed"] == 0
     assert cost["extract_cache"]["hits"] == 1 and cost["extract_cache"]["saved_bytes_billed"] == billed
     assert cost["extract_cache"]["saved_usd"] > 0
     assert list(cached.targets.columns) == ["target_bqx45_h15", "target_bqx45_h30"]
-    uncached, _ = fetch(rerun.model_copy(update={"run_id": None}))  # outside a run: no cache
+    uncached, _ = fetch(rerun, run_id=None)  # outside a run: no cache
     assert_same_rows(cached, uncached)
 
     # one table written since the extract: the pair is queried again
     table = parquet_warehouse / "bqx_features" / "mom_eurusd.parquet"
     stat = table.stat()
     os.utime(table, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-    _, cost = fetch(rerun)
+    _, cost = fetch(rerun, run_id="another-run")
     assert cost["extract_cache"]["misses"] == 1 and cost["bytes_billed"] == billed
-    _, cost = fetch(rerun)
+    _, cost = fetch(rerun, run_id="another-run")
     assert cost["extract_cache"]["hits"] == 1
 
     # --refresh (refresh_extracts) queries even with the rows cached
-    _, cost = fetch(rerun.model_copy(update={"refresh_extracts": True}))
+    _, cost = fetch(rerun.model_copy(update={"refresh_extracts": True}), run_id="another-run")
     assert cost["extract_cache"]["misses"] == 1 and cost["bytes_billed"] == billed
 
 

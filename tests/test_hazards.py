@@ -18,7 +18,7 @@ from hazard_export import PAIRS, ROWS_PER_DAY, Export, build_export, minutes, we
 from support.bigquery_server import BigQueryServer
 from test_report_html import _distinct_colours, _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
-from bqx_queue.analysis.pair import fetch_pair, pair_days, process_pair_all_horizons, query_pair_all_horizons
+from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError, WarehouseError
 from bqx_queue.report.build import report_schema, write_report
@@ -27,6 +27,8 @@ from bqx_queue.universe import HORIZONS
 from bqx_queue.warehouse import duckdb_source
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 from bqx_queue.warehouse.sql import plan_pair
 
 FAST = {"selection_pairs": 4, "lgbm_rounds": 10, "cv_folds": 1, "shap_rows": 200, "selection_blocks": 4}
@@ -43,7 +45,8 @@ def fast_settings(export: Export, **overrides: object) -> Settings:
 
 
 def run(export: Export, **overrides: object) -> tuple[dict, pd.DataFrame]:
-    result = process_pair_all_horizons("eurusd", fast_settings(export, **overrides))
+    settings = fast_settings(export, **overrides)
+    result = process_pair_all_horizons("eurusd", settings, source=open_source(settings))
     return result.summary, result.ledger
 
 
@@ -125,23 +128,24 @@ def test_duckdb_table_groups_and_the_bigquery_split_see_the_same_rows_and_counts
     settings = fast_settings(export)
     source = DuckDBSource(export.root)
     days = pair_days(source, "eurusd", settings)
-    whole, whole_cost = fetch_pair("eurusd", settings, days, DuckDBSource(export.root))
+    whole = DuckDBSource(export.root).fetch_pair("eurusd", settings, days)
     monkeypatch.setattr(duckdb_source, "PART_TABLES", 1)  # one feature table per DuckDB statement
-    grouped, grouped_cost = fetch_pair("eurusd", settings, days, DuckDBSource(export.root))
+    grouped = DuckDBSource(export.root).fetch_pair("eurusd", settings, days)
     with BigQueryServer(export.root, project="bqx-test") as server:
         bigquery = load_settings(
             source="bigquery", bigquery_project="bqx-test", bigquery_api_endpoint=server.url,
             bigquery_retry_deadline_s=0, max_query_columns=10,
         )  # fmt: skip
-        split, split_cost = fetch_pair("eurusd", bigquery, days, BigQuerySource(bigquery))
-    assert split_cost["queries"] >= 3  # past the column limit: split, joined back on interval_time
-    for frame, cost in ((grouped, grouped_cost), (split, split_cost)):
-        np.testing.assert_array_equal(frame.times, whole.times)
-        order = [frame.numeric_names.index(n) for n in whole.numeric_names]
-        np.testing.assert_array_equal(frame.numeric[:, order], whole.numeric[:, : len(order)])
-        assert frame.targets.equals(whole.targets)
-        assert cost["data_quality"] == whole_cost["data_quality"]
-    assert quality_of(whole_cost, "bqx_features.reg_eurusd")["rows_dropped"] == 7
+        split = BigQuerySource(bigquery).fetch_pair("eurusd", bigquery, days)
+    assert split.cost["queries"] >= 3  # past the column limit: split, joined back on interval_time
+    for fetched in (grouped, split):
+        frame = fetched.frame
+        np.testing.assert_array_equal(frame.times, whole.frame.times)
+        order = [frame.numeric_names.index(n) for n in whole.frame.numeric_names]
+        np.testing.assert_array_equal(frame.numeric[:, order], whole.frame.numeric[:, : len(order)])
+        assert frame.targets.equals(whole.frame.targets)
+        assert fetched.cost["data_quality"] == whole.cost["data_quality"]
+    assert quality_of(whole.cost, "bqx_features.reg_eurusd")["rows_dropped"] == 7
 
 
 # Histories, families and calendars -------------------------------------------------------------
@@ -162,7 +166,9 @@ def test_a_pair_missing_a_whole_family_of_tables_is_analysed_with_what_it_has(ex
     assert summary["status"] == "ok"
     assert summary["data_quality"]["missing_families"] == ["mom"]
     assert not any(f.startswith("mom_") for f in ledger["feature"])
-    assert process_pair_all_horizons("gbpusd", fast_settings(export)).summary["data_quality"]["missing_families"] == []
+    settings = fast_settings(export)
+    other = process_pair_all_horizons("gbpusd", settings, source=open_source(settings))
+    assert other.summary["data_quality"]["missing_families"] == []
 
 
 def test_weekend_and_holiday_gaps_are_days_never_sampled(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 # 55 weekdays of 1-minute bars: the 80,000-row sample a production run reads per pair
@@ -29,7 +30,8 @@ def gate_results(tmp_path_factory):
         path = tmp_path_factory.mktemp(name) / "w.duckdb"
         build_warehouse(path, spec)
         pair = spec.pairs[0]
-        summary = process_pair_all_horizons(pair, load_settings(warehouse=path, lgbm_rounds=100)).summary
+        settings = load_settings(warehouse=path, lgbm_rounds=100)
+        summary = process_pair_all_horizons(pair, settings, source=open_source(settings)).summary
         results[name] = (summary, DuckDBSource(path).manifest()["pairs"][pair])
     return results
 

@@ -19,6 +19,7 @@ from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.run import execute_pair, plan_run, write_manifest
 from bqx_queue.universe import HORIZONS, TARGET_WINDOW
+from bqx_queue.warehouse.source import open_source
 
 # A short hourly history: read all of it (max_rows above its ~4,900 rows); the defaults fit the
 # rest (12 selection blocks of ~300 rows, 3 walk-forward folds over the last 25%, B = 50).
@@ -28,7 +29,8 @@ NOISE = set(noise_features())
 
 def _run(tmp_path_factory: pytest.TempPathFactory, noise_seed: int, seed: int):
     folder = build_real_price_export(tmp_path_factory.mktemp(f"eurusd-{noise_seed}"), noise_seed=noise_seed)
-    return process_pair_all_horizons("eurusd", load_settings(warehouse=folder, seed=seed, **SHORT_HISTORY))
+    settings = load_settings(warehouse=folder, seed=seed, **SHORT_HISTORY)
+    return process_pair_all_horizons("eurusd", settings, source=open_source(settings))
 
 
 @pytest.fixture(scope="module")

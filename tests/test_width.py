@@ -54,8 +54,9 @@ PAIR_IN_A_FRESH_PROCESS = """
 import json, sys
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
+from bqx_queue.warehouse.source import open_source
 settings = load_settings(warehouse=sys.argv[1], worker_max_memory_per_child_kib=int(sys.argv[2]), scratch_dir=sys.argv[3])
-result = process_pair_all_horizons("eurusd", settings, threads=2)
+result = process_pair_all_horizons("eurusd", settings, source=open_source(settings, threads=2), threads=2)
 ledger = result.ledger[result.ledger["horizon"] == 15]
 screened = ledger["excluded"].str.startswith("screened out before selection", na=False)
 print(json.dumps(result.summary | {
@@ -109,9 +110,9 @@ def test_a_wide_pair_that_fits_is_planned_with_every_feature(wide_warehouse):
     from bqx_queue.run import plan_run
 
     manifest = plan_run(load_settings(warehouse=wide_warehouse), ["eurusd"])
-    plan = manifest["plans"]["eurusd"]
-    assert plan["predicted_peak_bytes"] < 8 * GIB
-    assert plan["features_in_selection"] >= plan["columns"]  # at 8 GiB every column enters selection
+    plan = manifest.plans["eurusd"]
+    assert plan.predicted_peak_bytes < 8 * GIB
+    assert plan.features_in_selection >= plan.columns  # at 8 GiB every column enters selection
 
 
 def test_marginal_strength_is_the_largest_absolute_correlation_with_any_target():

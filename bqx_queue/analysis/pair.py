@@ -22,6 +22,7 @@ from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
+from bqx_queue.analysis.params import Stream, seed_sequence
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, SelectionResult, select_stable, time_blocks
@@ -33,15 +34,8 @@ from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
 from bqx_queue.universe import TARGET_WINDOW, target_column
-from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.catalog import missing_families
-from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.extract_cache import fetch_settings, local_rows, narrow_targets, summarize
-from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
-from bqx_queue.warehouse.sampling import sample_days
-from bqx_queue.warehouse.shared import fetch_billable
-from bqx_queue.warehouse.source import open_source
-from bqx_queue.warehouse.sql import plan_pair
+from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.interface import WarehouseSource
 
 SHAP_TOP = 20
 SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file would save little
@@ -53,91 +47,74 @@ class PairResult:
     ledger: pd.DataFrame  # every feature x horizon: frequency, selected, excluded reason
 
 
-def selection_params(settings: Settings, pair: str) -> SelectionParams:
-    return SelectionParams(
-        pairs=settings.selection_pairs,
-        threshold=settings.selection_threshold,
-        q=settings.selection_q,
-        expected_false_max=settings.expected_false_max,
-        blocks=settings.selection_blocks,
-        weakness=settings.selection_weakness,
-        seed=_pair_seed(settings.seed, pair),
-    )
+@dataclass(frozen=True)
+class StabilitySelection:
+    """What stability selection found at one horizon of one frame (run_stability_selection_local)."""
+
+    table: pd.DataFrame  # one row per usable feature: feature, frequency, stable; most frequent first
+    horizon: int
+    q: int  # features each fit enters
+    threshold: float  # the selection frequency that makes a feature stable
+    fits: int  # 2B: both halves of every complementary pair
+    error_bound: float  # Meinshausen-Buehlmann bound on the expected number of falsely stable features
+
+    @property
+    def stable_features(self) -> list[str]:
+        """Return the stable features, most frequent first."""
+        return self.table.loc[self.table["stable"], "feature"].tolist()
 
 
-def _pair_seed(seed: int, pair: str) -> int:
-    return seed * 1000 + sum(ord(c) * 31**i for i, c in enumerate(pair)) % 997
+def run_stability_selection_local(
+    df: pd.DataFrame, horizon: int, settings: Settings | None = None
+) -> StabilitySelection:
+    """Return every usable feature's selection frequency at one horizon, and which are stable.
 
+    Complementary-pairs stability selection (Shah & Samworth 2013) over contiguous time blocks
+    of the rows selection may read (the held-out end of the history and its purge gap are left
+    out), with randomized LARS stopped after q steps as the base selector.
 
-def pair_days(source: DuckDBSource, pair: str, settings: Settings) -> list[date]:
-    """Return sampled days from this pair's own calendar (a run samples once for all pairs)."""
-    targets = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
-    return sample_days(source.day_counts(targets), settings.max_rows, settings.seed)
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A pair frame such as `query_pair_all_horizons` returns: time-ordered rows, an
+        ``interval_time`` column, feature columns and the horizon's target column.
+    horizon : int
+        The target's horizon in minutes (one of ``bqx_queue.universe.HORIZONS``).
+    settings : Settings, optional
+        Selection settings (``selection_*``, ``expected_false_max``, ``seed``); loaded from the
+        environment when omitted.
 
+    Returns
+    -------
+    StabilitySelection
+        The table (feature, frequency, stable; most frequent first) with q, the threshold, the
+        number of fits and the error bound. The same settings give the same table.
 
-def query_pair_all_horizons(
-    pair: str,
-    settings: Settings | None = None,
-    days: list[date] | None = None,
-    source: DuckDBSource | None = None,
-) -> pd.DataFrame:
-    """Return ONE query's result: interval_time, every feature of the pair, and its targets."""
-    settings = settings or load_settings()
-    source = source or open_source(settings)
-    days = days if days is not None else pair_days(source, pair, settings)
-    frame, _ = fetch_pair(pair, settings, days, source)
-    return frame.to_pandas()
+    Raises
+    ------
+    DataError
+        When the frame lacks the target, the target is unusable, or there are too few rows.
 
-
-def fetch_pair(
-    pair: str, settings: Settings, days: list[date], source: DuckDBSource
-) -> tuple[PairFrame, dict[str, Any]]:
-    """Return the pair's frame and what its one query cost under BigQuery's billing rules."""
-    if getattr(source, "billable", False):
-        # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
-        # BigQuery's limits; the jobs report their own bytes
-        wide = fetch_settings(source, pair, settings)
-        reader, plan, job_bytes, extract_uses = fetch_billable(pair, wide, days, source)
-        capacity = settings.max_rows
-    else:
-        # through the extract cache: a rerun that needs the same rows reads them, unbilled
-        wide = fetch_settings(source, pair, settings)
-        plan = plan_pair(pair, source.catalog(), wide)
-        reader, job_bytes, extract_uses = local_rows(pair, plan, wide, days, source)
-        job_bytes["queries"] = sum(not use.hit for use in extract_uses) if extract_uses else plan.queries
-        # the rows the targets hold on these days: the matrix is allocated once at its size (an
-        # oversized column-major buffer becomes resident whole under transparent huge pages)
-        counts = source.day_counts(source.catalog().table(*plan.tables[0].split(".")))
-        capacity = sum(counts.get(day, 0) for day in days)
-    plan = narrow_targets(plan, settings)  # a cached run's rows hold every horizon's target
-    frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=capacity)
-    # the query keeps one row per interval_time per table; its counts say what that dropped
-    frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)
-    if len(np.unique(frame.times)) != frame.rows:  # cannot happen unless the query's rule is lost
-        raise DataError(f"pair {pair}: the result repeats interval_time values after one row per table was kept")
-    if not getattr(source, "billable", False):
-        source.close()  # its block cache would count against the pair's memory budget
-    queries = job_bytes.pop("queries", plan.queries)  # more than one only past BigQuery's limits
-    cost = {
-        "queries": queries,
-        "tables": len(plan.tables),
-        "columns": len(plan.features) + len(plan.targets) + 1,
-        **job_bytes,
-        "cost_usd": billing.cost_usd(job_bytes["bytes_billed"], settings.price_per_tib_usd),
-        "extract_cache": summarize(extract_uses),
-        "excluded": dict(plan.excluded) | frame.excluded,
-        "data_quality": frame.quality.summary(
-            settings.on_duplicate_timestamps, missing_families(source.catalog(), pair, settings)
-        ),
-    }
-    return frame, cost
-
-
-def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Settings | None = None) -> pd.DataFrame:
-    """Return one row per usable feature: selection frequency and whether it is stable.
-
-    `df` is a pair frame such as query_pair_all_horizons returns (time-ordered rows). The
-    result's attrs hold q, the threshold, the number of fits and the MB error bound.
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bqx_queue.config import load_settings
+    >>> from bqx_queue.warehouse.source import query_pair_all_horizons
+    >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> spec = WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40, signal_r2=0.6)
+    >>> manifest = build_warehouse(folder / "tiny.duckdb", spec)
+    >>> settings = load_settings(warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs")
+    >>> df = query_pair_all_horizons("eurusd", settings)
+    >>> selection = run_stability_selection_local(df, 15, settings)
+    >>> selection.fits, selection.threshold, selection.error_bound <= settings.expected_false_max
+    (100, 0.8, True)
+    >>> list(selection.table.columns)
+    ['feature', 'frequency', 'stable']
+    >>> planted = manifest["pairs"]["eurusd"]["horizons"]["15"]["informative"]
+    >>> sorted(selection.stable_features) == sorted(planted)  # the synthetic warehouse's planted signal
+    True
     """
     settings = settings or load_settings()
     target = target_column(horizon)
@@ -152,8 +129,9 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
             "stable": result.frequencies >= result.threshold,
         }
     ).sort_values("frequency", ascending=False, kind="stable")
-    table.attrs.update(q=result.q, threshold=result.threshold, fits=result.fits, error_bound=result.error_bound)
-    return table.reset_index(drop=True)
+    return StabilitySelection(
+        table.reset_index(drop=True), horizon, result.q, result.threshold, result.fits, result.error_bound
+    )
 
 
 def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> tuple[np.ndarray, int]:
@@ -189,11 +167,11 @@ def _select(
 ) -> Selection:
     """Return per-horizon selections. Past SPILL_MIN_BYTES the matrix moves to a scratch file
     (kept open on `scratch`) once the crosses are computed, so the block Grams have its memory."""
-    blocks = time_blocks(selection_rows, settings.selection_blocks, gap=max(horizons))
+    params = SelectionParams.from_settings(settings, pair)
+    blocks = time_blocks(selection_rows, params.blocks, gap=max(horizons))
     targets = np.zeros((prepared.matrix.shape[0], len(horizons)))
     for k, horizon in enumerate(horizons):
         targets[prepared.rows, k] = prepared.targets[target_column(horizon)].to_numpy()
-    params = selection_params(settings, pair)
     p = prepared.matrix.shape[1]
     if settings.selection_method == "lightgbm":
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
@@ -250,12 +228,16 @@ def process_pair_all_horizons(
     pair: str,
     settings: Settings | None = None,
     days: list[date] | None = None,
-    source: DuckDBSource | None = None,
+    *,
+    source: WarehouseSource,
     threads: int = 1,
+    run_id: str | None = None,
 ) -> PairResult:
     """Return the pair's full result: one query, then for every horizon stable features,
     walk-forward model metrics beside a naive baseline, and SHAP on held-out rows.
 
+    `source` is the warehouse to read (`bqx_queue.warehouse.source.open_source`); in a run,
+    `run_id` names it, so the fetch uses the run's extract cache, cost ledger and query labels.
     Data problems raise DataError or WarehouseError; memory past the budget raises
     MemoryBudgetExceeded. The caller decides how a failure is recorded.
     """
@@ -264,13 +246,13 @@ def process_pair_all_horizons(
     horizons = list(settings.horizons)
     timings: dict[str, float] = {}
     with MemoryWatch(settings.memory_budget_bytes) as memory, threadpool_limits(threads):
-        source = source or open_source(settings, threads=threads)
         days = days if days is not None else pair_days(source, pair, settings)
-        frame, cost = fetch_pair(pair, settings, days, source)
+        fetched = source.fetch_pair(pair, settings, days, run_id)
         timings["query_s"] = time.perf_counter() - started
-        rows_fetched = frame.rows
-        prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
-        del frame  # the prepared matrix now holds the only reference to the fetched values
+        rows_fetched = fetched.frame.rows
+        cost = fetched.cost
+        prepared = prepare_pair(fetched.frame, exclusions=fetched.excluded)
+        del fetched  # the prepared matrix now holds the only reference to the fetched values
         # a horizon whose target is unusable fails alone, with its reason; the others go on
         failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
         horizons = [h for h in horizons if h not in failed]
@@ -281,14 +263,7 @@ def process_pair_all_horizons(
             selection = _select(prepared, selection_rows, settings, horizons, pair, threads, scratch)
             selections = selection.results
             timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
-            train = TrainParams(
-                rounds=settings.lgbm_rounds,
-                learning_rate=settings.lgbm_learning_rate,
-                num_leaves=settings.lgbm_num_leaves,
-                min_data_in_leaf=settings.lgbm_min_data_in_leaf,
-                threads=threads,
-                seed=settings.seed,
-            )
+            train = TrainParams.from_settings(settings, pair, threads)
             horizon_results = {}
             for horizon in horizons:
                 if selection.spilled is not None:  # a fresh map: the last horizon's pages leave the RSS
@@ -345,10 +320,12 @@ def _horizon_result(
             folds, model.fold_boosters or [None] * len(folds), model.fold_up_rates, strict=True
         )
     ]
-    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, ConfirmParams(seed=settings.seed + horizon))
+    confirm = ConfirmParams.from_settings(settings, prepared.pair, horizon)
+    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm)
     shap_top = []
     if model.booster is not None:
-        ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, settings.seed)
+        shap_seed = seed_sequence(settings.seed, prepared.pair, Stream.SHAP, horizon)
+        ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, shap_seed)
         shap_top = [{"feature": f, "mean_abs_shap": round(v, 6)} for f, v in ranking[:SHAP_TOP]]
     return {
         "stable": [

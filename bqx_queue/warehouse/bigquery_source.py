@@ -1,10 +1,10 @@
 """The production warehouse: BigQuery through google-cloud-bigquery, guarded by its cost rules.
 
-Same small interface as DuckDBSource: catalog(), day_counts(table), fetch(plan, days) as Arrow
-record batches, plus dry_run(plan, days) and the last job's billed bytes. Identifiers come from
-INFORMATION_SCHEMA (one query per dataset, cached); values (the days) are query parameters.
-Every real query carries maximum_bytes_billed and labels (run, pair). Any client error becomes
-one WarehouseError or BudgetError line naming the object.
+A WarehouseSource like DuckDBSource; underneath, fetch(plan, days) runs one statement and returns
+Arrow record batches, dry_run(plan, days) is BigQuery's own estimate, and job_bytes() the last
+job's billed bytes. Identifiers come from INFORMATION_SCHEMA (one query per dataset, cached);
+values (the days) are query parameters. Every real query carries maximum_bytes_billed and labels
+(run, pair). Any client error becomes one WarehouseError or BudgetError line naming the object.
 """
 
 from __future__ import annotations
@@ -21,9 +21,14 @@ import pyarrow as pa
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
+from bqx_queue.models import CostEstimate
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier
-from bqx_queue.warehouse.sql import QueryPlan
+from bqx_queue.warehouse.extract_cache import fetch_settings
+from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.shared import attach_shared, join_parts, read_all, shared_index
+from bqx_queue.warehouse.sql import QueryPlan, split_pair_plan
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +214,7 @@ class BigQuerySource:
 
         return [bigquery.ArrayQueryParameter("days", "DATE", sorted(days))]
 
-    def dry_run(self, plan: QueryPlan, days: list[date]) -> billing.CostEstimate:
+    def dry_run(self, plan: QueryPlan, days: list[date]) -> CostEstimate:
         """Return BigQuery's own estimate for the plan (a dry run: free, nothing is read).
 
         A dry run gives total bytes only, so bytes billed is the upper bound with every table
@@ -223,7 +228,7 @@ class BigQuerySource:
         )
         processed = int(job.total_bytes_processed or 0)
         billed = billing.billed_upper_bound(processed, len(plan.tables))
-        return billing.CostEstimate(
+        return CostEstimate(
             pair=plan.pair,
             queries=plan.queries,
             tables=len(plan.tables),
@@ -232,6 +237,33 @@ class BigQuerySource:
             bytes_billed=billed,
             cost_usd=billing.cost_usd(billed, self.settings.price_per_tib_usd),
             method="dry-run",
+        )
+
+    def estimate(self, plan: QueryPlan, days: list[date], settings: Settings) -> CostEstimate:
+        """Return BigQuery's dry-run estimate for the plan (free: nothing is read)."""
+        return self.dry_run(plan, days)
+
+    def fetch_pair(self, pair: str, settings: Settings, days: list[date], run_id: str | None = None) -> PairFetch:
+        """Return the pair's frame, what BigQuery billed and what the extract cache did: its own
+        tables and targets in as few capped, ledgered queries as BigQuery's limits allow (one,
+        normally; none when cached), joined with the run's shared tables fetched once."""
+        wide = fetch_settings(self, pair, settings, run_id)
+        shared = shared_index(wide, run_id, self)
+        plan, parts = split_pair_plan(pair, self.catalog(), wide, include_shared=shared is None)
+        reader, job_bytes, uses = billable_rows(self, plan, days, wide, run_id)
+        results = []
+        for part in parts:
+            part_reader, part_bytes, used = billable_rows(self, part, days, wide, run_id)
+            uses += used
+            results.append((read_all(part_reader), list(part.features), list(part.excluded), list(part.tables)))
+            job_bytes = {key: job_bytes[key] + part_bytes[key] for key in job_bytes}
+        if results:
+            reader, plan = join_parts(reader, plan, results)
+        if shared is not None:
+            reader, plan = attach_shared(reader, plan, shared)
+        queries = sum(not use.hit for use in uses) if uses else 1 + len(parts)  # a cached query is not sent
+        return read_pair_fetch(
+            pair, settings, self.catalog(), plan, [reader], job_bytes, queries, uses, capacity=settings.max_rows
         )
 
     def fetch(
@@ -243,8 +275,6 @@ class BigQuerySource:
     ) -> pa.RecordBatchReader:
         """Run the plan's one statement (capped, labelled) and return its rows as Arrow batches."""
         job_labels = {"app": "bqx", "pair": label_value(plan.pair)}
-        if self.settings.run_id:
-            job_labels["run"] = label_value(self.settings.run_id)
         job_labels |= {k: label_value(v) for k, v in (labels or {}).items()}
         if maximum_bytes_billed is None:
             maximum_bytes_billed = self.dry_run(plan, days).cap

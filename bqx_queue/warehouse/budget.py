@@ -9,18 +9,24 @@ fit is never sent: the caller gets BudgetError("budget exhausted ...").
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import redis
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import BrokerError, BudgetError
+from bqx_queue.keys import ledger_key
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.extract_cache import UNBILLED_KEYS, ExtractCache, ExtractUse, Parts, in_use
 from bqx_queue.warehouse.sql import QueryPlan
+
+if TYPE_CHECKING:
+    from bqx_queue.warehouse.bigquery_source import BigQuerySource
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ class RunLedger:
     def __init__(self, client: redis.Redis, run_id: str, budget_bytes: int, ttl_s: int = 7 * 24 * 3600) -> None:
         self.client = client
         self.run_id = run_id
-        self.key = f"bqx:ledger:{run_id}"
+        self.key = ledger_key(run_id)
         self.budget_bytes = budget_bytes
         self.ttl_s = ttl_s
         self._reserve = client.register_script(_RESERVE)
@@ -126,13 +132,15 @@ class RunLedger:
         )
 
 
-def guarded_fetch(source: Any, plan: QueryPlan, days: list[date], settings: Settings) -> tuple[Any, dict[str, int]]:
+def guarded_fetch(
+    source: BigQuerySource, plan: QueryPlan, days: list[date], settings: Settings, run_id: str | None
+) -> tuple[pa.RecordBatchReader, dict[str, int]]:
     """Return (record batches, bytes) of a plan run on a billable source, never over budget.
 
     The plan is dry-run first; its cap (estimate + 11 MiB per table) is sent as
     maximum_bytes_billed and, in a run, reserved in the run's Redis ledger before the query is
-    sent, then settled with the bytes BigQuery billed. Raises BudgetError("budget exhausted")
-    when the cap does not fit what is left of the run's budget.
+    sent, then settled with the bytes BigQuery billed; the job carries the run's label. Raises
+    BudgetError("budget exhausted") when the cap does not fit what is left of the run's budget.
     """
     estimate = source.dry_run(plan, days)
     cap = estimate.cap
@@ -143,14 +151,10 @@ def guarded_fetch(source: Any, plan: QueryPlan, days: list[date], settings: Sett
             f"budget exhausted: {what} could be billed up to {cap:,} bytes, more than the whole budget "
             f"(${settings.budget_usd:.2f} = {budget:,} bytes); the query was not sent"
         )
-    guard = (
-        RunLedger.for_run(settings, settings.run_id).reservation(cap, what)
-        if settings.run_id
-        else nullcontext({"billed": cap})
-    )
+    guard = RunLedger.for_run(settings, run_id).reservation(cap, what) if run_id else nullcontext({"billed": cap})
     with guard as spent:
         try:
-            reader = source.fetch(plan, days, maximum_bytes_billed=cap)
+            reader = source.fetch(plan, days, maximum_bytes_billed=cap, labels={"run": run_id} if run_id else None)
         except BudgetError:  # refused for bytesBilledLimitExceeded before it ran: nothing billed
             spent["billed"] = 0
             raise
@@ -163,10 +167,32 @@ def guarded_fetch(source: Any, plan: QueryPlan, days: list[date], settings: Sett
     }
 
 
+def billable_rows(
+    source: BigQuerySource, plan: QueryPlan, days: list[date], settings: Settings, run_id: str | None
+) -> tuple[Iterable[pa.RecordBatch], dict[str, int], list[ExtractUse]]:
+    """Return one BigQuery query's rows, its bytes (all 0 when cached: no query, no ledger entry)
+    and what the cache did; a miss runs it capped and ledgered (guarded_fetch)."""
+
+    def fetch() -> tuple[Parts, dict[str, int]]:
+        reader, job_bytes = guarded_fetch(source, plan, days, settings, run_id)
+        return [reader], job_bytes
+
+    if not in_use(settings, run_id):
+        parts, job_bytes = fetch()
+        return parts[0], job_bytes, []
+    streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
+    if use.hit:
+        job_bytes = dict.fromkeys(UNBILLED_KEYS, 0)
+    return streams[0], job_bytes, [use]
+
+
 def format_estimate(estimate: dict[str, Any]) -> str:
     """Return the dry-run table: one line per pair (queries, tables, columns, bytes, $), then
     the run total against the budget."""
-    header = f"{'pair':<10} {'queries':>7} {'tables':>6} {'columns':>8} {'bytes processed':>16} {'bytes billed':>16} {'$':>10}"
+    header = (
+        f"{'pair':<10} {'queries':>7} {'tables':>6} {'columns':>8} {'bytes processed':>16} {'bytes billed':>16} "
+        f"{'$':>10}"
+    )
     rule = "-" * len(header)
     lines = [header, rule]
     for pair, e in estimate["pairs"].items():
@@ -177,7 +203,8 @@ def format_estimate(estimate: dict[str, Any]) -> str:
     for e in estimate.get("shared", []):
         lines.append(
             f"{e['pair']:<10} {e['queries']:>7} {e['tables']:>6} {e['columns']:>8} "
-            f"{e['bytes_processed']:>16,} {e['bytes_billed']:>16,} {e['cost_usd']:>10.4f}  (shared tables, once per run)"
+            f"{e['bytes_processed']:>16,} {e['bytes_billed']:>16,} {e['cost_usd']:>10.4f}"
+            "  (shared tables, once per run)"
         )
     total, budget = estimate["cost_usd"], estimate["budget_usd"]
     lines += [

@@ -18,9 +18,12 @@ import pyarrow as pa
 
 from bqx_queue.config import Settings
 from bqx_queue.errors import WarehouseError
+from bqx_queue.models import CostEstimate
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
-from bqx_queue.warehouse.sql import PairPlan
+from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use
+from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.sql import DUCKDB, PairPlan, QueryPlan, plan_pair
 
 META_SCHEMA = "bqx_meta"
 DUCKDB_MAGIC = b"DUCK"
@@ -62,6 +65,8 @@ def _ident(name: str) -> str:
 class DuckDBSource:
     """A warehouse on local disk. Connections open lazily, so the object survives a fork."""
 
+    billable = False  # its queries cost nothing; the bytes BigQuery would bill are measured
+
     def __init__(self, path: Path | str, threads: int | None = None) -> None:
         self.path = Path(path)
         self.threads = threads
@@ -88,6 +93,10 @@ class DuckDBSource:
             self._connection = self._connect()
             self._pid = os.getpid()
         return self._connection
+
+    def describe(self) -> str:
+        """Return where the data lives, for manifests, messages and the extract cache's key."""
+        return str(self.path.resolve())
 
     def close(self) -> None:
         """Close the connection and free DuckDB's cache; the next use reconnects."""
@@ -163,6 +172,54 @@ class DuckDBSource:
                 raise WarehouseError(f"table {qualified}: {file} no longer exists") from None
         return modified
 
+    def estimate(self, plan: QueryPlan, days: list[date], settings: Settings) -> CostEstimate:
+        """Return what the plan would cost on BigQuery, from metadata: catalog types x rows in the
+        sampled partitions of every table."""
+        catalog = self.catalog()
+        wanted = set(days)
+        rows = {}
+        for qualified in plan.tables:
+            counts = self.day_counts(catalog.table(*qualified.split(".")))
+            rows[qualified] = sum(n for day, n in counts.items() if day in wanted)
+        return billing.metadata_estimate(
+            plan, catalog, rows, settings.price_per_tib_usd, settings.string_length_estimate
+        )
+
+    def fetch_pair(self, pair: str, settings: Settings, days: list[date], run_id: str | None = None) -> PairFetch:
+        """Return the pair's frame and what BigQuery would bill for its one query. In a run the
+        rows go through the extract cache: a rerun that needs the same rows reads them."""
+        wide = fetch_settings(self, pair, settings, run_id)
+        plan = plan_pair(pair, self.catalog(), wide)
+        parts, job_bytes, uses = self._rows(pair, plan, wide, days, run_id)
+        queries = sum(not use.hit for use in uses) if uses else plan.queries
+        # the rows the targets hold on these days: the matrix is allocated once at its size (an
+        # oversized column-major buffer becomes resident whole under transparent huge pages)
+        counts = self.day_counts(self.catalog().table(*plan.tables[0].split(".")))
+        capacity = sum(counts.get(day, 0) for day in days)
+        fetched = read_pair_fetch(pair, settings, self.catalog(), plan, parts, job_bytes, queries, uses, capacity)
+        self.close()  # its block cache would count against the pair's memory budget
+        return fetched
+
+    def _rows(
+        self, pair: str, plan: PairPlan, settings: Settings, days: list[date], run_id: str | None
+    ) -> tuple[Parts, dict[str, int], list[ExtractUse]]:
+        """Return the pair's rows (one stream per statement), what BigQuery would bill for them
+        (nothing when cached) and what the extract cache did."""
+
+        def fetch() -> tuple[Parts, dict[str, int]]:
+            per_table = self.scanned_bytes(plan, days)
+            billed = {
+                "bytes_processed": sum(per_table.values()),
+                "bytes_billed": billing.bytes_billed(per_table.values()),
+            }
+            return list(self.fetch_plan(pair, plan, settings, days)), billed
+
+        if not in_use(settings, run_id):
+            parts, job_bytes = fetch()
+            return parts, job_bytes, []
+        streams, job_bytes, use = ExtractCache(settings).rows(self, plan, days, fetch)
+        return list(streams), job_bytes, [use]
+
     def fetch(self, plan: PairPlan, days: list[date]) -> pa.RecordBatchReader:
         """Run one statement and stream its rows as Arrow record batches."""
         try:
@@ -181,8 +238,6 @@ class DuckDBSource:
         and columns in seconds. Only repeated minutes are sorted (same rule, same rows: see
         one_row_per_time). BigQuery runs the one statement.
         """
-        from bqx_queue.warehouse.sql import DUCKDB, plan_pair
-
         catalog = self.catalog()
         columns_of: dict[str, int] = {}
         for feature in plan.features:

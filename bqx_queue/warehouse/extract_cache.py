@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +36,9 @@ from bqx_queue.store import write_json_atomic
 from bqx_queue.universe import HORIZONS, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
+
+if TYPE_CHECKING:
+    from bqx_queue.warehouse.interface import WarehouseSource
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +89,13 @@ def add_summaries(summaries: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
     return total
 
 
-def extract_identity(source: Any, plan: QueryPlan, days: list[date]) -> dict[str, Any]:
+def extract_identity(source: WarehouseSource, plan: QueryPlan, days: list[date]) -> dict[str, Any]:
     """Return everything that determines a query's rows, except its targets (see the docstring)."""
-    from bqx_queue.warehouse.source import source_location
-
     modified = source.tables_modified(plan.tables)
     return {
         "format": FORMAT,
         "rule": DUPLICATE_RULE,
-        "warehouse": source_location(source),
+        "warehouse": source.describe(),
         "tables": [[table, modified[table]] for table in plan.tables],
         "features": [[f.alias, f.table, f.column, f.type] for f in plan.features],
         "days": [day.isoformat() for day in days],
@@ -115,7 +116,7 @@ class ExtractCache:
 
     def rows(
         self,
-        source: Any,
+        source: WarehouseSource,
         plan: QueryPlan,
         days: list[date],
         fetch: Callable[[], tuple[Parts, dict[str, int]]],
@@ -257,18 +258,18 @@ def _size(path: ArtifactPath) -> int:
         return -1
 
 
-def in_use(settings: Settings) -> bool:
+def in_use(settings: Settings, run_id: str | None) -> bool:
     """Return whether queries go through the cache: in a run (it has a run folder's store), unless
     extract_cache is off. A standalone query_pair_all_horizons reads the warehouse directly."""
-    return settings.extract_cache and settings.run_id is not None
+    return settings.extract_cache and run_id is not None
 
 
-def fetch_settings(source: Any, pair: str, settings: Settings) -> Settings:
+def fetch_settings(source: WarehouseSource, pair: str, settings: Settings, run_id: str | None) -> Settings:
     """Return the settings a cached run plans its queries with: every horizon whose target the
     targets table has, so a rerun with other horizons needs the same rows. The extra targets are
     a few FLOAT64 columns of one table, billed at its 10 MiB minimum at the usual row counts; the
     frame reads only the run's own (narrow_targets)."""
-    if not in_use(settings):
+    if not in_use(settings, run_id):
         return settings
     targets_table = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
     present = set(targets_table.column_names())
@@ -279,41 +280,3 @@ def fetch_settings(source: Any, pair: str, settings: Settings) -> Settings:
 def narrow_targets(plan: PairPlan, settings: Settings) -> PairPlan:
     """Return the plan reading only the run's own targets (the rows may hold more)."""
     return replace(plan, targets=tuple(target_column(h) for h in settings.horizons))
-
-
-def local_rows(
-    pair: str, plan: QueryPlan, settings: Settings, days: list[date], source: Any
-) -> tuple[Parts, dict[str, int], list[ExtractUse]]:
-    """Return a DuckDB/Parquet pair's rows (one stream per statement), what BigQuery would bill
-    for them (nothing when cached) and what the cache did."""
-
-    def fetch() -> tuple[Parts, dict[str, int]]:
-        per_table = source.scanned_bytes(plan, days)
-        billed = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
-        return source.fetch_plan(pair, plan, settings, days), billed
-
-    if not in_use(settings):
-        parts, job_bytes = fetch()
-        return parts, job_bytes, []
-    streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
-    return list(streams), job_bytes, [use]
-
-
-def billable_rows(
-    source: Any, plan: QueryPlan, days: list[date], settings: Settings
-) -> tuple[Iterable[pa.RecordBatch], dict[str, int], list[ExtractUse]]:
-    """Return one BigQuery query's rows, its bytes (all 0 when cached: no query, no ledger entry)
-    and what the cache did; a miss runs it capped and ledgered (budget.guarded_fetch)."""
-    from bqx_queue.warehouse.budget import guarded_fetch
-
-    def fetch() -> tuple[Parts, dict[str, int]]:
-        reader, job_bytes = guarded_fetch(source, plan, days, settings)
-        return [reader], job_bytes
-
-    if not in_use(settings):
-        parts, job_bytes = fetch()
-        return parts[0], job_bytes, []
-    streams, job_bytes, use = ExtractCache(settings).rows(source, plan, days, fetch)
-    if use.hit:
-        job_bytes = dict.fromkeys(UNBILLED_KEYS, 0)
-    return streams[0], job_bytes, [use]

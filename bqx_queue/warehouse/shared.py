@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,16 +31,21 @@ from bqx_queue.errors import DataError
 from bqx_queue.storage import ArtifactPath, is_local, write_whole
 from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN
-from bqx_queue.warehouse.extract_cache import ExtractUse, billable_rows, summarize
+from bqx_queue.warehouse.extract_cache import ExtractUse, summarize
 from bqx_queue.warehouse.sql import (
     FEATURE_SEPARATOR,
     ROWS_AT_TIME,
     FeatureColumn,
     PairPlan,
     TablesPlan,
-    split_pair_plan,
+    plan_shared_tables,
 )
+
+if TYPE_CHECKING:
+    from bqx_queue.warehouse.bigquery_source import BigQuerySource
+    from bqx_queue.warehouse.interface import WarehouseSource
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +54,28 @@ INDEX_FILE = "index.json"
 BATCH_ROWS = 16_384
 
 
-def shared_once(source: Any, settings: Settings) -> bool:
+def shared_once(source: WarehouseSource, settings: Settings) -> bool:
     """Return whether a run on this source fetches the shared tables once (billable sources)."""
-    return bool(settings.shared_tables_once and getattr(source, "billable", False))
+    return settings.shared_tables_once and source.billable
 
 
-def shared_index(settings: Settings) -> ArtifactPath | None:
-    """Return the run's shared-table index, fetching the shared tables first if the run plans
-    them and nobody has yet (the local process pool enqueues no producer step); None when the
-    run keeps shared tables in each pair's query."""
-    if not settings.run_id:
+def shared_index(settings: Settings, run_id: str | None, source: BigQuerySource) -> ArtifactPath | None:
+    """Return the run's shared-table index, fetching the shared tables first (with the run's
+    settings, from this source) if the run plans them and nobody has yet (the local process pool
+    enqueues no producer step); None outside a run or when the run keeps shared tables in each
+    pair's query."""
+    if not run_id:
         return None
-    store = RunStore(settings.runs_dir, settings.run_id)
+    store = RunStore(settings.runs_dir, run_id)
     path = store.root / SHARED_DIR / INDEX_FILE
     if path.exists():
         return path
     if not store.manifest_path.exists() or not store.manifest().shared_tables:
         return None
-    with _host_lock(path.parent, settings.run_id).open("w") as lock:
+    with _host_lock(path.parent, run_id).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process on this host fetches, the others wait
         if not path.exists():
-            prefetch_shared(store)
+            prefetch_shared(store, settings, source)
     return path
 
 
@@ -83,17 +89,17 @@ def _host_lock(folder: ArtifactPath, run_id: str) -> Path:
 
 
 def fetch_shared(
-    source: Any, plans: list[TablesPlan], days: list[date], settings: Settings, root: ArtifactPath
+    source: BigQuerySource, plans: list[TablesPlan], days: list[date], settings: Settings, store: RunStore
 ) -> dict[str, Any]:
     """Run each shared-table query once (capped, in the run's ledger), write its rows as Parquet
-    under root/shared/, and return the index (also written as shared/index.json)."""
-    folder = root / SHARED_DIR
+    under the run folder's shared/, and return the index (also written as shared/index.json)."""
+    folder = store.root / SHARED_DIR
     parts = []
     uses: list[ExtractUse] = []
     for number, plan in enumerate(plans):
-        reader, job_bytes, used = billable_rows(source, plan, days, settings)
+        reader, job_bytes, used = billable_rows(source, plan, days, settings, store.run_id)
         uses += used
-        table = _read_all(reader)
+        table = read_all(reader)
         times = table.column(KEY_COLUMN).cast(pa.int64()).to_numpy()
         if len(np.unique(times)) != len(times):
             raise DataError(
@@ -127,24 +133,19 @@ def fetch_shared(
     write_json_atomic(folder / INDEX_FILE, index)  # other processes poll for it
     log.info(
         "shared tables fetched",
-        extra={"run": settings.run_id, "queries": len(parts), "bytes_billed": billed},
+        extra={"run": store.run_id, "queries": len(parts), "bytes_billed": billed},
     )
     return index
 
 
-def prefetch_shared(store: RunStore) -> dict[str, Any] | None:
-    """Fetch a run's shared tables once if its manifest plans it; return the index or None."""
-    from bqx_queue.run import run_settings
-    from bqx_queue.warehouse.source import open_source
-    from bqx_queue.warehouse.sql import plan_shared_tables
-
+def prefetch_shared(store: RunStore, settings: Settings, source: BigQuerySource) -> dict[str, Any] | None:
+    """Fetch a run's shared tables once if its manifest plans it; return the index or None.
+    `settings` are the run's (run_settings of its manifest) and `source` the warehouse they name."""
     manifest = store.manifest()
     if not manifest.shared_tables:
         return None
-    settings = run_settings(manifest)
-    source = open_source(settings)
     plans = plan_shared_tables(source.catalog(), settings)
-    return fetch_shared(source, plans, manifest.days, settings, store.root)
+    return fetch_shared(source, plans, manifest.days, settings, store)
 
 
 def attach_shared(
@@ -194,35 +195,11 @@ def join_parts(
     return pa.RecordBatchReader.from_batches(joined.schema, joined.to_batches(BATCH_ROWS)), combined
 
 
-def fetch_billable(
-    pair: str, settings: Settings, days: list[date], source: Any
-) -> tuple[Any, PairPlan, dict[str, int], list[ExtractUse]]:
-    """Return the pair's rows, the plan describing them, what BigQuery billed and what the extract
-    cache did, from a billable source: its own tables and targets in as few capped, ledgered
-    queries as BigQuery's limits allow (one, normally; none when cached), joined with the run's
-    shared tables fetched once."""
-    shared = shared_index(settings)
-    plan, parts = split_pair_plan(pair, source.catalog(), settings, include_shared=shared is None)
-    reader, job_bytes, uses = billable_rows(source, plan, days, settings)
-    results = []
-    for part in parts:
-        part_reader, part_bytes, used = billable_rows(source, part, days, settings)
-        uses += used
-        results.append((_read_all(part_reader), list(part.features), list(part.excluded), list(part.tables)))
-        job_bytes = {key: job_bytes[key] + part_bytes[key] for key in job_bytes}
-    if results:
-        reader, plan = join_parts(reader, plan, results)
-    if shared is not None:
-        reader, plan = attach_shared(reader, plan, shared)
-    sent = sum(not use.hit for use in uses) if uses else 1 + len(parts)  # a cached query is not sent
-    return reader, plan, job_bytes | {"queries": sent}, uses
-
-
 def _read_parquet(path: ArtifactPath) -> pa.Table:
     return pq.read_table(io.BytesIO(path.read_bytes()))
 
 
-def _read_all(batches: pa.RecordBatchReader | Iterable[pa.RecordBatch]) -> pa.Table:
+def read_all(batches: pa.RecordBatchReader | Iterable[pa.RecordBatch]) -> pa.Table:
     if isinstance(batches, pa.RecordBatchReader):
         return batches.read_all()
     listed = list(batches)

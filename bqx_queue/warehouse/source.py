@@ -1,24 +1,25 @@
-"""Choosing the warehouse a run reads, from settings or an explicit path."""
+"""Choosing the warehouse a run reads, from settings or an explicit path; and one pair's rows
+from it outside a run (query_pair_all_horizons)."""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from bqx_queue.config import Settings
+import pandas as pd
+
+from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import WarehouseError
-from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.sql import QueryPlan
+from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.interface import WarehouseSource
 
 
-def open_source(settings: Settings, path: Path | str | None = None, threads: int | None = None) -> Any:
+def open_source(settings: Settings, path: Path | str | None = None, threads: int | None = None) -> WarehouseSource:
     """Return the source for a DuckDB file or a Parquet folder (settings.warehouse by default),
     or BigQuery when settings.source is "bigquery"."""
     if settings.source == "bigquery":
-        from bqx_queue.warehouse.bigquery_source import BigQuerySource
-
         return BigQuerySource(settings)
     source = DuckDBSource(Path(path or settings.warehouse), threads=threads)
     if settings.source not in ("auto", source.kind):
@@ -26,22 +27,14 @@ def open_source(settings: Settings, path: Path | str | None = None, threads: int
     return source
 
 
-def source_location(source: Any) -> str:
-    """Return where a source's data lives, for manifests and messages."""
-    if hasattr(source, "describe"):
-        return str(source.describe())
-    return str(Path(source.path).resolve())
-
-
-def estimate_plan(source: Any, plan: QueryPlan, days: list[date], settings: Settings) -> billing.CostEstimate:
-    """Return what the plan will cost: BigQuery's dry run where the source has one, otherwise
-    the metadata estimate (catalog types x rows in the sampled partitions of every table)."""
-    if hasattr(source, "dry_run"):
-        return source.dry_run(plan, days)
-    catalog = source.catalog()
-    wanted = set(days)
-    rows = {}
-    for qualified in plan.tables:
-        counts = source.day_counts(catalog.table(*qualified.split(".")))
-        rows[qualified] = sum(n for day, n in counts.items() if day in wanted)
-    return billing.metadata_estimate(plan, catalog, rows, settings.price_per_tib_usd, settings.string_length_estimate)
+def query_pair_all_horizons(
+    pair: str,
+    settings: Settings | None = None,
+    days: list[date] | None = None,
+    source: WarehouseSource | None = None,
+) -> pd.DataFrame:
+    """Return ONE query's result: interval_time, every feature of the pair, and its targets."""
+    settings = settings or load_settings()
+    source = source or open_source(settings)
+    days = days if days is not None else pair_days(source, pair, settings)
+    return source.fetch_pair(pair, settings, days).frame.to_pandas()
