@@ -110,8 +110,14 @@ def stable_across_chart(report: dict[str, Any]) -> Markup | None:
     if not rows:
         return None
     possible = sum(len(p["horizons"]) for p in report["pairs"] if p["status"] == "ok")
-    bars = [Bar(r["feature"], r["pair_horizons"], tooltip=f"{r['feature']}: stable in {r['pair_horizons']} of {possible} pair-horizons")
-            for r in rows]  # fmt: skip
+    bars = [
+        Bar(
+            r["feature"],
+            r["pair_horizons"],
+            tooltip=f"{r['feature']}: stable in {r['pair_horizons']} of {possible} pair-horizons",
+        )
+        for r in rows
+    ]
     title = f"Pair-horizons (of {possible}) in which each feature is stable"
     return bar_chart(bars, title, "{:,.0f}", width=760, integer=True)
 

@@ -1,8 +1,9 @@
 """Plots for the HTML report, drawn as inline SVG: a bar chart, a heatmap and a timeline.
 
 Hand-drawn SVG instead of a plotting library: the page stays one self-contained file with sharp,
-searchable text, and the report task needs no extra dependency on every worker host.
-Every function returns an `<svg>` element as a string; all text is escaped.
+searchable text, and the report task needs no extra dependency on every worker host. Each plot is
+laid out here as shapes (text, lines, rectangles) that templates/figure.svg draws, escaping every
+label and tooltip; every function returns the `<svg>` element as Markup for report.html.
 """
 
 from __future__ import annotations
@@ -10,38 +11,71 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
+from typing import ClassVar
 
-FONT = "font-family='DejaVu Sans, Helvetica, Arial, sans-serif'"
+from markupsafe import Markup
+
+from bqx_queue.report.templating import HTML
+
 INK = "#1f2933"
 MUTED = "#7b8794"
 GRID = "#e4e7eb"
 PALETTE = ("#2f6fb3", "#e07b39", "#3a9a5b", "#b34a7d", "#7c5cbf", "#c9a227", "#3aa6b9", "#8a6d3b")
 OK_COLOUR, FAILED_COLOUR, ESTIMATE_COLOUR = "#2f6fb3", "#c0392b", "#e07b39"
 MARK_COLOUR = "#e07b39"
+NO_RESULT_FILL = "url(#none)"  # the hatch pattern a heatmap defines for cells without a value
 
 
-def _text(
-    x: float,
-    y: float,
-    label: str,
-    size: int = 11,
-    anchor: str = "start",
-    fill: str = INK,
-    extra: str = "",
-) -> str:
-    return (
-        f"<text x='{x:.1f}' y='{y:.1f}' font-size='{size}' text-anchor='{anchor}' fill='{fill}' {FONT} {extra}>"
-        f"{escape(label)}</text>"
-    )
+@dataclass(frozen=True)
+class Text:
+    kind: ClassVar[str] = "text"
+    x: float
+    y: float
+    label: str
+    size: int = 11
+    anchor: str = "start"
+    fill: str = INK
+    bold: bool = False
 
 
-def _svg(width: float, height: float, body: list[str], title: str) -> str:
-    return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height:.0f}' "
-        f"viewBox='0 0 {width:.0f} {height:.0f}' role='img' aria-label='{escape(title)}'>"
-        f"<title>{escape(title)}</title>" + "".join(body) + "</svg>"
-    )
+@dataclass(frozen=True)
+class Line:
+    kind: ClassVar[str] = "line"
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    stroke: str = GRID
+    stroke_width: float | None = None
+    tooltip: str = ""
+
+
+@dataclass(frozen=True)
+class Rect:
+    kind: ClassVar[str] = "rect"
+    x: float
+    y: float
+    width: float
+    height: float
+    fill: str
+    tooltip: str = ""
+    rx: float | None = None
+    stroke: str | None = None
+    stroke_width: float | None = None
+
+
+@dataclass(frozen=True)
+class Hatch:
+    """The pattern NO_RESULT_FILL names: defined once per plot that has cells without a value."""
+
+    kind: ClassVar[str] = "hatch"
+
+
+Shape = Text | Line | Rect | Hatch
+
+
+def _figure(width: float, height: float, shapes: list[Shape], title: str) -> Markup:
+    return Markup(HTML.get_template("figure.svg").render(width=width, height=height, shapes=shapes, title=title))
 
 
 def nice_step(value: float) -> float:
@@ -82,7 +116,7 @@ def bar_chart(
     marker_name: str = "",
     width: int = 640,
     integer: bool = False,
-) -> str:
+) -> Markup:
     """Return horizontal bars, one row per item, with an optional marker tick per row.
     `integer` keeps the axis ticks on whole numbers (for counts)."""
     label_width = min(260, 12 + 7 * max((len(b.label) for b in bars), default=4))
@@ -91,32 +125,26 @@ def bar_chart(
     plot = width - label_width - right
     ticks = axis_ticks(max([b.value for b in bars] + [b.marker or 0 for b in bars] + [0]), 4, integer)
     top_value = ticks[-1]
-    body = [_text(0, 14, title, 13, extra="font-weight='bold'")]
+    shapes: list[Shape] = [Text(0, 14, title, 13, bold=True)]
     for tick in ticks:
         x = label_width + plot * tick / top_value
-        body.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 26}' stroke='{GRID}'/>")
-        body.append(_text(x, height - 12, value_format.format(tick), 10, "middle", MUTED))
+        shapes.append(Line(x, top - 4, x, height - 26))
+        shapes.append(Text(x, height - 12, value_format.format(tick), 10, "middle", MUTED))
     for i, bar in enumerate(bars):
         y = top + i * row
         length = plot * bar.value / top_value
-        tip = f"<title>{escape(bar.tooltip or f'{bar.label}: {value_format.format(bar.value)}')}</title>"
-        body.append(_text(label_width - 6, y + 13, bar.label, 11, "end"))
-        body.append(
-            f"<rect x='{label_width}' y='{y + 3}' width='{max(length, 0.5):.1f}' height='{row - 6}' fill='{bar.colour}'>{tip}</rect>"
-        )
-        body.append(_text(label_width + length + 4, y + 13, value_format.format(bar.value), 10, fill=MUTED))
+        tip = bar.tooltip or f"{bar.label}: {value_format.format(bar.value)}"
+        shapes.append(Text(label_width - 6, y + 13, bar.label, 11, "end"))
+        shapes.append(Rect(label_width, y + 3, max(length, 0.5), row - 6, bar.colour, tip))
+        shapes.append(Text(label_width + length + 4, y + 13, value_format.format(bar.value), 10, fill=MUTED))
         if bar.marker is not None:
             x = label_width + plot * bar.marker / top_value
-            body.append(
-                f"<line x1='{x:.1f}' y1='{y + 1}' x2='{x:.1f}' y2='{y + row - 1}' stroke='{ESTIMATE_COLOUR}' stroke-width='3'>"
-                f"<title>{escape(marker_name)}: {escape(value_format.format(bar.marker))}</title></line>"
-            )
+            marker_tip = f"{marker_name}: {value_format.format(bar.marker)}"
+            shapes.append(Line(x, y + 1, x, y + row - 1, ESTIMATE_COLOUR, 3, marker_tip))
     if marker_name and any(b.marker is not None for b in bars):
-        body.append(
-            f"<line x1='{width - 150}' y1='8' x2='{width - 150}' y2='18' stroke='{ESTIMATE_COLOUR}' stroke-width='3'/>"
-        )
-        body.append(_text(width - 144, 17, marker_name, 10, fill=MUTED))
-    return _svg(width, height, body, title)
+        shapes.append(Line(width - 150, 8, width - 150, 18, ESTIMATE_COLOUR, 3))
+        shapes.append(Text(width - 144, 17, marker_name, 10, fill=MUTED))
+    return _figure(width, height, shapes, title)
 
 
 def _blend(low: str, high: str, share: float) -> str:
@@ -135,7 +163,7 @@ def heatmap(
     high: str = "#1d4f91",
     marked: set[tuple[str, str]] | None = None,
     left: int = 80,
-) -> str:
+) -> Markup:
     """Return a grid of cells coloured by value (None: a hatched 'no result' cell), value inside;
     `marked` cells get a heavy outline and a star after the value (e.g. significant)."""
     cell_w, cell_h, top = 58, 22, 44
@@ -143,53 +171,35 @@ def heatmap(
     height = top + cell_h * len(rows) + 16
     known = [v for v in values.values() if v is not None]
     peak = max(known, default=0) or 1
-    body = [
-        _text(0, 14, title, 13, extra="font-weight='bold'"),
-        "<defs><pattern id='none' width='6' height='6' patternUnits='userSpaceOnUse' patternTransform='rotate(45)'>"
-        f"<rect width='6' height='6' fill='#fafafa'/><line x1='0' y1='0' x2='0' y2='6' stroke='{GRID}' stroke-width='3'/>"
-        "</pattern></defs>",
-    ]
+    marked = marked or set()
+    shapes: list[Shape] = [Text(0, 14, title, 13, bold=True), Hatch()]
     for j, column in enumerate(columns):
-        body.append(_text(left + cell_w * j + cell_w / 2, top - 8, column, 11, "middle"))
+        shapes.append(Text(left + cell_w * j + cell_w / 2, top - 8, column, 11, "middle"))
     for i, row in enumerate(rows):
         y = top + cell_h * i
-        body.append(_text(left - 8, y + 15, row, 11, "end"))
+        shapes.append(Text(left - 8, y + 15, row, 11, "end"))
         for j, column in enumerate(columns):
             x = left + cell_w * j
             value = values.get((row, column))
-            tip = escape((tooltips or {}).get((row, column), f"{row} {column}: {value}"))
+            tip = (tooltips or {}).get((row, column), f"{row} {column}: {value}")
             if value is None:
-                body.append(
-                    f"<rect x='{x}' y='{y}' width='{cell_w - 2}' height='{cell_h - 2}' fill='url(#none)'><title>{tip}</title></rect>"
-                )
+                shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, NO_RESULT_FILL, tip))
                 continue
             share = value / peak
-            body.append(
-                f"<rect x='{x}' y='{y}' width='{cell_w - 2}' height='{cell_h - 2}' fill='{_blend(low, high, share)}'><title>{tip}</title></rect>"
-            )
-            if (row, column) in (marked or set()):
-                body.append(
-                    f"<rect x='{x + 1}' y='{y + 1}' width='{cell_w - 4}' height='{cell_h - 4}' fill='none' "
-                    f"stroke='{MARK_COLOUR}' stroke-width='2.5'><title>{tip}</title></rect>"
+            shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, _blend(low, high, share), tip))
+            star = (row, column) in marked
+            if star:
+                shapes.append(
+                    Rect(x + 1, y + 1, cell_w - 4, cell_h - 4, "none", tip, stroke=MARK_COLOUR, stroke_width=2.5)
                 )
-            body.append(
-                _text(
-                    x + cell_w / 2 - 1,
-                    y + 15,
-                    f"{value:g}" + ("*" if (row, column) in (marked or set()) else ""),
-                    11,
-                    "middle",
-                    "#ffffff" if share > 0.55 else INK,
-                )
-            )
+            label = f"{value:g}" + ("*" if star else "")
+            shapes.append(Text(x + cell_w / 2 - 1, y + 15, label, 11, "middle", "#ffffff" if share > 0.55 else INK))
     legend_x = left + cell_w * len(columns) + 20
     for k in range(5):
         share = 1 - k / 4
-        body.append(
-            f"<rect x='{legend_x}' y='{top + k * 16}' width='14' height='14' fill='{_blend(low, high, share)}'/>"
-        )
-        body.append(_text(legend_x + 20, top + k * 16 + 11, f"{round(peak * share, 1):g}", 10, fill=MUTED))
-    return _svg(width, height, body, title)
+        shapes.append(Rect(legend_x, top + k * 16, 14, 14, _blend(low, high, share)))
+        shapes.append(Text(legend_x + 20, top + k * 16 + 11, f"{round(peak * share, 1):g}", 10, fill=MUTED))
+    return _figure(width, height, shapes, title)
 
 
 @dataclass(frozen=True)
@@ -201,7 +211,7 @@ class Span:
     failed: bool = False
 
 
-def timeline(spans: Sequence[Span], title: str, width: int = 900) -> str:
+def timeline(spans: Sequence[Span], title: str, width: int = 900) -> Markup:
     """Return a lane per worker process with a bar per task from its start to its end."""
     lanes = sorted({s.lane for s in spans})
     lane_h, top = 26, 30
@@ -210,17 +220,15 @@ def timeline(spans: Sequence[Span], title: str, width: int = 900) -> str:
     height = top + lane_h * max(len(lanes), 1) + 34
     ticks = axis_ticks(max((s.end_s for s in spans), default=1.0), 6)
     end = ticks[-1]
-    body = [_text(0, 14, title, 13, extra="font-weight='bold'")]
+    shapes: list[Shape] = [Text(0, 14, title, 13, bold=True)]
     for tick in ticks:
         x = left + plot * tick / end
-        body.append(f"<line x1='{x:.1f}' y1='{top - 4}' x2='{x:.1f}' y2='{height - 28}' stroke='{GRID}'/>")
-        body.append(_text(x, height - 14, f"{tick:,.0f} s", 10, "middle", MUTED))
+        shapes.append(Line(x, top - 4, x, height - 28))
+        shapes.append(Text(x, height - 14, f"{tick:,.0f} s", 10, "middle", MUTED))
     for i, lane in enumerate(lanes):
         y = top + lane_h * i
-        body.append(_text(left - 8, y + 16, lane, 11, "end"))
-        body.append(
-            f"<line x1='{left}' y1='{y + lane_h - 1}' x2='{left + plot}' y2='{y + lane_h - 1}' stroke='{GRID}'/>"
-        )
+        shapes.append(Text(left - 8, y + 16, lane, 11, "end"))
+        shapes.append(Line(left, y + lane_h - 1, left + plot, y + lane_h - 1))
     for n, span in enumerate(sorted(spans, key=lambda s: (s.lane, s.start_s))):
         y = top + lane_h * lanes.index(span.lane)
         x0 = left + plot * max(span.start_s, 0) / end
@@ -229,10 +237,9 @@ def timeline(spans: Sequence[Span], title: str, width: int = 900) -> str:
         tip = f"{span.label} on {span.lane}: {span.start_s:,.1f} s to {span.end_s:,.1f} s" + (
             " (failed)" if span.failed else ""
         )
-        body.append(
-            f"<rect x='{x0:.1f}' y='{y + 3}' width='{max(x1 - x0, 1.5):.1f}' height='{lane_h - 8}' rx='3' fill='{colour}' "
-            f"stroke='#ffffff' stroke-width='1'><title>{escape(tip)}</title></rect>"
+        shapes.append(
+            Rect(x0, y + 3, max(x1 - x0, 1.5), lane_h - 8, colour, tip, rx=3, stroke="#ffffff", stroke_width=1)
         )
         if x1 - x0 > 7 * len(span.label) + 6:
-            body.append(_text((x0 + x1) / 2, y + 16, span.label, 10, "middle", "#ffffff"))
-    return _svg(width, height, body, title)
+            shapes.append(Text((x0 + x1) / 2, y + 16, span.label, 10, "middle", "#ffffff"))
+    return _figure(width, height, shapes, title)

@@ -1,0 +1,67 @@
+"""The jinja2 environments that render the report from bqx_queue/report/templates: report.html
+and its SVG plots with HTML autoescaping, report.md with every value escaped for Markdown.
+
+Feature names, table names, errors and reasons come from the warehouse, so no value reaches
+either page unescaped unless a template says so: HTML through autoescape, Markdown through the
+environment's finalize hook, which escapes every `{{ value }}` once (filters return plain text,
+so their results are escaped like any other value)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined, select_autoescape
+
+# `\` first, so that an escape the value already holds cannot swallow the one added after it
+MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "\r": " ", "\n": " "})
+
+
+def escape_markdown(value: Any) -> str:
+    """Return a value as Markdown text that cannot end a table cell or a line, open a code span or
+    start an HTML tag."""
+    return str(value).translate(MARKDOWN_ESCAPES)
+
+
+def number(value: float, spec: str) -> str:
+    """Return `value` formatted by a format spec (",.1f", "+.4f", "g"): the report's numbers."""
+    return format(value, spec)
+
+
+def gib(value: float) -> str:
+    return f"{value / 1024**3:.2f}"
+
+
+def interval_text(value: Mapping[str, float], signed: bool = False) -> str:
+    """Return "estimate [low, high]" for an interval of the report (AUC, log-loss gain)."""
+    spec = "+.4f" if signed else ".3f"
+    return f"{value['estimate']:{spec}} [{value['low']:{spec}}, {value['high']:{spec}}]"
+
+
+def era_frequencies_text(row: Mapping[str, Any]) -> str:
+    """Return "era: frequency, ..." for a confirmed feature ("-" where an era had no rows for it)."""
+    pairs = zip(row["eras"], row["frequencies"], strict=True)
+    return ", ".join(f"{label}: {'-' if f is None else f'{f:.2f}'}" for label, f in pairs)
+
+
+def is_present(value: Any) -> bool:
+    """Return whether a section is in the report: older reports lack some keys, others hold None."""
+    return value is not None and not isinstance(value, Undefined)
+
+
+def _environment(**options: Any) -> Environment:
+    environment = Environment(
+        loader=PackageLoader("bqx_queue.report", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        **options,
+    )
+    environment.filters.update(number=number, gib=gib, interval=interval_text, era_frequencies=era_frequencies_text)
+    environment.tests["present"] = is_present
+    return environment
+
+
+HTML = _environment(autoescape=select_autoescape(["html", "svg"]))
+MARKDOWN = _environment(autoescape=False, finalize=escape_markdown)
