@@ -20,6 +20,12 @@ from bqx_queue.analysis.confirmation import (
     dependence_rows,
     weighted_auc,
 )
+from bqx_queue.config import load_settings
+
+
+def _params(seed: int = 42) -> ConfirmParams:
+    """The run's confirmation parameters, seeded as a pair's 60-minute horizon would be."""
+    return ConfirmParams.from_settings(load_settings(seed=seed), "eurusd", 60)
 
 
 def _ar1(n: int, phi: float, rng: np.random.Generator) -> np.ndarray:
@@ -98,7 +104,7 @@ def test_an_informative_feature_is_confirmed_and_persistent_noise_is_not(seed):
     up = 0.5 * informative + rng.normal(size=n) > 0
     features = np.column_stack([informative, persistent_noise, white_noise]).astype(np.float32)
     names = ["informative", "persistent_noise", "white_noise"]
-    verdict = confirm_horizon(_folds(features, up, 2500, 3, 60), names, 60, ConfirmParams(seed=seed))
+    verdict = confirm_horizon(_folds(features, up, 2500, 3, 60), names, 60, _params(seed))
     assert verdict["confirmed"] == ["informative"]
     assert verdict["k"] == 3 and verdict["level"] == pytest.approx(0.05 / 3)
     assert verdict["heldout_rows"] == 1500 and verdict["block_rows"] >= 60
@@ -115,7 +121,7 @@ def test_a_model_worse_than_the_baseline_is_flagged_and_confirms_nothing():
     x = rng.normal(size=n)
     up = x + 0.5 * rng.normal(size=n) > 0
     up[2500:] = ~up[2500:]  # the relation reverses on the held-out rows
-    verdict = confirm_horizon(_folds(x[:, None].astype(np.float32), up, 2500, 3, 60), ["x"], 60, ConfirmParams())
+    verdict = confirm_horizon(_folds(x[:, None].astype(np.float32), up, 2500, 3, 60), ["x"], 60, _params())
     assert verdict["flagged"] and verdict["auc"]["high"] < 0.5 and verdict["log_loss_gain"]["high"] < 0
     assert "below the baseline's 0.5" in verdict["flag_reason"]
     assert verdict["confirmed"] == [] and not verdict["features"][0]["confirmed"]
@@ -124,7 +130,7 @@ def test_a_model_worse_than_the_baseline_is_flagged_and_confirms_nothing():
 def test_without_stable_features_the_model_is_the_baseline():
     up = np.random.default_rng(5).random(900) < 0.5
     folds = [HeldOutFold(None, np.empty((300, 0), np.float32), up[i : i + 300], 0.5) for i in (0, 300, 600)]
-    verdict = confirm_horizon(folds, [], 60, ConfirmParams())
+    verdict = confirm_horizon(folds, [], 60, _params())
     assert verdict["k"] == 0 and verdict["features"] == [] and not verdict["flagged"]
     assert verdict["auc"] == {"estimate": 0.5, "low": 0.5, "high": 0.5}
     assert verdict["log_loss_gain"]["estimate"] == pytest.approx(0.0)

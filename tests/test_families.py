@@ -165,7 +165,8 @@ def test_a_feature_whose_signal_stops_in_one_era_is_era_dependent():
     x = rng.standard_normal((n, p)).astype(np.float32)
     last_quarter = np.arange(n) >= 3 * n // 4
     y = 0.3 * x[:, 0] * ~last_quarter + 0.3 * x[:, 1] + rng.standard_normal(n)
-    result = era_frequencies(x, np.arange(n), times, y, [0, 1], ["fades", "holds"], 15, EraParams(pairs=25))
+    params = EraParams.from_settings(load_settings(selection_pairs=25), "test", 15)
+    result = era_frequencies(x, np.arange(n), times, y, [0, 1], ["fades", "holds"], 15, params)
     fades, holds = result["features"]
     assert len(result["eras"]) == 4 and result["candidates"] == 102 and result["fits"] == 50
     assert min(fades["frequencies"][:3]) > 0.8 and fades["frequencies"][3] < 0.3

@@ -10,6 +10,7 @@ from sklearn.linear_model import lars_path_gram
 from bqx_queue.analysis.grams import BlockGrams, HalfGram, block_crosses, gram_bytes
 from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, lar_paths, select_stable, time_blocks
+from bqx_queue.config import load_settings
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
@@ -87,7 +88,9 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     y = x[:, 0] * 0.4 + x[:, 1] * 0.3 + rng.normal(size=n)
     grams = BlockGrams(x, time_blocks(np.arange(n), 8, gap=5))
     result = select_stable(
-        grams, {15: _cross(x, grams.blocks, None, y)}, SelectionParams(pairs=25, threshold=0.8, expected_false_max=1.0)
+        grams,
+        {15: _cross(x, grams.blocks, None, y)},
+        SelectionParams.from_settings(load_settings(selection_pairs=25, expected_false_max=1.0), "test"),
     )[15]
     assert result.fits == 50 and result.q == 8  # floor(sqrt(1.0 * 0.6 * 120))
     assert result.stable[:2] == [0, 1] or set(result.stable[:2]) == {0, 1}
@@ -103,7 +106,7 @@ def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
     x = rng.normal(size=(n, p)).astype(np.float32)
     y = np.abs(x[:, 5]) - 0.8 + 0.3 * rng.normal(size=n)  # no linear correlation with x5
     blocks = time_blocks(np.arange(n), 8, gap=5)
-    params = SelectionParams(pairs=5, threshold=0.8, q=3)
+    params = SelectionParams.from_settings(load_settings(selection_pairs=5, selection_q=3), "test")
     trees = select_stable_lightgbm(x, blocks, {15: y}, params)[15]
     grams = BlockGrams(x, blocks)
     linear = select_stable(grams, {15: _cross(x, blocks, None, y)}, params)[15]

@@ -26,20 +26,34 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 from scipy.stats import t as student_t
 
+from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
+from bqx_queue.config import Settings
 from bqx_queue.errors import DataError
 
 PROBABILITY_FLOOR = 1e-6
 WEIGHT_CHUNK = 100  # bootstrap draws whose row weights are held at once
 
 
-@dataclass(frozen=True)
-class ConfirmParams:
-    alpha: float = 0.05  # family-wise error rate over a horizon's stable features
-    repeats: int = 3  # permutations of each column per fold
-    draws: int = 1000  # block-bootstrap resamples (enough for a standard error)
-    seed: int = 0
+class ConfirmParams(AnalysisParams):
+    """How a horizon's held-out verdicts are reached (Settings' confirmation_* fields)."""
+
+    alpha: float = Field(gt=0, lt=1)  # family-wise error rate over a horizon's stable features
+    repeats: int = Field(ge=1)  # permutations of each column per fold
+    draws: int = Field(ge=2)  # block-bootstrap resamples: a standard error needs two
+    seed: np.random.SeedSequence
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pair: str, horizon: int) -> ConfirmParams:
+        """Return the confirmation parameters of `settings`, seeded for `pair` at `horizon`."""
+        return cls(
+            alpha=settings.confirmation_alpha,
+            repeats=settings.confirmation_repeats,
+            draws=settings.confirmation_draws,
+            seed=seed_sequence(settings.seed, pair, Stream.CONFIRMATION, horizon),
+        )
 
 
 @dataclass(frozen=True)

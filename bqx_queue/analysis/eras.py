@@ -24,26 +24,43 @@ run's (fewer candidates, forward stepwise instead of LARS), documented as such i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
+from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
+from bqx_queue.config import Settings
 from bqx_queue.universe import TARGET_WINDOW
 
 ERA_BLOCKS = 8  # blocks per era: halves of 4 blocks keep a few thousand rows per fit at 80,000 rows
 
 
-@dataclass(frozen=True)
-class EraParams:
-    era_count: int = 4
-    reference_features: int = 100
-    collapse_frequency: float = 0.3
-    pairs: int = 50
-    threshold: float = 0.8
-    expected_false_max: float = 2.0
-    weakness: float = 0.5
-    seed: int = 0
+class EraParams(AnalysisParams):
+    """How the per-era selections run (Settings' era_* fields and the run's selection_* ones)."""
+
+    era_count: int = Field(ge=2)
+    reference_features: int = Field(ge=0)
+    collapse_frequency: float = Field(ge=0, lt=1)
+    pairs: int = Field(ge=1)
+    threshold: float = Field(gt=0.5, le=1)  # q's MB bound divides by 2 threshold - 1
+    expected_false_max: float = Field(gt=0)
+    weakness: float = Field(gt=0, le=1)
+    seed: np.random.SeedSequence
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pair: str, horizon: int) -> EraParams:
+        """Return the era parameters of `settings`, seeded for `pair` at `horizon`."""
+        return cls(
+            era_count=settings.era_count,
+            reference_features=settings.era_reference_features,
+            collapse_frequency=settings.era_collapse_frequency,
+            pairs=settings.selection_pairs,
+            threshold=settings.selection_threshold,
+            expected_false_max=settings.expected_false_max,
+            weakness=settings.selection_weakness,
+            seed=seed_sequence(settings.seed, pair, Stream.ERAS, horizon),
+        )
 
 
 def era_of_rows(times: np.ndarray, era_count: int) -> tuple[list[str], np.ndarray]:

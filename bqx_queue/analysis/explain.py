@@ -10,7 +10,11 @@ import shap
 
 
 def shap_importance(
-    booster: lgb.Booster, held_out: np.ndarray, names: list[str], max_rows: int, seed: int
+    booster: lgb.Booster,
+    held_out: np.ndarray,
+    names: list[str],
+    max_rows: int,
+    seed: int | np.random.SeedSequence,
 ) -> list[tuple[str, float]]:
     """Return (feature, mean |SHAP|) for every feature, largest first.
 

@@ -16,20 +16,43 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from bqx_queue.analysis.grams import BlockGrams, HalfGram
+from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
+from bqx_queue.config import Settings
 from bqx_queue.errors import DataError
 
 
-@dataclass(frozen=True)
-class SelectionParams:
-    pairs: int = 50  # B complementary pairs: 2B fits per horizon
-    threshold: float = 0.8
-    q: int | None = None  # features per fit; None derives it from expected_false_max
-    expected_false_max: float = 2.0
-    blocks: int = 12
-    weakness: float = 0.5  # randomized-lasso feature weights drawn from [weakness, 1]
-    seed: int = 0
+class SelectionParams(AnalysisParams):
+    """How a pair's features are selected: B complementary pairs of halves of `blocks` time
+    blocks, q features per fit, stable at `threshold` (Settings' selection_* fields)."""
+
+    pairs: int = Field(ge=1)  # B complementary pairs: 2B fits per horizon
+    threshold: float = Field(gt=0.5, le=1)  # the MB bound divides by 2 threshold - 1
+    q: int | None = Field(ge=1)  # features per fit; None derives it from expected_false_max
+    expected_false_max: float = Field(gt=0)
+    blocks: int = Field(ge=2)  # a complementary pair needs two halves
+    weakness: float = Field(gt=0, le=1)  # randomized-lasso feature weights drawn from [weakness, 1]
+    seed: np.random.SeedSequence
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pair: str) -> SelectionParams:
+        """Return the selection parameters of `settings`, seeded for `pair`.
+
+        >>> params = SelectionParams.from_settings(Settings(), "eurusd")
+        >>> params.pairs, params.threshold, params.blocks
+        (50, 0.8, 12)
+        """
+        return cls(
+            pairs=settings.selection_pairs,
+            threshold=settings.selection_threshold,
+            q=settings.selection_q,
+            expected_false_max=settings.expected_false_max,
+            blocks=settings.selection_blocks,
+            weakness=settings.selection_weakness,
+            seed=seed_sequence(settings.seed, pair, Stream.SELECTION),
+        )
 
 
 @dataclass(frozen=True)

@@ -29,16 +29,7 @@ def stable_structure(
     confirmed = horizon_result.get("confirmation", {}).get("confirmed", [])
     eras = None
     if confirmed:
-        params = EraParams(
-            era_count=settings.era_count,
-            reference_features=settings.era_reference_features,
-            collapse_frequency=settings.era_collapse_frequency,
-            pairs=settings.selection_pairs,
-            threshold=settings.selection_threshold,
-            expected_false_max=settings.expected_false_max,
-            weakness=settings.selection_weakness,
-            seed=settings.seed + horizon,
-        )
+        params = EraParams.from_settings(settings, prepared.pair, horizon)
         target = prepared.targets[target_column(horizon)].to_numpy()
         eras = era_frequencies(
             prepared.matrix, prepared.rows, prepared.times[prepared.rows], target, stable, stable_names, horizon, params

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 
 import lightgbm as lgb
 import numpy as np
+from pydantic import Field
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
+from bqx_queue.analysis.params import AnalysisParams, Stream, lightgbm_seed, seed_sequence
+from bqx_queue.config import Settings
 from bqx_queue.errors import DataError
 
 MIN_TRAIN_ROWS = 100
@@ -26,14 +29,27 @@ def model_threads(threads: int, features: int) -> int:
     return max(1, min(threads, features // FEATURES_PER_THREAD))
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    rounds: int = 200
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 100
-    threads: int = 1
-    seed: int = 0
+class TrainParams(AnalysisParams):
+    """How a horizon's LightGBM models are trained (Settings' lgbm_* fields)."""
+
+    rounds: int = Field(ge=1)
+    learning_rate: float = Field(gt=0, le=1)
+    num_leaves: int = Field(ge=2)
+    min_data_in_leaf: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    seed: np.random.SeedSequence
+
+    @classmethod
+    def from_settings(cls, settings: Settings, pair: str, threads: int = 1) -> TrainParams:
+        """Return the training parameters of `settings`, seeded for `pair`, on `threads` threads."""
+        return cls(
+            rounds=settings.lgbm_rounds,
+            learning_rate=settings.lgbm_learning_rate,
+            num_leaves=settings.lgbm_num_leaves,
+            min_data_in_leaf=settings.lgbm_min_data_in_leaf,
+            threads=threads,
+            seed=seed_sequence(settings.seed, pair, Stream.MODELS),
+        )
 
 
 @dataclass
@@ -107,7 +123,7 @@ def evaluate_horizon(
                 "min_data_in_leaf": params.min_data_in_leaf,
                 "feature_fraction": 0.9,
                 "num_threads": model_threads(params.threads, features.shape[1]),
-                "seed": params.seed,
+                "seed": lightgbm_seed(params.seed),
                 "deterministic": True,
                 "verbose": -1,
             },

@@ -31,9 +31,15 @@ def select_stable_lightgbm(
     positions = np.cumsum([0] + [len(b) for b in blocks])
     p = matrix.shape[1]
     q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), p)
-    settings = {"verbose": -1, "num_threads": threads, "bin_construct_sample_cnt": BIN_SAMPLE_ROWS, "seed": params.seed}
-    binned = lgb.Dataset(matrix[rows], label=np.zeros(len(rows)), params=settings, free_raw_data=True).construct()
     rng = np.random.default_rng(params.seed)
+    binning_seed = int(rng.integers(2**31))  # LightGBM takes a C int
+    settings = {
+        "verbose": -1,
+        "num_threads": threads,
+        "bin_construct_sample_cnt": BIN_SAMPLE_ROWS,
+        "seed": binning_seed,
+    }
+    binned = lgb.Dataset(matrix[rows], label=np.zeros(len(rows)), params=settings, free_raw_data=True).construct()
     labels = {h: y[rows] for h, y in targets.items()}  # in the binned Dataset's row order
     counts = {h: np.zeros(p) for h in targets}
     for first in first_halves(rng, len(blocks), params.pairs):
