@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -54,6 +55,8 @@ class Settings(BaseSettings):
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
     concurrency: int = Field(8, ge=1, le=256)
+    # threads of each worker child (LightGBM, BLAS, DuckDB); None: the host's cores shared out among the children
+    threads_per_child: int | None = Field(None, ge=1, le=1024)
     worker_max_memory_per_child_kib: int = Field(8 * KIB_PER_GIB, ge=64 * 1024)
     memory_budget_fraction: float = Field(0.9, gt=0, le=1)
     task_time_limit_s: int = Field(3 * 3600, ge=10)
@@ -78,10 +81,12 @@ class Settings(BaseSettings):
     bigquery_project: str | None = None
     bigquery_location: str = "US"
     bigquery_api_endpoint: str | None = None  # e.g. a local test server; anonymous credentials
+    # host:port of a Storage Read API (gRPC) to read results from; with bigquery_api_endpoint set
+    # and this unset, results come through REST (an emulator's jobs name no readable table there)
+    bigquery_storage_api_endpoint: str | None = None
     bigquery_retry_deadline_s: float = Field(60.0, ge=0)  # bounded backoff on rate limits
     budget_usd: float = Field(50.0, gt=0)  # a run whose estimate is above this is refused
     string_length_estimate: int = Field(16, ge=0)  # UTF-8 bytes per STRING value, metadata estimates
-    run_id: str | None = None  # set from the run manifest: query labels and the cost ledger
     shared_tables_once: bool = True  # BigQuery: fetch tri_/mkt_/var_/csi_ once per run, not per pair
     max_query_columns: int = Field(10_000, ge=2, le=10_000)  # BigQuery: result columns per query
 
@@ -169,6 +174,10 @@ class Settings(BaseSettings):
     def backend_url(self) -> str:
         return self.result_backend or self.broker_url
 
+    def child_threads(self, children: int) -> int:
+        """Return the threads each of `children` processes on this host uses."""
+        return self.threads_per_child or max(1, (os.cpu_count() or 1) // children)
+
     @property
     def memory_budget_bytes(self) -> int:
         """Resident memory a task may reach before it stops itself (below the child's cap)."""
@@ -186,11 +195,17 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _TomlFileSource(settings_cls))
 
 
+# Settings that belong to a host (where its broker, files and cores are), not to a run.
+HOST_SETTINGS = frozenset(
+    {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir", "threads_per_child"}
+)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Return validated settings; raises ConfigError with one line naming the bad setting."""
-    clean = {key: value for key, value in overrides.items() if value is not None}
+    """Return validated settings, each override taken as given (None included); raises
+    ConfigError with one line naming the bad setting."""
     try:
-        return Settings(**clean)
+        return Settings(**overrides)
     except SettingsError as exc:  # a BQX_* value that is not valid JSON for a list setting
         hint = "list settings take JSON, e.g. BQX_HORIZONS='[15, 60]'"
         raise ConfigError(f"{exc} ({hint})") from None
@@ -199,6 +214,13 @@ def load_settings(**overrides: Any) -> Settings:
         name = ".".join(str(part) for part in first["loc"]) or "settings"
         extra = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"setting {name!r}: {first['msg']}{extra}") from None
+
+
+def run_settings(run_values: Mapping[str, Any], host: Settings) -> Settings:
+    """Return the settings a worker uses for a run: the run's values exactly as its manifest holds
+    them (a None stays None, never refilled from this host's environment), on this host's broker,
+    files and threads."""
+    return load_settings(**{**run_values, **{name: getattr(host, name) for name in HOST_SETTINGS}})
 
 
 def redact_url(url: str) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bqx_queue.analysis.pair import process_pair_all_horizons, query_pair_all_horizons, run_stability_selection_local
+from bqx_queue.analysis.pair import process_pair_all_horizons, run_stability_selection_local
 from bqx_queue.analysis.prepare import frame_from_pandas, prepare_pair
 from bqx_queue.analysis.stability import choose_q, error_bound
 from bqx_queue.config import load_settings
@@ -17,6 +17,7 @@ from bqx_queue.errors import DataError, MemoryBudgetExceeded, WarehouseError
 from bqx_queue.memory import MemoryWatch
 from bqx_queue.universe import TARGET_COLUMNS
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 
 
 def test_preparation_leaves_out_leaks_nulls_constants_duplicates_and_wide_strings():
@@ -84,7 +85,8 @@ def test_selection_on_one_frame_ranks_the_planted_features_first(small_warehouse
 
 
 def test_a_pair_reports_one_query_cost_and_every_horizon(small_warehouse):
-    result = process_pair_all_horizons("gbpjpy", load_settings(warehouse=small_warehouse, selection_pairs=10))
+    settings = load_settings(warehouse=small_warehouse, selection_pairs=10)
+    result = process_pair_all_horizons("gbpjpy", settings, source=open_source(settings))
     summary = result.summary
     assert summary["status"] == "ok" and summary["queries"] == 1
     assert summary["bytes_billed"] >= summary["tables"] * 10 * 1024**2  # 10 MiB minimum per table
@@ -110,7 +112,8 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
     names = (
         duckdb.connect(str(small_warehouse), read_only=True)
         .execute(
-            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_name LIKE '%usdcad%' OR table_name LIKE 'tri_%'"
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_name LIKE '%usdcad%' OR table_name LIKE 'tri_%'"
         )
         .fetchall()
     )
@@ -120,7 +123,7 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
     settings = load_settings(warehouse=tmp_path / "export", selection_pairs=5)
     source = DuckDBSource(tmp_path / "export")
     assert source.kind == "parquet" and "targets_usdcad" in source.catalog().tables["bqx_analytics"]
-    summary = process_pair_all_horizons("usdcad", settings).summary
+    summary = process_pair_all_horizons("usdcad", settings, source=source).summary
     assert summary["status"] == "ok"
     assert summary["horizons"]["60"] == {
         "status": "failed",
@@ -128,7 +131,7 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
     }
     assert all("metrics" in summary["horizons"][h] for h in ("15", "30", "45", "75", "90", "105"))
     with pytest.raises(WarehouseError, match="targets_eurusd not found"):
-        process_pair_all_horizons("eurusd", settings)
+        process_pair_all_horizons("eurusd", settings, source=source)
 
 
 def test_a_path_that_is_not_a_warehouse_is_refused(tmp_path):

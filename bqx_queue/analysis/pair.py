@@ -34,15 +34,8 @@ from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
 from bqx_queue.universe import TARGET_WINDOW, target_column
-from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.catalog import missing_families
-from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.extract_cache import fetch_settings, local_rows, narrow_targets, summarize
-from bqx_queue.warehouse.frame import PairFrame, read_pair_frame
-from bqx_queue.warehouse.sampling import sample_days
-from bqx_queue.warehouse.shared import fetch_billable
-from bqx_queue.warehouse.source import open_source
-from bqx_queue.warehouse.sql import plan_pair
+from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.interface import WarehouseSource
 
 SHAP_TOP = 20
 SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file would save little
@@ -52,70 +45,6 @@ SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file woul
 class PairResult:
     summary: dict[str, Any]  # JSON-serialisable: what the report shows for this pair
     ledger: pd.DataFrame  # every feature x horizon: frequency, selected, excluded reason
-
-
-def pair_days(source: DuckDBSource, pair: str, settings: Settings) -> list[date]:
-    """Return sampled days from this pair's own calendar (a run samples once for all pairs)."""
-    targets = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
-    return sample_days(source.day_counts(targets), settings.max_rows, settings.seed)
-
-
-def query_pair_all_horizons(
-    pair: str,
-    settings: Settings | None = None,
-    days: list[date] | None = None,
-    source: DuckDBSource | None = None,
-) -> pd.DataFrame:
-    """Return ONE query's result: interval_time, every feature of the pair, and its targets."""
-    settings = settings or load_settings()
-    source = source or open_source(settings)
-    days = days if days is not None else pair_days(source, pair, settings)
-    frame, _ = fetch_pair(pair, settings, days, source)
-    return frame.to_pandas()
-
-
-def fetch_pair(
-    pair: str, settings: Settings, days: list[date], source: DuckDBSource
-) -> tuple[PairFrame, dict[str, Any]]:
-    """Return the pair's frame and what its one query cost under BigQuery's billing rules."""
-    if getattr(source, "billable", False):
-        # BigQuery: shared tables once per run, capped queries in the run ledger, split only at
-        # BigQuery's limits; the jobs report their own bytes
-        wide = fetch_settings(source, pair, settings)
-        reader, plan, job_bytes, extract_uses = fetch_billable(pair, wide, days, source)
-        capacity = settings.max_rows
-    else:
-        # through the extract cache: a rerun that needs the same rows reads them, unbilled
-        wide = fetch_settings(source, pair, settings)
-        plan = plan_pair(pair, source.catalog(), wide)
-        reader, job_bytes, extract_uses = local_rows(pair, plan, wide, days, source)
-        job_bytes["queries"] = sum(not use.hit for use in extract_uses) if extract_uses else plan.queries
-        # the rows the targets hold on these days: the matrix is allocated once at its size (an
-        # oversized column-major buffer becomes resident whole under transparent huge pages)
-        counts = source.day_counts(source.catalog().table(*plan.tables[0].split(".")))
-        capacity = sum(counts.get(day, 0) for day in days)
-    plan = narrow_targets(plan, settings)  # a cached run's rows hold every horizon's target
-    frame = read_pair_frame(reader if isinstance(reader, list) else [reader], plan, capacity=capacity)
-    # the query keeps one row per interval_time per table; its counts say what that dropped
-    frame.quality.check_duplicates(pair, settings.on_duplicate_timestamps)
-    if len(np.unique(frame.times)) != frame.rows:  # cannot happen unless the query's rule is lost
-        raise DataError(f"pair {pair}: the result repeats interval_time values after one row per table was kept")
-    if not getattr(source, "billable", False):
-        source.close()  # its block cache would count against the pair's memory budget
-    queries = job_bytes.pop("queries", plan.queries)  # more than one only past BigQuery's limits
-    cost = {
-        "queries": queries,
-        "tables": len(plan.tables),
-        "columns": len(plan.features) + len(plan.targets) + 1,
-        **job_bytes,
-        "cost_usd": billing.cost_usd(job_bytes["bytes_billed"], settings.price_per_tib_usd),
-        "extract_cache": summarize(extract_uses),
-        "excluded": dict(plan.excluded) | frame.excluded,
-        "data_quality": frame.quality.summary(
-            settings.on_duplicate_timestamps, missing_families(source.catalog(), pair, settings)
-        ),
-    }
-    return frame, cost
 
 
 @dataclass(frozen=True)
@@ -171,6 +100,7 @@ def run_stability_selection_local(
     >>> import tempfile
     >>> from pathlib import Path
     >>> from bqx_queue.config import load_settings
+    >>> from bqx_queue.warehouse.source import query_pair_all_horizons
     >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
     >>> folder = Path(tempfile.mkdtemp())
     >>> spec = WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40, signal_r2=0.6)
@@ -298,12 +228,16 @@ def process_pair_all_horizons(
     pair: str,
     settings: Settings | None = None,
     days: list[date] | None = None,
-    source: DuckDBSource | None = None,
+    *,
+    source: WarehouseSource,
     threads: int = 1,
+    run_id: str | None = None,
 ) -> PairResult:
     """Return the pair's full result: one query, then for every horizon stable features,
     walk-forward model metrics beside a naive baseline, and SHAP on held-out rows.
 
+    `source` is the warehouse to read (`bqx_queue.warehouse.source.open_source`); in a run,
+    `run_id` names it, so the fetch uses the run's extract cache, cost ledger and query labels.
     Data problems raise DataError or WarehouseError; memory past the budget raises
     MemoryBudgetExceeded. The caller decides how a failure is recorded.
     """
@@ -312,13 +246,13 @@ def process_pair_all_horizons(
     horizons = list(settings.horizons)
     timings: dict[str, float] = {}
     with MemoryWatch(settings.memory_budget_bytes) as memory, threadpool_limits(threads):
-        source = source or open_source(settings, threads=threads)
         days = days if days is not None else pair_days(source, pair, settings)
-        frame, cost = fetch_pair(pair, settings, days, source)
+        fetched = source.fetch_pair(pair, settings, days, run_id)
         timings["query_s"] = time.perf_counter() - started
-        rows_fetched = frame.rows
-        prepared = prepare_pair(frame, exclusions=cost.pop("excluded"))
-        del frame  # the prepared matrix now holds the only reference to the fetched values
+        rows_fetched = fetched.frame.rows
+        cost = fetched.cost
+        prepared = prepare_pair(fetched.frame, exclusions=fetched.excluded)
+        del fetched  # the prepared matrix now holds the only reference to the fetched values
         # a horizon whose target is unusable fails alone, with its reason; the others go on
         failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
         horizons = [h for h in horizons if h not in failed]
