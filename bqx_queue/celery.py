@@ -1,31 +1,49 @@
-"""The Celery app, found by `celery -A bqx_queue worker`. Settings come from BQX_* variables."""
+"""The Celery app, found by `celery -A bqx_queue worker`. Settings come from BQX_* variables.
+
+Importing this module never exits: a producer (a notebook, a test session) imports it and points
+the app at its own settings (use_settings). Bad settings stop a worker when it starts, in one line.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
 from bqx_queue.celeryconfig import celery_config, check_worker_config
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import ConfigError
+from bqx_queue.log_context import install_context_formatter
+
+# Threads of the native libraries a child runs (LightGBM's OpenMP, BLAS, MKL).
+NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _refuse(exc: ConfigError) -> None:
-    """Stop with one line instead of a traceback: a worker must not start on unsafe settings."""
-    print(f"error: {exc}", file=sys.stderr)
-    raise SystemExit(2)
+def create_app(settings: Settings | None) -> Celery:
+    """Return bqx's Celery app on these settings' broker, backend and limits (None: Celery's
+    defaults, for a process that points it at its settings later); raises ConfigError for
+    settings under which a pair could run twice."""
+    app = Celery("bqx_queue", include=["bqx_queue.tasks"])
+    if settings is not None:
+        app.conf.update(celery_config(settings))
+    return app
 
 
-app = Celery("bqx_queue", include=["bqx_queue.tasks"])
-try:
-    app.conf.update(celery_config(load_settings()))
-except ConfigError as exc:
-    _refuse(exc)
+def _app_of_this_host() -> Celery:
+    """Return the app on this host's BQX_* settings, or on Celery's defaults if they are bad (a
+    worker then refuses to start, in _check_worker_settings)."""
+    try:
+        return create_app(load_settings())
+    except ConfigError:
+        return create_app(None)
+
+
+app = _app_of_this_host()
 
 
 def use_settings(settings: Settings) -> Celery:
@@ -40,22 +58,39 @@ def use_settings(settings: Settings) -> Celery:
     return app
 
 
+def _refuse(exc: ConfigError) -> None:
+    """Stop with one line instead of a traceback: a worker must not start on unsafe settings."""
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 @celeryd_init.connect
-def _check_worker_config(conf: Any = None, **_: Any) -> None:
-    """Check the configuration the worker really runs with (a `--config` module or `-O` may have
-    changed it): JSON only, and a visibility timeout above the hard time limit."""
+def _check_worker_settings(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """Refuse to start a worker on bad BQX_* settings, or on a configuration (a `--config` module
+    or `-O` may have changed it) that is not JSON only or whose visibility timeout is not above
+    the hard time limit. Then give each prefork child its threads."""
     try:
+        settings = load_settings()
+        celery_config(settings)
         check_worker_config(conf if conf is not None else app.conf)
     except ConfigError as exc:
         _refuse(exc)
-
-
-@celeryd_init.connect
-def _threads_per_child(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
-    """Give each prefork child cores / concurrency threads (LightGBM, BLAS, DuckDB), and keep
-    OpenMP out of the parent before it forks (it can hang the children)."""
+        return
     concurrency = int((options or {}).get("concurrency") or app.conf.worker_concurrency or 1)
-    threads = max(1, (os.cpu_count() or 1) // concurrency)
+    _export_threads(settings.child_threads(concurrency))
+
+
+def _export_threads(threads: int) -> None:
+    """Set each child's threads in the environment it inherits: its settings read
+    BQX_THREADS_PER_CHILD, and the native libraries read theirs. Set before the children fork,
+    OpenMP stays out of the parent (it can hang the children)."""
     os.environ["BQX_THREADS_PER_CHILD"] = str(threads)
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for variable in NATIVE_THREAD_VARIABLES:
         os.environ[variable] = str(threads)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_context(logger: logging.Logger, colorize: bool = False, **_: Any) -> None:
+    """Worker log lines carry the run and pair (and other facts) the code passes in `extra`."""
+    install_context_formatter(logger, colorize=bool(colorize))

@@ -196,9 +196,7 @@ class Settings(BaseSettings):
 
 
 # Settings that belong to a host (where its broker, files and cores are), not to a run.
-HOST_SETTINGS = frozenset(
-    {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir", "threads_per_child"}
-)
+HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir", "threads_per_child"}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -91,7 +91,7 @@ def unfinished_pairs(store: RunStore) -> list[str]:
 def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
     """Return the pairs a resumed run must enqueue again, with their delivery counts reset,
     and note the resume in the manifest (so a report older than it no longer counts as done)."""
-    from bqx_queue.tasks import reset_deliveries
+    from bqx_queue.redelivery import reset_deliveries
 
     manifest = store.manifest()
     pending = unfinished_pairs(store)

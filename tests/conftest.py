@@ -21,6 +21,8 @@ from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 # Small enough to build in seconds, big enough that the planted signal is found.
 SMALL_SPEC = WarehouseSpec(days=10, features_per_pair=40, signal_r2=0.5, seed=11)
 _databases = itertools.count(1)
+# bqx's worker app with the BQX_FAULT_* faults (tests/support/fault_worker.py), for `celery -A`
+FAULT_APP = "support.fault_worker"
 
 
 @pytest.fixture(scope="session")
@@ -58,15 +60,24 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Worker:
-    """A real `celery -A bqx_queue worker` process (prefork)."""
+    """A real `celery -A bqx_queue worker` process (prefork), or one of the fault app."""
 
-    def __init__(self, env: dict[str, str], name: str, concurrency: int, log: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        name: str,
+        concurrency: int,
+        log: Path,
+        cwd: Path | None = None,
+        app: str = "bqx_queue",
+    ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log = log
+        tests_path = {"PYTHONPATH": str(Path(__file__).parent)} if app == FAULT_APP else {}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", f"--concurrency={concurrency}",
+            [sys.executable, "-m", "celery", "-A", app, "worker", f"--concurrency={concurrency}",
              "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"],
-            env=os.environ | env,
+            env=os.environ | env | tests_path,
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
             cwd=cwd,
@@ -99,12 +110,15 @@ def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path
 
 @pytest.fixture()
 def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
-    """Factory: start_worker(name='w1', concurrency=2, cwd=None, **extra_env) -> a ready Worker."""
+    """Factory: start_worker(name='w1', concurrency=2, cwd=None, app='bqx_queue', **extra_env) -> a
+    ready Worker (app=FAULT_APP for a worker that reads BQX_FAULT_*)."""
     workers: list[Worker] = []
 
-    def start(name: str = "w1", concurrency: int = 2, cwd: Path | None = None, **extra_env: str) -> Worker:
+    def start(
+        name: str = "w1", concurrency: int = 2, cwd: Path | None = None, app: str = "bqx_queue", **extra_env: str
+    ) -> Worker:
         env = queue_env | extra_env
-        worker = Worker(env, name, concurrency, tmp_path / f"{name}.log", cwd=cwd)
+        worker = Worker(env, name, concurrency, tmp_path / f"{name}.log", cwd=cwd, app=app)
         workers.append(worker)
         worker.wait_ready(env)
         return worker

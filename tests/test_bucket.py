@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import pytest
 import redis
+from conftest import FAULT_APP
 from support.bigquery_server import BigQueryServer
 
 from bqx_queue.embedded_redis import free_port
@@ -212,7 +213,7 @@ def test_a_worker_killed_while_uploading_leaves_no_done_artifact_and_the_pair_is
     # gbpusd's first delivery dies halfway through writing its summary; every delivery first
     # sleeps 3 s, so the bucket can be looked at between the kill and the redone pair
     faults = {"BQX_FAULT_KILL_UPLOAD": "gbpusd", "BQX_FAULT_SLEEP": "gbpusd:3"}
-    start_worker("k1", concurrency=1, cwd=cwd, **bucket_env, **faults, **home)
+    start_worker("k1", concurrency=1, cwd=cwd, app=FAULT_APP, **bucket_env, **faults, **home)
     producer_cwd, producer_home = host_env(tmp_path, "producer")
     run = subprocess.Popen(
         [str(BIN / "bqx-enqueue"), "--pairs", "gbpusd", "--horizons", "15", "--run-id", "killed", "--wait",

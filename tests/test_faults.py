@@ -1,8 +1,8 @@
 """The seven faults of a run, each against a real Redis and real prefork workers.
 
-Workers get faults through the test-only BQX_FAULT_* variables read in bqx_queue/tasks.py
-(sleep, self-SIGKILL, a hang that ignores the soft time limit); the producer is the real
-`bqx-enqueue` in a subprocess. Runs are tiny (a few pairs, one horizon, few fits), so each
+Workers that get faults run the test app tests/support/fault_worker.py: bqx's app, plus the
+BQX_FAULT_* variables (sleep, self-SIGKILL, a hang that ignores the soft time limit). The
+producer is the real `bqx-enqueue` in a subprocess. Runs are tiny (a few pairs, one horizon, few fits), so each
 test takes seconds of analysis and the rest is the fault itself.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import redis
-from conftest import run_worker_with_app
+from conftest import FAULT_APP, run_worker_with_app
 
 from bqx_queue.embedded_redis import EmbeddedRedis, free_port
 
@@ -137,7 +137,7 @@ def active_child(app_env: dict[str, str], pair: str, timeout_s: float = 30) -> i
 
 
 def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(queue_env, small_warehouse, start_worker):
-    worker = start_worker("kill1", concurrency=2, BQX_FAULT_SLEEP="gbpusd:6")
+    worker = start_worker("kill1", app=FAULT_APP, concurrency=2, BQX_FAULT_SLEEP="gbpusd:6")
     pairs = ["eurusd", "gbpusd", "usdjpy"]
     producer = start_run(queue_env, small_warehouse, ",".join(pairs), "killed-child")
     child = active_child(queue_env, "gbpusd")
@@ -156,7 +156,7 @@ def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(queue_env
 
 
 def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(queue_env, small_warehouse, start_worker):
-    start_worker("kill2", concurrency=2, BQX_FAULT_KILL="gbpusd")
+    worker = start_worker("kill2", app=FAULT_APP, concurrency=2, BQX_FAULT_KILL="gbpusd")
     pairs = ["eurusd", "gbpusd"]
     producer = start_run(queue_env | {"BQX_MAX_DELIVERIES": "2"}, small_warehouse, ",".join(pairs), "always-dies")
     out, err = producer.communicate(timeout=90)
@@ -168,6 +168,8 @@ def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(que
     assert "gave up after 2 deliveries" in status["gbpusd"]["error"]
     assert deliveries(queue_env, "always-dies", "gbpusd") == 3  # 2 deaths, then the give-up
     assert "gbpusd" in err  # the producer names the failed pair
+    # the worker's log line says which run and pair it gave up on
+    assert re.search(r"giving up on a pair \[run=always-dies pair=gbpusd deliveries=2\]", worker.log.read_text())
 
 
 # 3 ----------------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(queue_env, small_
 
 
 def test_graceful_stop_mid_run_then_restart_finishes_without_recomputing(queue_env, small_warehouse, start_worker):
-    first = start_worker("stop1", concurrency=1, BQX_FAULT_SLEEP="gbpusd:5")
+    first = start_worker("stop1", app=FAULT_APP, concurrency=1, BQX_FAULT_SLEEP="gbpusd:5")
     pairs = ["eurusd", "gbpusd", "usdjpy", "usdchf"]
     producer = start_run(queue_env, small_warehouse, ",".join(pairs), "stopped")
     folder = run_dir(queue_env, "stopped")
@@ -233,6 +235,7 @@ def test_redis_restart_mid_run_completes_or_resumes(queue_env, small_warehouse, 
     }
     start_worker(
         "aof",
+        app=FAULT_APP,
         concurrency=1,
         BQX_FAULT_SLEEP="gbpusd:5",
         BQX_BROKER_URL=env["BQX_BROKER_URL"],
@@ -307,7 +310,7 @@ def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue
 def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(queue_env, small_warehouse, start_worker):
     # visibility 14 s > hard limit 10 s; the pair would hang 30 s, deaf to the soft limit as C++ is
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "14"}
-    worker = start_worker("limit", concurrency=2, BQX_FAULT_HANG="gbpusd:30", **limits)
+    worker = start_worker("limit", app=FAULT_APP, concurrency=2, BQX_FAULT_HANG="gbpusd:30", **limits)
     pairs = ["eurusd", "gbpusd"]
     started = time.monotonic()
     producer = start_run(queue_env | limits, small_warehouse, ",".join(pairs), "too-long")
@@ -328,7 +331,7 @@ def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(queue_en
 
 
 def test_two_runs_at_once_do_not_mix(queue_env, small_warehouse, start_worker):
-    start_worker("two", concurrency=2, BQX_FAULT_SLEEP="eurusd:1")
+    start_worker("two", app=FAULT_APP, concurrency=2, BQX_FAULT_SLEEP="eurusd:1")
     runs = {
         "run-a": (["eurusd", "gbpusd"], [15], 3000),
         "run-b": (["eurusd", "usdjpy", "audusd"], [30, 60], 2000),
@@ -357,7 +360,7 @@ def test_pair_past_the_soft_limit_is_recorded_failed_and_the_report_is_written(
     queue_env, small_warehouse, start_worker
 ):
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "14"}  # soft limit: 8 s
-    start_worker("soft", concurrency=2, BQX_FAULT_SLEEP="gbpusd:20", **limits)
+    start_worker("soft", app=FAULT_APP, concurrency=2, BQX_FAULT_SLEEP="gbpusd:20", **limits)
     pairs = ["eurusd", "gbpusd"]
     producer = start_run(queue_env | limits, small_warehouse, ",".join(pairs), "soft-limit")
     out, err = producer.communicate(timeout=60)
@@ -374,7 +377,7 @@ def test_whole_worker_killed_its_pair_comes_back_after_the_visibility_timeout(qu
     import psutil
 
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "12"}
-    first = start_worker("host1", concurrency=1, BQX_FAULT_SLEEP="gbpusd:30", **limits)
+    first = start_worker("host1", app=FAULT_APP, concurrency=1, BQX_FAULT_SLEEP="gbpusd:30", **limits)
     pairs = ["eurusd", "gbpusd", "usdjpy"]
     producer = start_run(queue_env | limits, small_warehouse, ",".join(pairs), "host-died")
     child = active_child(queue_env, "gbpusd")
