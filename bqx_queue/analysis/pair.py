@@ -234,12 +234,69 @@ def process_pair_all_horizons(
     run_id: str | None = None,
 ) -> PairResult:
     """Return the pair's full result: one query, then for every horizon stable features,
-    walk-forward model metrics beside a naive baseline, and SHAP on held-out rows.
+    walk-forward model metrics beside a naive baseline, held-out verdicts and SHAP.
 
-    `source` is the warehouse to read (`bqx_queue.warehouse.source.open_source`); in a run,
-    `run_id` names it, so the fetch uses the run's extract cache, cost ledger and query labels.
-    Data problems raise DataError or WarehouseError; memory past the budget raises
-    MemoryBudgetExceeded. The caller decides how a failure is recorded.
+    The pair's sampled days are fetched in one query (every feature, every horizon's target),
+    prepared into one standardised matrix, and each horizon runs stability selection on the
+    first part of the history, then LightGBM, confirmation and SHAP on the held-out rest. A
+    horizon whose target is unusable fails alone, with its reason; the others go on.
+
+    Parameters
+    ----------
+    pair : str
+        The pair's name, e.g. "eurusd".
+    settings : Settings, optional
+        The run's settings; loaded from the environment when omitted.
+    days : list of datetime.date, optional
+        The days to read (a run samples them once for all pairs); by default sampled from the
+        pair's own calendar with ``settings.max_rows`` and ``settings.seed``.
+    source : WarehouseSource
+        The warehouse to read (`bqx_queue.warehouse.source.open_source`).
+    threads : int, default 1
+        Threads for BLAS, LightGBM and the warehouse reads of this pair.
+    run_id : str, optional
+        The run this pair belongs to: the fetch then uses the run's extract cache, cost ledger
+        and query labels.
+
+    Returns
+    -------
+    PairResult
+        ``summary``: a JSON-serialisable dict (rows, cost of the query, features tested,
+        usable and in selection, and per horizon its stable features, metrics, confirmation,
+        SHAP, substitutes and eras); ``ledger``: a DataFrame of every feature x horizon with
+        its selection frequency, whether it was selected and confirmed, or why it was excluded.
+
+    Raises
+    ------
+    DataError, WarehouseError
+        When the pair's data cannot be analysed (missing tables, too few rows, ...).
+    MemoryBudgetExceeded
+        When the process's memory passes ``settings.memory_budget_bytes``. The caller decides
+        how a failure is recorded.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from bqx_queue.config import load_settings
+    >>> from bqx_queue.warehouse.source import open_source
+    >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> manifest = build_warehouse(folder / "tiny.duckdb", WarehouseSpec(("eurusd",), days=6, features_per_pair=40))
+    >>> settings = load_settings(
+    ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15], selection_pairs=10, lgbm_rounds=9
+    ... )
+    >>> result = process_pair_all_horizons("eurusd", settings, source=open_source(settings))
+    >>> result.summary["status"], result.summary["queries"], list(result.summary["horizons"])
+    ('ok', 1, ['15'])
+    >>> sorted(result.summary["horizons"]["15"]["metrics"]["mean"])
+    ['accuracy', 'auc', 'directional_accuracy', 'log_loss']
+    >>> stable = [f["feature"] for f in result.summary["horizons"]["15"]["stable"]]
+    >>> planted = manifest["pairs"]["eurusd"]["horizons"]["15"]["informative"]
+    >>> len(stable) > 0 and set(stable) <= set(planted)  # the warehouse's planted signal, nothing else
+    True
+    >>> list(result.ledger.columns[:7])  # every feature x horizon, and each one's verdict
+    ['pair', 'horizon', 'feature', 'frequency', 'selected', 'excluded', 'confirmed']
     """
     settings = settings or load_settings()
     started = time.perf_counter()
