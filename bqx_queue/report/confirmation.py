@@ -4,8 +4,6 @@ worse than the constant baseline on held-out rows) are named, never shown as suc
 
 from __future__ import annotations
 
-from typing import Any
-
 from bqx_queue.models import (
     Confirmation,
     ConfirmationSection,
@@ -93,41 +91,3 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
         unconfirmed=unconfirmed,
         flagged_horizons=flagged,
     )
-
-
-def _interval(row: dict[str, Any]) -> str:
-    return f"{row['effect']:+.4f} [{row['effect_low']:+.4f}, {row['effect_high']:+.4f}]"
-
-
-def markdown_lines(section: dict[str, Any] | None) -> list[str]:
-    """Return report.md's confirmation sections."""
-    if section is None:  # a report written before held-out verdicts existed
-        return []
-    lines = ["", "## Confirmed findings (held-out rows)", "", section["note"], ""]
-    head = (
-        "| pair | horizon | feature | frequency | held-out effect on log loss [95% CI] | lower bound "
-        "| level (alpha/k) |"
-    )
-    if section["findings"]:
-        lines += [head, "|---|---|---|---|---|---|---|"]
-        lines += [
-            f"| {r['pair']} | h{r['horizon']} | `{r['feature']}` | {r['frequency']:.2f} | {_interval(r)} "
-            f"| {r['lower_bound']:+.4f} | {r['level']:.4g} (k={r['k']}) |"
-            for r in section["findings"]
-        ]
-    else:
-        lines.append("No stable feature was confirmed on held-out rows.")
-    lines += ["", "## Stable but not confirmed", ""]
-    if section["unconfirmed"]:
-        lines += [head + " why not |", "|---|---|---|---|---|---|---|---|"]
-        lines += [
-            f"| {r['pair']} | h{r['horizon']} | `{r['feature']}` | {r['frequency']:.2f} | {_interval(r)} "
-            f"| {r['lower_bound']:+.4f} | {r['level']:.4g} (k={r['k']}) | {r['why']} |"
-            for r in section["unconfirmed"]
-        ]
-    else:
-        lines.append("Every stable feature was confirmed.")
-    if section["flagged_horizons"]:
-        lines += ["", "## Flagged horizons (worse than the constant baseline on held-out rows)", ""]
-        lines += [f"- **FLAGGED** {f['pair']} h{f['horizon']}: {f['reason']}" for f in section["flagged_horizons"]]
-    return lines

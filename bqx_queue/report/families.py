@@ -1,6 +1,6 @@
 """The report's answers across pairs: feature families confirmed in k of N pairs against a null
 with Benjamini-Yekutieli FDR, substitute clusters, era-dependent features, effect sizes per
-pair x horizon, and the run's error accounting (report.json, report.md; html.py draws them)."""
+pair x horizon, and the run's error accounting (report.json; the templates show them)."""
 
 from __future__ import annotations
 
@@ -133,86 +133,3 @@ def ledger_columns(ledger: Any, pairs: list[dict[str, Any]], strip_tokens: tuple
     ledger["era_dependent"] = [era_dependent.get(k) for k in keys]
     ledger["era_dependent"] = ledger["era_dependent"].astype("boolean")
     return ledger
-
-
-def era_frequencies_text(row: dict[str, Any]) -> str:
-    pairs = zip(row["eras"], row["frequencies"], strict=True)
-    return ", ".join(f"{label}: {'-' if f is None else f'{f:.2f}'}" for label, f in pairs)
-
-
-def _interval(value: dict[str, float], signed: bool = False) -> str:
-    form = "+.4f" if signed else ".3f"
-    return f"{value['estimate']:{form}} [{value['low']:{form}}, {value['high']:{form}}]"
-
-
-def markdown_lines(data: dict[str, Any]) -> list[str]:
-    """Return report.md's sections for families, error accounting, substitutes, eras, effect sizes."""
-    lines: list[str] = []
-    accounting = data.get("error_accounting")
-    if accounting:
-        lines += [
-            "",
-            "## Error accounting",
-            "",
-            f"Stable selections: {accounting['stable_selections']} over {accounting['pair_horizons']} pair-horizons; "
-            f"the sum of their error bounds is {accounting['error_bound_sum']:.2f}: up to "
-            f"{accounting['error_bound_sum']:.1f} of these {accounting['stable_selections']} may be false "
-            "(expected, in-sample selection).",
-        ]
-    families = data.get("families")
-    if families:
-        lines += ["", "## Feature families across pairs", "", families["note"], ""]
-        lines.append(
-            f"{families['families']} families x {len(data['run']['horizons'])} horizons = {families['tests']} tests; "
-            f"{families['significant']} significant at FDR {families['fdr_level']}."
-        )
-        if families["cells"]:
-            lines += [
-                "",
-                "| family | horizon | confirmed in k of N pairs | expected under null | p-value | BY q | significant "
-                "| pairs |",
-                "|---|---|---|---|---|---|---|---|",
-            ]
-            lines += [
-                f"| `{c['family']}` | h{c['horizon']} | {c['k']} of {c['n_pairs']} | {c['expected_under_null']:.3f} "
-                f"| {c['p_value']:.3g} | {c['q_value']:.3g} | {'**yes**' if c['significant'] else 'no'} "
-                f"| {', '.join(c['pairs'])} |"
-                for c in families["cells"][:60]
-            ]
-        else:
-            lines.append("No family was confirmed in any pair.")
-    substitutes = data.get("substitutes")
-    if substitutes is not None:
-        lines += ["", "## Substitutes (stable features clustered by correlation)", ""]
-        lines += [
-            f"- {s['pair']} h{s['horizon']} (|corr| >= {s['level']}): " + ", ".join(f"`{m}`" for m in s["members"])
-            for s in substitutes
-        ] or ["No two stable features of a pair-horizon are correlated above the level."]
-    eras = data.get("eras")
-    if eras is not None:
-        lines += ["", "## Eras: confirmed features per era", "", eras["note"], ""]
-        if eras["features"]:
-            lines += ["| pair | horizon | feature | frequency per era | era-dependent |", "|---|---|---|---|---|"]
-            lines += [
-                f"| {e['pair']} | h{e['horizon']} | `{e['feature']}` | "
-                + era_frequencies_text(e)
-                + f" | {'**yes** (' + ', '.join(e['collapsed_eras']) + ')' if e['era_dependent'] else 'no'} |"
-                for e in eras["features"]
-            ]
-        else:
-            lines.append("No confirmed feature, so no era frequencies.")
-    sizes = data.get("effect_sizes")
-    if sizes:
-        lines += [
-            "",
-            "## Effect sizes per pair and horizon (held-out, 95% block-bootstrap intervals)",
-            "",
-            "| pair | horizon | AUC [95% CI] | log-loss gain over baseline [95% CI] |",
-            "|---|---|---|---|",
-        ]
-        lines += [
-            f"| {e['pair']} | h{e['horizon']} | {_interval(e['auc'])} | {_interval(e['log_loss_gain'], True)}"
-            f"{' FLAGGED' if e['flagged'] else ''} |"
-            for e in sizes
-        ]
-    return lines

@@ -4,7 +4,6 @@ cost and take at its width, and who approved the plan a run ran (bqx_queue/appro
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from bqx_queue.models import Pilot, PilotMeasured, PilotProjected, ReportPair, RunManifest
 from bqx_queue.universe import PAIRS
@@ -48,35 +47,3 @@ def pilot_projection(ok: list[ReportPair], manifest: RunManifest) -> Pilot | Non
             wall_s=round(waves * wall_s, 3),
         ),
     )
-
-
-def markdown_lines(data: dict[str, Any]) -> list[str]:
-    """Return report.md's approval and pilot sections (nothing when neither applies)."""
-    lines: list[str] = []
-    approved = data.get("approval")
-    if approved:
-        lines += [
-            "",
-            "## Approval",
-            "",
-            f"Ran plan `{approved['path']}` written {approved['written_at']}, "
-            f"approved by **{approved['approved_by']}** "
-            f"at {approved['approved_at']}; catalog, sampled days and settings matched the plan at enqueue.",
-        ]
-    pilot = data.get("pilot")
-    if pilot:
-        measured, projected = pilot["measured"], pilot["projected"]
-        lines += [
-            "",
-            "## Pilot: one pair measured, the full run projected",
-            "",
-            f"- measured on {pilot['pair']}: {measured['bytes_billed']:,} bytes billed, ${measured['cost_usd']:.4f}, "
-            f"{measured['wall_s']:.1f} s wall, {measured['features_tested']:,} features, "
-            f"peak RSS {measured['peak_rss_bytes'] / 1024**3:.2f} GiB",
-            f"- projected for {projected['pairs']} pairs at this width: {projected['bytes_billed']:,} bytes billed, "
-            f"${projected['cost_usd']:.4f}; {projected['wall_s']:.0f} s wall on {projected['slots']} slots "
-            f"({projected['waves']} waves)",
-            "",
-            pilot["note"],
-        ]
-    return lines
