@@ -115,9 +115,9 @@ def bootstrap_replicates(
     for start in range(0, draws, WEIGHT_CHUNK):
         weights = block_bootstrap_weights(len(per_row), block, min(WEIGHT_CHUNK, draws - start), rng)
         means.append(weights @ per_row / weights.sum(axis=1, keepdims=True))
-        if scores is not None:
+        if scores is not None and up is not None:
             aucs.append(fold_auc(scores, up, weights, edges))
-    return np.concatenate(means), (np.concatenate(aucs) if scores is not None else None)
+    return np.concatenate(means), (np.concatenate(aucs) if aucs else None)
 
 
 def fold_auc(scores: np.ndarray, up: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -167,7 +167,9 @@ def permutation_effects(fold: HeldOutFold, repeats: int, rng: np.random.Generato
     """Return the model's probabilities on the fold's test rows and, per row and feature, the
     mean increase in log loss when that feature's column is permuted within the test window."""
     n, k = fold.features.shape
-    probability = fold.booster.predict(fold.features)
+    booster = fold.booster
+    assert booster is not None, "a fold with stable features has a model"
+    probability = booster.predict(fold.features)
     loss = row_log_loss(probability, fold.up)
     effects = np.empty((n, k))
     copies = np.empty((repeats, n, k), dtype=fold.features.dtype)
@@ -175,7 +177,7 @@ def permutation_effects(fold: HeldOutFold, repeats: int, rng: np.random.Generato
         copies[:] = fold.features
         for r in range(repeats):
             copies[r, :, j] = fold.features[rng.permutation(n), j]
-        permuted = fold.booster.predict(copies.reshape(repeats * n, k)).reshape(repeats, n)
+        permuted = booster.predict(copies.reshape(repeats * n, k)).reshape(repeats, n)
         effects[:, j] = row_log_loss(permuted, fold.up[None, :]).mean(axis=0) - loss
     return probability, effects
 
@@ -228,6 +230,7 @@ def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, para
     gain_draws, auc_draws = bootstrap_replicates(
         gain[:, None], model_block, params.draws, rng, probability, up, fold_sizes
     )
+    assert auc_draws is not None  # scores were given
     gain_estimate, gain_se = float(gain.mean()), float(gain_draws.std(ddof=1))
     auc_se = float(auc_draws.std(ddof=1))
     level = params.alpha / k if k else params.alpha

@@ -366,16 +366,16 @@ def _horizon_result(
     horizon = selection.horizon
     target = prepared.targets[target_column(horizon)].to_numpy()
     stable = selection.stable
-    features = prepared.matrix[np.ix_(prepared.rows, stable)] if stable else np.empty((len(target), 0), np.float32)
+    columns = np.asarray(stable, dtype=np.int64)
+    features = prepared.matrix[np.ix_(prepared.rows, columns)] if stable else np.empty((len(target), 0), np.float32)
     gap = horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * len(target))
     folds = walk_forward_folds(len(target), holdout_start, settings.cv_folds, gap)
     model = evaluate_horizon(features, target, folds, train)
     names = [prepared.features[i] for i in stable]
+    boosters: list[Any] = model.fold_boosters or [None] * len(folds)  # None: no stable feature, no model
     heldout = [
         HeldOutFold(booster, features[test], target[test] > 0, up_rate)
-        for (_, test), booster, up_rate in zip(
-            folds, model.fold_boosters or [None] * len(folds), model.fold_up_rates, strict=True
-        )
+        for (_, test), booster, up_rate in zip(folds, boosters, model.fold_up_rates, strict=True)
     ]
     confirm = ConfirmParams.from_settings(settings, prepared.pair, horizon)
     confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm)

@@ -64,6 +64,7 @@ class SpilledMatrix:
             for position, column in enumerate(chosen):
                 target = out[:, position].view(np.uint8)  # contiguous: the copy is column-major
                 offset = (int(column) * self.shape[0] + start) * FLOAT32_BYTES
-                if os.preadv(descriptor, [target], offset) != length:
+                # an ndarray is a writable buffer; numpy's stubs do not say so before Python 3.12
+                if os.preadv(descriptor, [target], offset) != length:  # type: ignore[list-item]
                     raise OSError(f"scratch file {self.path} is shorter than its matrix")
         return out

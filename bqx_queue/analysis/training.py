@@ -131,5 +131,5 @@ def evaluate_horizon(
             num_boost_round=params.rounds,
         )
         boosters.append(booster)
-        model_rows.append(fold_metrics(target[test], booster.predict(features[test])))
+        model_rows.append(fold_metrics(target[test], np.asarray(booster.predict(features[test]))))
     return HorizonModel(model_rows, _mean(model_rows), _mean(baseline_rows), booster, folds[-1][1], boosters, up_rates)

@@ -45,7 +45,7 @@ def select_stable_lightgbm(
     for first in first_halves(rng, len(blocks), params.pairs):
         for in_half in (first, ~first):
             used = np.concatenate([np.arange(positions[b], positions[b + 1]) for b in np.flatnonzero(in_half)])
-            subset = binned.subset(used).construct()
+            subset = binned.subset(used).construct()  # type: ignore[arg-type]  # any int array, not only a list
             for h, y in labels.items():
                 subset.set_label(y[used])
                 booster = lgb.train(
