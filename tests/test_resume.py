@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 
 import redis
 from celery import Celery
@@ -79,10 +78,18 @@ def test_resume_after_the_queue_was_lost(queue_env, small_warehouse, start_worke
         "0.5",
     )
     assert queued.returncode == 0, queued.stderr
-    redis.Redis.from_url(queue_env["BQX_BROKER_URL"]).flushdb()
-    start_worker("lost", concurrency=2)
-    time.sleep(2)
-    assert not list((run_dir(queue_env, "lost") / "pairs").glob("*.json"))  # nothing left to run
+    broker = redis.Redis.from_url(queue_env["BQX_BROKER_URL"])
+    broker.flushdb()
+    worker = start_worker("lost", concurrency=2)
+    # nothing left to run: the queue is empty and the consuming worker answers that it holds nothing
+    assert broker.llen("celery") == 0
+    probe = Celery(broker=queue_env["BQX_BROKER_URL"])
+    probe.conf.update(accept_content=["json"])
+    inspect = probe.control.inspect(destination=[worker.name], timeout=10)
+    assert inspect.active() == {worker.name: []}
+    assert inspect.reserved() == {worker.name: []}
+    probe.close()
+    assert not list((run_dir(queue_env, "lost") / "pairs").glob("*.json"))
     resumed = enqueue(queue_env, "--resume", "lost", "--wait")
     assert resumed.returncode == 0, resumed.stderr
     assert "re-enqueued 3 of 3 pairs" in resumed.stdout
@@ -129,11 +136,11 @@ def test_report_that_fires_early_waits_for_missing_pairs(queue_env, small_wareho
     parked = tmp_path / "gbpusd.json"
     shutil.move(folder / "pairs" / "gbpusd.json", parked)
     (folder / "report.json").unlink()
-    app = Celery(broker=queue_env["BQX_BROKER_URL"])
-    app.conf.update(accept_content=["json"])
+    app = Celery(broker=queue_env["BQX_BROKER_URL"], backend=queue_env["BQX_RESULT_BACKEND"])
+    app.conf.update(accept_content=["json"], result_accept_content=["json"])
     # a chord that counted one pair twice calls its report with a pair still running
-    app.send_task("bqx.build_report", args=[[], "early"])
-    time.sleep(3)
+    report = app.send_task("bqx.build_report", args=[[], "early"])
+    wait_for(lambda: report.state == "RETRY", 30, "the report to wait for the missing pair")
     assert not (folder / "report.json").exists()
     shutil.move(parked, folder / "pairs" / "gbpusd.json")  # the pair finishes
     wait_for(lambda: (folder / "report.json").exists(), 20, "the report")
