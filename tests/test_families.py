@@ -18,8 +18,11 @@ from bqx_queue.analysis.eras import EraParams, era_frequencies, era_of_rows, for
 from bqx_queue.analysis.families import family_sizes, feature_family
 from bqx_queue.analysis.substitutes import substitute_clusters
 from bqx_queue.config import load_settings
+from bqx_queue.models import CostEstimate, ReportPair, RunEstimate, RunManifest
 from bqx_queue.report import families as report_families
 from bqx_queue.report.pilot import pilot_projection
+
+pytestmark = pytest.mark.unit
 
 TOKENS = load_settings().family_strip_tokens
 
@@ -190,13 +193,18 @@ def test_effect_sizes_and_error_accounting_read_the_pair_horizons():
 
 
 def test_a_one_pair_run_projects_the_full_run_on_the_live_slots():
-    pair = {"pair": "eurusd", "bytes_billed": 10 * 2**20, "cost_usd": 0.5, "wall_s": 100.0, "features_tested": 6500}
-    manifest = {"pairs": ["eurusd"], "workers": {"w1@a": 8, "w2@b": 4}, "estimate": {"shared": [
-        {"cost_usd": 0.25, "bytes_billed": 2**30}]}}  # fmt: skip
+    # only the fields the projection reads (model_construct: the rest of a run is beside the point)
+    pair = ReportPair.model_construct(pair="eurusd", bytes_billed=10 * 2**20, cost_usd=0.5, wall_s=100.0,
+                                      features_tested=6500)  # fmt: skip
+    shared = CostEstimate.model_construct(cost_usd=0.25, bytes_billed=2**30)
+    manifest = RunManifest.model_construct(pairs=["eurusd"], workers={"w1@a": 8, "w2@b": 4},
+                                           estimate=RunEstimate.model_construct(shared=[shared]))  # fmt: skip
     projection = pilot_projection([pair], manifest)
-    assert projection["projected"] == {"pairs": 28, "bytes_billed": 28 * 10 * 2**20 + 2**30, "cost_usd": 14.25,
-                                       "slots": 12, "waves": 3, "wall_s": 300.0}  # fmt: skip
-    assert pilot_projection([pair, pair], manifest | {"pairs": ["eurusd", "gbpusd"]}) is None
+    assert projection is not None
+    expected = {"pairs": 28, "bytes_billed": 28 * 10 * 2**20 + 2**30, "cost_usd": 14.25, "slots": 12, "waves": 3,
+                "wall_s": 300.0}  # fmt: skip
+    assert projection.projected.model_dump() == expected
+    assert pilot_projection([pair, pair], manifest.model_copy(update={"pairs": ["eurusd", "gbpusd"]})) is None
 
 
 def test_the_docstring_examples_hold():
