@@ -126,3 +126,15 @@ def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
     yield start
     for worker in workers:
         worker.stop()
+
+
+# Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The local
+# pool's example starts a process pool; the others run in-process in about a second.
+DOCTEST_TIERS = {"bqx_queue.run.run_parallel_testing": "integration"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.DoctestItem):
+            item.add_marker(DOCTEST_TIERS.get(item.name, "unit"))

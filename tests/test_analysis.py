@@ -20,6 +20,7 @@ from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 
 
+@pytest.mark.unit
 def test_preparation_leaves_out_leaks_nulls_constants_duplicates_and_wide_strings():
     rng = np.random.default_rng(0)
     n = 500
@@ -54,6 +55,7 @@ def test_preparation_leaves_out_leaks_nulls_constants_duplicates_and_wide_string
     assert abs(float(good[~df["reg_x__good"].isna().to_numpy()].std()) - 1) < 1e-3
 
 
+@pytest.mark.unit
 def test_all_null_target_is_a_data_error():
     df = pd.DataFrame(
         {
@@ -66,11 +68,13 @@ def test_all_null_target_is_a_data_error():
         prepare_pair(frame_from_pandas(df, "eurusd", ["target_bqx45_h15"]))
 
 
+@pytest.mark.unit
 def test_error_bound_and_q_follow_meinshausen_buehlmann():
     q = choose_q(6500, 0.8, 2.0)
     assert q == 88 and error_bound(q, 6500, 0.8) <= 2.0 < error_bound(q + 1, 6500, 0.8)
 
 
+@pytest.mark.integration
 def test_selection_on_one_frame_ranks_the_planted_features_first(small_warehouse):
     settings = load_settings(warehouse=small_warehouse)
     df = query_pair_all_horizons("eurusd", settings)
@@ -84,6 +88,7 @@ def test_selection_on_one_frame_ranks_the_planted_features_first(small_warehouse
     assert not any(f.split("__")[-1].startswith("target_") for f in table["feature"])
 
 
+@pytest.mark.integration
 def test_a_pair_reports_one_query_cost_and_every_horizon(small_warehouse):
     settings = load_settings(warehouse=small_warehouse, selection_pairs=10)
     result = process_pair_all_horizons("gbpjpy", settings, source=open_source(settings))
@@ -108,6 +113,7 @@ def _export_parquet(warehouse: Path, folder: Path, tables: list[tuple[str, str, 
     con.close()
 
 
+@pytest.mark.integration
 def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small_warehouse, tmp_path):
     names = (
         duckdb.connect(str(small_warehouse), read_only=True)
@@ -134,6 +140,7 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
         process_pair_all_horizons("eurusd", settings, source=source)
 
 
+@pytest.mark.unit
 def test_a_path_that_is_not_a_warehouse_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(WarehouseError, match="not a DuckDB file or a Parquet folder"):
@@ -142,6 +149,7 @@ def test_a_path_that_is_not_a_warehouse_is_refused(tmp_path):
         DuckDBSource(tmp_path / "missing.duckdb")
 
 
+@pytest.mark.unit
 def test_memory_watch_stops_a_task_past_its_budget():
     hoard = []
     with pytest.raises(MemoryBudgetExceeded, match="memory budget exceeded"):
@@ -152,6 +160,7 @@ def test_memory_watch_stops_a_task_past_its_budget():
     hoard.clear()
 
 
+@pytest.mark.unit
 def test_constant_target_is_a_data_error():
     df = pd.DataFrame({"a__x": np.arange(300.0), "target_bqx45_h15": 0.25})
     with pytest.raises(DataError, match=r"target_bqx45_h15 is constant \(0.25\)"):

@@ -44,6 +44,7 @@ def _refused(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
+@pytest.mark.integration
 def test_plan_records_the_estimate_and_fingerprints_and_approve_records_who_and_when(warehouse, tmp_path, capsys):
     plan = _plan(warehouse, tmp_path / "plan.json", capsys)
     manifest = plan["manifest"]
@@ -59,6 +60,7 @@ def test_plan_records_the_estimate_and_fingerprints_and_approve_records_who_and_
     assert approval["by"] == "Ada Lovelace" and approval["at"] and len(approval["digest"]) == 64
 
 
+@pytest.mark.integration
 def test_an_unapproved_plan_is_refused(warehouse, tmp_path, capsys):
     _plan(warehouse, tmp_path / "plan.json", capsys)
     err = _refused(["--plan", str(tmp_path / "plan.json")], capsys)
@@ -66,6 +68,7 @@ def test_an_unapproved_plan_is_refused(warehouse, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.integration
 def test_a_plan_edited_after_approval_is_refused(warehouse, tmp_path, capsys):
     path = tmp_path / "plan.json"
     _plan(warehouse, path, capsys)
@@ -76,6 +79,7 @@ def test_a_plan_edited_after_approval_is_refused(warehouse, tmp_path, capsys):
     assert "was changed after ada approved it" in _refused(["--plan", str(path)], capsys)
 
 
+@pytest.mark.integration
 def test_changed_settings_are_refused_naming_the_setting(warehouse, tmp_path, capsys, monkeypatch):
     path = tmp_path / "plan.json"
     _plan(warehouse, path, capsys)
@@ -85,6 +89,7 @@ def test_changed_settings_are_refused_naming_the_setting(warehouse, tmp_path, ca
     assert "settings changed since plan" in err and "selection_pairs: 50 -> 20" in err
 
 
+@pytest.mark.integration
 def test_a_changed_catalog_is_refused(warehouse, tmp_path, capsys):
     path = tmp_path / "plan.json"
     _plan(warehouse, path, capsys)
@@ -94,6 +99,7 @@ def test_a_changed_catalog_is_refused(warehouse, tmp_path, capsys):
     assert "the warehouse catalog changed since plan" in _refused(["--plan", str(path)], capsys)
 
 
+@pytest.mark.integration
 def test_changed_sampled_days_are_refused(warehouse, tmp_path, capsys):
     path = tmp_path / "plan.json"
     plan = _plan(warehouse, path, capsys)
@@ -106,6 +112,7 @@ def test_changed_sampled_days_are_refused(warehouse, tmp_path, capsys):
     assert "the sampled days changed since plan" in _refused(["--plan", str(path)], capsys)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -119,6 +126,7 @@ def test_run_options_beside_a_plan_are_refused(warehouse, tmp_path, capsys, args
     assert message in _refused(["--plan", str(path), *args], capsys)
 
 
+@pytest.mark.unit
 def test_a_missing_or_foreign_plan_file_is_refused(tmp_path, capsys):
     assert "does not exist" in _refused(["--plan", str(tmp_path / "none.json")], capsys)
     (tmp_path / "other.json").write_text('{"run_id": "x"}')
@@ -126,6 +134,7 @@ def test_a_missing_or_foreign_plan_file_is_refused(tmp_path, capsys):
     assert main(["plan", "approve", str(tmp_path / "none.json"), "--by", "ada"]) == 2
 
 
+@pytest.mark.e2e
 def test_an_approved_one_pair_plan_runs_and_its_report_shows_the_approval_and_the_projection(
     small_warehouse, tmp_path, queue_env, start_worker, capsys
 ):

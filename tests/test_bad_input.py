@@ -94,6 +94,7 @@ def rewrite(path: Path, change) -> None:
 # Producer-side: exit 2, one line, no run folder ------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "argv, words",
     [
@@ -120,6 +121,7 @@ def test_bad_selection_or_option(argv, words, cli_env, small_warehouse, capsys):
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "variable, value, words",
     [
@@ -142,6 +144,7 @@ def test_malformed_setting(variable, value, words, cli_env, small_warehouse, cap
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -158,11 +161,13 @@ def test_malformed_toml(text, words, cli_env, small_warehouse, tmp_path, capsys)
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 def test_missing_settings_file(cli_env, small_warehouse, tmp_path, capsys):
     code, err = run_cli(["--pairs", "eurusd", "--config", str(tmp_path / "absent.toml")], capsys)
     assert_one_line_error(code, err, "absent.toml", "does not exist")
 
 
+@pytest.mark.unit
 def test_warehouse_that_does_not_exist_or_is_not_one(cli_env, tmp_path, capsys):
     code, err = run_cli(["--pairs", "eurusd", "--warehouse", str(tmp_path / "nowhere.duckdb")], capsys)
     assert_one_line_error(code, err, "nowhere.duckdb", "does not exist")
@@ -176,6 +181,7 @@ def test_warehouse_that_does_not_exist_or_is_not_one(cli_env, tmp_path, capsys):
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 def test_parquet_folder_with_missing_table_or_column(cli_env, export_copy, capsys):
     targets = export_copy / "bqx_analytics" / "targets_eurusd.parquet"
     rewrite(targets, lambda frame: frame.drop(columns=["target_bqx45_h15"]))
@@ -189,6 +195,7 @@ def test_parquet_folder_with_missing_table_or_column(cli_env, export_copy, capsy
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 def test_table_without_interval_time(cli_env, export_copy, capsys):
     table = next((export_copy / "bqx_features").glob("reg_eurusd*.parquet"))
     rewrite(table, lambda frame: frame.rename(columns={"interval_time": "bar_time"}))
@@ -197,6 +204,7 @@ def test_table_without_interval_time(cli_env, export_copy, capsys):
     assert_nothing_written(cli_env)
 
 
+@pytest.mark.integration
 def test_unreachable_broker_answers_within_seconds(cli_env, small_warehouse):
     silent = socket.socket()  # accepts connections (backlog) and never answers a PING
     silent.bind(("127.0.0.1", 0))
@@ -238,6 +246,7 @@ def run_one_pair(warehouse: Path, runs: Path, **overrides) -> dict:
     return store.read_json(store.pair_path("eurusd"))  # the artifact as written
 
 
+@pytest.mark.integration
 def test_duplicate_timestamps_are_dropped_or_fail_the_pair_as_the_setting_says(cli_env, export_copy):
     table = next((export_copy / "bqx_features").glob("reg_eurusd*.parquet"))
     rewrite(table, lambda frame: pd.concat([frame, frame.head(5)]))
@@ -250,6 +259,7 @@ def test_duplicate_timestamps_are_dropped_or_fail_the_pair_as_the_setting_says(c
     assert f"bqx_features.{table.stem} (5 timestamps, 5 extra rows)" in summary["error"]
 
 
+@pytest.mark.integration
 def test_all_null_target_fails_the_pair_with_the_reason(cli_env, export_copy):
     rewrite(
         export_copy / "bqx_analytics" / "targets_eurusd.parquet",
@@ -260,6 +270,7 @@ def test_all_null_target_fails_the_pair_with_the_reason(cli_env, export_copy):
     assert "target target_bqx45_h15 is NULL on every sampled row" in summary["error"]
 
 
+@pytest.mark.integration
 def test_constant_target_fails_the_pair_with_the_reason(cli_env, export_copy):
     rewrite(
         export_copy / "bqx_analytics" / "targets_eurusd.parquet",
@@ -270,6 +281,7 @@ def test_constant_target_fails_the_pair_with_the_reason(cli_env, export_copy):
     assert "target_bqx45_h15" in summary["error"] and "constant" in summary["error"]
 
 
+@pytest.mark.integration
 def test_too_few_rows_for_the_cv_fail_the_pair_with_the_reason(cli_env, small_warehouse):
     summary = run_one_pair(small_warehouse, cli_env, max_rows=100, holdout_fraction=0.75, embargo_fraction=0.19)
     assert summary["status"] == "failed"
@@ -277,6 +289,7 @@ def test_too_few_rows_for_the_cv_fail_the_pair_with_the_reason(cli_env, small_wa
     assert "too few" in summary["error"] or "only" in summary["error"]
 
 
+@pytest.mark.integration
 def test_non_numeric_feature_columns_are_left_out_with_their_reason(cli_env, export_copy):
     table = next((export_copy / "bqx_features").glob("reg_eurusd*.parquet"))
     rewrite(table, lambda frame: frame.assign(free_text=[f"note {i}" for i in range(len(frame))]))
@@ -305,6 +318,7 @@ SETTING_VALUES = {
 }
 
 
+@pytest.mark.integration
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pairs=st.lists(PAIR_WORDS, min_size=0, max_size=4).map(",".join),

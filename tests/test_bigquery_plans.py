@@ -20,6 +20,8 @@ from bqx_queue.warehouse.sql import (
     plan_shared_tables,
 )
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def bench_cost() -> ModuleType:

@@ -22,6 +22,8 @@ from bqx_queue.warehouse.billing import MIB
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.integration
+
 PROJECT = "bqx-test"
 ROWS_PER_DAY = 1440
 

@@ -22,6 +22,8 @@ from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.integration
+
 PROJECT = "bqx-test"
 
 

@@ -25,6 +25,8 @@ from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.sql import PairPlan, plan_pair
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize(
     ("bq_type", "value", "expected"),

@@ -26,6 +26,8 @@ from bqx_queue.embedded_redis import free_port
 from bqx_queue.processes import stop_process
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.e2e
+
 gcsfs_core = pytest.importorskip("gcsfs.core")
 BIN = Path(sys.executable).parent
 PROJECT = "bqx-bucket"

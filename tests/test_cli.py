@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 BQX = str(Path(sys.executable).with_name("bqx"))
 

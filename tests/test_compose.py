@@ -142,6 +142,7 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # --- docker-compose.yml --------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_every_service_gets_the_same_broker_and_backend(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -158,6 +159,7 @@ def test_every_service_gets_the_same_broker_and_backend(
     assert broker != backend, "broker and results should use different Redis databases"
 
 
+@pytest.mark.unit
 def test_volumes_are_declared_and_mounted_where_settings_point(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
@@ -169,6 +171,7 @@ def test_volumes_are_declared_and_mounted_where_settings_point(
             assert environment(service)["BQX_WAREHOUSE"].startswith(mounts["warehouse"][0]), name
 
 
+@pytest.mark.unit
 def test_bqx_services_build_the_image_from_ops_dockerfile(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -180,6 +183,7 @@ def test_bqx_services_build_the_image_from_ops_dockerfile(
 # --- Dockerfile and .dockerignore ----------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
     patterns = [
         line.strip()
@@ -206,6 +210,7 @@ def test_dockerfile_copies_only_files_that_exist_and_are_not_ignored() -> None:
         assert not ignored(source), f"COPY {source}: excluded by .dockerignore"
 
 
+@pytest.mark.unit
 def test_flower_config_path_agrees_across_files(services: dict[str, dict[str, Any]]) -> None:
     installed = [
         arguments.split()[-1]
@@ -228,6 +233,7 @@ def no_flower_credentials(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch
     return monkeypatch
 
 
+@pytest.mark.unit
 def test_flowerconfig_refuses_to_load_without_credentials(
     no_flower_credentials: pytest.MonkeyPatch,
 ) -> None:
@@ -241,6 +247,7 @@ def test_flowerconfig_refuses_to_load_without_credentials(
         runpy.run_path(str(FLOWER_CONFIG))
 
 
+@pytest.mark.unit
 def test_flowerconfig_takes_credentials_from_the_environment(
     no_flower_credentials: pytest.MonkeyPatch,
 ) -> None:
@@ -255,6 +262,7 @@ def test_flowerconfig_takes_credentials_from_the_environment(
     assert settings["purge_offline_workers"] > 0
 
 
+@pytest.mark.integration
 def test_flower_accepts_every_setting_in_flowerconfig() -> None:
     """Load the file the way Flower does (Tornado), in a fresh process: names and types must fit.
 
@@ -285,6 +293,7 @@ print(json.dumps({{"unknown": unknown, "basic_auth": options.basic_auth,
 # --- systemd -------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_every_variable_on_the_worker_unit_command_line_has_a_default() -> None:
     service = unit_file(WORKER_UNIT)["Service"]
     # systemd has no ${VAR:-default}, and a host's worker.env may leave a variable out: every
@@ -297,6 +306,7 @@ def test_every_variable_on_the_worker_unit_command_line_has_a_default() -> None:
 # --- Kubernetes ----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_worker_deployment_references_resolve() -> None:
     deployment = one_of_kind(k8s_documents("worker-deployment.yaml"), "Deployment")
     secret = one_of_kind(k8s_documents("secret.example.yaml"), "Secret")
@@ -318,6 +328,7 @@ def test_worker_deployment_references_resolve() -> None:
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
+@pytest.mark.unit
 def test_keda_scales_the_worker_deployment_with_the_secret() -> None:
     deployment = one_of_kind(k8s_documents("worker-deployment.yaml"), "Deployment")
     secret = one_of_kind(k8s_documents("secret.example.yaml"), "Secret")
@@ -352,6 +363,7 @@ def deployment_settings() -> dict[str, dict[str, str]]:
     return found
 
 
+@pytest.mark.unit
 def test_every_bqx_variable_in_the_deployment_files_is_a_setting_bqx_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     # pydantic-settings ignores an unknown BQX_* variable: a misspelt one would silently do nothing
     from bqx_queue.config import Settings, load_settings

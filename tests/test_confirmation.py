@@ -22,6 +22,8 @@ from bqx_queue.analysis.confirmation import (
 )
 from bqx_queue.config import load_settings
 
+pytestmark = pytest.mark.unit
+
 
 def _params(seed: int = 42) -> ConfirmParams:
     """The run's confirmation parameters, seeded as a pair's 60-minute horizon would be."""

@@ -62,6 +62,7 @@ def runs_in(env: dict[str, str]) -> list[Path]:
     return sorted(root.iterdir()) if root.exists() else []
 
 
+@pytest.mark.integration
 def test_dry_run_prints_each_pair_and_the_total_against_the_budget(
     bq_env: dict[str, str], server: BigQueryServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -86,6 +87,7 @@ def test_dry_run_prints_each_pair_and_the_total_against_the_budget(
     assert redis.Redis.from_url(bq_env["BQX_BROKER_URL"]).dbsize() == 0
 
 
+@pytest.mark.integration
 def test_a_run_over_its_max_cost_is_refused_before_anything_is_enqueued(
     bq_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +113,7 @@ def test_a_run_over_its_max_cost_is_refused_before_anything_is_enqueued(
     assert "OVER BUDGET" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_the_manifest_carries_the_estimate_and_the_run_settings(bq_env: dict[str, str]) -> None:
     settings = load_settings(source="bigquery", budget_usd=5)
     manifest = plan_run(settings, list(PAIRS), run_id="cost-manifest").model_dump(mode="json")  # as written
@@ -128,6 +131,7 @@ def test_the_manifest_carries_the_estimate_and_the_run_settings(bq_env: dict[str
     assert manifest["settings"]["bigquery_api_endpoint"] == bq_env["BQX_BIGQUERY_API_ENDPOINT"]
 
 
+@pytest.mark.integration
 def test_the_ledger_never_lets_concurrent_reservations_pass_the_budget(
     queue_env: dict[str, str],
 ) -> None:
@@ -157,6 +161,7 @@ def test_the_ledger_never_lets_concurrent_reservations_pass_the_budget(
     ledger.reserve(billing.MIB // 4, "a small query")  # which a later query may use
 
 
+@pytest.mark.integration
 def test_a_query_that_would_pass_the_run_budget_is_not_sent(bq_env: dict[str, str], server: BigQueryServer) -> None:
     probe = BigQuerySource(load_settings(source="bigquery"))
     days = sorted(probe.day_counts(probe.catalog().table("bqx_analytics", "targets_eurusd")))
@@ -184,6 +189,7 @@ def test_a_query_that_would_pass_the_run_budget_is_not_sent(bq_env: dict[str, st
     )
 
 
+@pytest.mark.e2e
 def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget_exhausted(
     bq_env: dict[str, str],
     server: BigQueryServer,
@@ -256,6 +262,7 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
     assert sorted(j["configuration"]["labels"]["pair"] for j in sent)[-1] == "shared-000" and len(sent) == 2
 
 
+@pytest.mark.integration
 def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
     small_warehouse: Path, queue_env: dict[str, str]
 ) -> None:
@@ -272,6 +279,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
     assert plan_run(settings.model_copy(update={"budget_usd": 0.0001}), ["eurusd"], enforce_budget=False).estimate
 
 
+@pytest.mark.integration
 def test_the_local_pool_fetches_the_shared_tables_once_too(
     bq_env: dict[str, str], server: BigQueryServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,6 +298,7 @@ def test_the_local_pool_fetches_the_shared_tables_once_too(
     assert sorted(labels) == sorted([*PAIRS, "shared-000"])
 
 
+@pytest.mark.integration
 def test_a_pair_plan_over_bigquerys_column_limit_is_split_and_estimated_as_such(
     bq_env: dict[str, str],
 ) -> None:

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import jsonschema
 import pandas as pd
+import pytest
 
 from bqx_queue.report.build import report_schema
 from bqx_queue.universe import HORIZONS, PAIRS
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+
+pytestmark = pytest.mark.e2e
 
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 

@@ -59,6 +59,7 @@ def assert_same_rows(frame: PairFrame, expected: PairFrame) -> None:
     assert frame.targets.equals(expected.targets)
 
 
+@pytest.mark.integration
 def test_a_rerun_with_other_horizons_reads_the_cache_and_a_written_table_is_read_again(
     parquet_warehouse: Path, tmp_path: Path
 ) -> None:
@@ -91,6 +92,7 @@ def test_a_rerun_with_other_horizons_reads_the_cache_and_a_written_table_is_read
     assert cost["extract_cache"]["misses"] == 1 and cost["bytes_billed"] == billed
 
 
+@pytest.mark.integration
 def test_a_duckdb_file_written_since_invalidates_and_readers_trust_only_markers(
     small_warehouse: Path, tmp_path: Path
 ) -> None:
@@ -126,6 +128,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryServer]
         yield running
 
 
+@pytest.mark.integration
 def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetched_again(
     server: BigQueryServer, queue_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -157,6 +160,7 @@ def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetc
     assert pair_jobs(dry_run=False) == 2
 
 
+@pytest.mark.integration
 def test_a_rerun_in_the_local_pool_reports_its_hits_and_what_they_saved(small_warehouse: Path, tmp_path: Path) -> None:
     from bqx_queue.run import run_parallel_testing
 

@@ -16,6 +16,8 @@ from bqx_queue.report.build import report_schema
 from bqx_queue.run import run_parallel_testing
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.integration
+
 PAIRS = ("eurusd", "gbpusd", "usdjpy", "audusd", "eurgbp", "eurjpy", "gbpjpy", "audnzd")
 # 20 days: enough held-out rows for the planted features to be confirmed (10 days confirm few)
 SPEC = WarehouseSpec(pairs=PAIRS, days=20, features_per_pair=40, seed=11, planted_share=0.75)

@@ -136,6 +136,7 @@ def active_child(app_env: dict[str, str], pair: str, timeout_s: float = 30) -> i
 # 1 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(queue_env, small_warehouse, start_worker):
     worker = start_worker("kill1", app=FAULT_APP, concurrency=2, BQX_FAULT_SLEEP="gbpusd:6")
     pairs = ["eurusd", "gbpusd", "usdjpy"]
@@ -155,6 +156,7 @@ def test_sigkilled_child_is_redelivered_and_each_pair_is_reported_once(queue_env
 # 2 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(queue_env, small_warehouse, start_worker):
     worker = start_worker("kill2", app=FAULT_APP, concurrency=2, BQX_FAULT_KILL="gbpusd")
     pairs = ["eurusd", "gbpusd"]
@@ -175,6 +177,7 @@ def test_pair_that_always_kills_its_child_is_tried_a_bounded_number_of_times(que
 # 3 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(queue_env, small_warehouse, start_worker):
     # 64 MiB is below any child's resident size after a pair: every child is replaced after its task
     start_worker("mem", concurrency=1, BQX_WORKER_MAX_MEMORY_PER_CHILD_KIB="65536")
@@ -191,6 +194,7 @@ def test_child_over_memory_cap_is_replaced_and_the_run_goes_on(queue_env, small_
 # 4 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_graceful_stop_mid_run_then_restart_finishes_without_recomputing(queue_env, small_warehouse, start_worker):
     first = start_worker("stop1", app=FAULT_APP, concurrency=1, BQX_FAULT_SLEEP="gbpusd:5")
     pairs = ["eurusd", "gbpusd", "usdjpy", "usdchf"]
@@ -228,6 +232,7 @@ def persistent_redis(tmp_path: Path):
     server.stop()
 
 
+@pytest.mark.e2e
 def test_redis_restart_mid_run_completes_or_resumes(queue_env, small_warehouse, start_worker, persistent_redis):
     env = queue_env | {
         "BQX_BROKER_URL": f"{persistent_redis.url}/0",
@@ -268,6 +273,7 @@ def test_redis_restart_mid_run_completes_or_resumes(queue_env, small_warehouse, 
 # 6 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("visibility, limit", [("10", "10"), ("10", "20")])
 def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(queue_env, tmp_path, visibility, limit):
     started = time.monotonic()
@@ -297,6 +303,7 @@ def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(queue_env,
     )
 
 
+@pytest.mark.integration
 def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue_env, tmp_path):
     worker = run_worker_with_app(
         "from bqx_queue.celery import app\napp.conf.broker_transport_options = {'visibility_timeout': 5}\n",
@@ -307,6 +314,7 @@ def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue
     assert worker.stderr.strip().startswith("error: broker_transport_options visibility_timeout (5) must exceed")
 
 
+@pytest.mark.e2e
 def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(queue_env, small_warehouse, start_worker):
     # visibility 14 s > hard limit 10 s; the pair would hang 30 s, deaf to the soft limit as C++ is
     limits = {"BQX_TASK_TIME_LIMIT_S": "10", "BQX_VISIBILITY_TIMEOUT_S": "14"}
@@ -330,6 +338,7 @@ def test_pair_longer_than_the_time_limit_is_killed_once_not_redelivered(queue_en
 # 7 ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_two_runs_at_once_do_not_mix(queue_env, small_warehouse, start_worker):
     start_worker("two", app=FAULT_APP, concurrency=2, BQX_FAULT_SLEEP="eurusd:1")
     runs = {
@@ -356,6 +365,7 @@ def test_two_runs_at_once_do_not_mix(queue_env, small_warehouse, start_worker):
     assert deliveries(queue_env, "run-a", "eurusd") == deliveries(queue_env, "run-b", "eurusd") == 1
 
 
+@pytest.mark.e2e
 def test_pair_past_the_soft_limit_is_recorded_failed_and_the_report_is_written(
     queue_env, small_warehouse, start_worker
 ):
@@ -373,6 +383,7 @@ def test_pair_past_the_soft_limit_is_recorded_failed_and_the_report_is_written(
     assert deliveries(queue_env, "soft-limit", "gbpusd") == 1
 
 
+@pytest.mark.e2e
 def test_whole_worker_killed_its_pair_comes_back_after_the_visibility_timeout(queue_env, small_warehouse, start_worker):
     import psutil
 

@@ -59,6 +59,7 @@ def flower(queue_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         stop_process(process, 15)
 
 
+@pytest.mark.integration
 def test_bqx_flower_refuses_to_start_without_credentials(queue_env: dict[str, str]) -> None:
     port = free_port()
     done = subprocess.run([BQX, "flower", "--port", str(port)], env=NO_FLOWER_ENV | queue_env,
@@ -68,11 +69,17 @@ def test_bqx_flower_refuses_to_start_without_credentials(queue_env: dict[str, st
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{port}/healthcheck", timeout=2)
 
-    malformed = subprocess.run([BQX, "flower", "--port", str(port)], env=NO_FLOWER_ENV | queue_env | {"FLOWER_BASIC_AUTH": "nopassword"},
-                               capture_output=True, text=True, timeout=60)  # fmt: skip
+    malformed = subprocess.run(
+        [BQX, "flower", "--port", str(port)],
+        env=NO_FLOWER_ENV | queue_env | {"FLOWER_BASIC_AUTH": "nopassword"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert malformed.returncode == 2 and "user:password" in malformed.stderr
 
 
+@pytest.mark.e2e
 def test_flower_api_shows_workers_and_every_pair_task(small_warehouse, queue_env, start_worker, flower: str) -> None:
     worker = start_worker("w1", concurrency=2)
 

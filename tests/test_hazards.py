@@ -79,6 +79,7 @@ def repeat_timestamps(export: Export) -> None:
     export.change("targets_eurusd", lambda f: repeat_rows(f, [500, 900], {"target_bqx45_h15": -5.0}))
 
 
+@pytest.mark.integration
 def test_repeated_timestamps_keep_one_row_per_minute_by_the_stated_rule_and_are_counted(export):
     original = export.read("reg_eurusd")
     repeat_timestamps(export)
@@ -104,6 +105,7 @@ def test_repeated_timestamps_keep_one_row_per_minute_by_the_stated_rule_and_are_
     assert "bqx_features.vol_eurusd" not in {t["table"] for t in summary["data_quality"]["tables"]}
 
 
+@pytest.mark.integration
 def test_the_rule_does_not_depend_on_the_order_of_rows_in_the_export(export):
     repeat_timestamps(export)
     first = query_pair_all_horizons("eurusd", fast_settings(export))
@@ -113,6 +115,7 @@ def test_the_rule_does_not_depend_on_the_order_of_rows_in_the_export(export):
     pd.testing.assert_frame_equal(first, again)
 
 
+@pytest.mark.integration
 def test_on_duplicate_timestamps_fail_stops_the_pair_naming_the_tables(export):
     repeat_timestamps(export)
     with pytest.raises(DataError) as failure:
@@ -123,6 +126,7 @@ def test_on_duplicate_timestamps_fail_stops_the_pair_naming_the_tables(export):
     assert "bqx_analytics.targets_eurusd" in message and "vol_eurusd" not in message
 
 
+@pytest.mark.integration
 def test_duckdb_table_groups_and_the_bigquery_split_see_the_same_rows_and_counts(export, monkeypatch):
     repeat_timestamps(export)
     settings = fast_settings(export)
@@ -151,6 +155,7 @@ def test_duckdb_table_groups_and_the_bigquery_split_see_the_same_rows_and_counts
 # Histories, families and calendars -------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_table_whose_history_starts_later_and_ends_earlier_is_used_and_its_gaps_counted(export):
     days = weekdays(24)
     export.change("vol_eurusd", lambda f: f[f["interval_time"].dt.date.between(days[5], days[17])])
@@ -160,6 +165,7 @@ def test_a_table_whose_history_starts_later_and_ends_earlier_is_used_and_its_gap
     assert reasons(ledger)["vol_eurusd__vol_30"] is None  # used: its missing minutes are NULL (the mean)
 
 
+@pytest.mark.integration
 def test_a_pair_missing_a_whole_family_of_tables_is_analysed_with_what_it_has(export):
     export.remove("mom_eurusd")
     summary, ledger = run(export)
@@ -171,6 +177,7 @@ def test_a_pair_missing_a_whole_family_of_tables_is_analysed_with_what_it_has(ex
     assert other.summary["data_quality"]["missing_families"] == []
 
 
+@pytest.mark.unit
 def test_weekend_and_holiday_gaps_are_days_never_sampled(tmp_path):
     holiday = date(2024, 1, 15)
     export = build_export(tmp_path / "export", skip=(holiday,))
@@ -185,6 +192,7 @@ def test_weekend_and_holiday_gaps_are_days_never_sampled(tmp_path):
     assert summary["status"] == "ok" and summary["data_quality"]["tables"] == []
 
 
+@pytest.mark.integration
 def test_a_targets_table_shorter_than_the_feature_tables_reads_only_the_targets_days(export):
     last = weekdays(24)[15]
     export.change("targets_eurusd", lambda f: f[f["interval_time"].dt.date <= last])
@@ -198,6 +206,7 @@ def test_a_targets_table_shorter_than_the_feature_tables_reads_only_the_targets_
 # Values and types ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_infinite_values_become_null_and_are_counted_per_column(export):
     def poison(frame: pd.DataFrame) -> pd.DataFrame:
         frame.loc[frame.index[100:110], "ret_15"] = np.inf
@@ -220,6 +229,7 @@ def test_infinite_values_become_null_and_are_counted_per_column(export):
     assert np.isfinite(ledger.loc[ledger["feature"] == "reg_eurusd__ret_15", "frequency"]).all()
 
 
+@pytest.mark.integration
 def test_int64_numeric_bignumeric_and_bool_features_are_converted_to_numbers(export):
     import decimal
 
@@ -256,6 +266,7 @@ def test_int64_numeric_bignumeric_and_bool_features_are_converted_to_numbers(exp
     assert why["agg_eurusd__ticks"] is None and why["agg_eurusd__up"] is None
 
 
+@pytest.mark.integration
 def test_datetime_and_timezone_aware_keys_join_on_the_same_instant(export):
     export.change("reg_eurusd", lambda f: f.assign(interval_time=f["interval_time"].dt.tz_localize(None)))
     export.change("mom_eurusd", lambda f: f.assign(interval_time=f["interval_time"].dt.tz_convert("America/New_York")))
@@ -271,12 +282,14 @@ def test_datetime_and_timezone_aware_keys_join_on_the_same_instant(export):
     assert summary["status"] == "ok" and summary["data_quality"]["tables"] == []
 
 
+@pytest.mark.integration
 def test_a_key_that_is_not_a_timestamp_stops_with_one_clear_error(export):
     export.change("vol_eurusd", lambda f: f.assign(interval_time=f["interval_time"].dt.date))
     with pytest.raises(WarehouseError, match="bqx_features.vol_eurusd: interval_time is DATE, but must be TIMESTAMP"):
         run(export)
 
 
+@pytest.mark.integration
 def test_date_and_timestamp_columns_that_are_not_the_key_are_excluded_with_their_reason(export):
     export.change(
         "reg_eurusd",
@@ -297,6 +310,7 @@ def test_date_and_timestamp_columns_that_are_not_the_key_are_excluded_with_their
     assert why["reg_eurusd__local_time"].startswith("DATETIME column that is not the key")
 
 
+@pytest.mark.integration
 def test_reserved_word_and_mixed_case_column_names_are_queried_and_leaks_caught_in_any_case(export):
     export.change(
         "reg_eurusd",
@@ -315,6 +329,7 @@ def test_reserved_word_and_mixed_case_column_names_are_queried_and_leaks_caught_
     assert why["reg_eurusd__Target_bqx45_h15"] == "forward-looking column (leaks the target)"
 
 
+@pytest.mark.integration
 def test_very_long_string_values_are_left_out_as_free_text_and_still_billed(export):
     export.change(
         "reg_eurusd",
@@ -334,6 +349,7 @@ def test_very_long_string_values_are_left_out_as_free_text_and_still_billed(expo
 # One horizon's target ----------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_a_target_null_or_constant_on_every_row_fails_only_its_horizon(export):
     export.change("targets_eurusd", lambda f: f.assign(target_bqx45_h60=np.nan, target_bqx45_h90=0.25))
     summary, ledger = run(export)
@@ -351,6 +367,7 @@ def test_a_target_null_or_constant_on_every_row_fails_only_its_horizon(export):
     assert summary["rows_used"] > ROWS - 200  # the NULL target does not take the other horizons' rows
 
 
+@pytest.mark.integration
 def test_every_target_unusable_fails_the_pair_with_each_reason(export):
     export.change("targets_eurusd", lambda f: f.assign(**{c: np.nan for c in f.columns if c.startswith("target_")}))
     with pytest.raises(DataError, match="pair eurusd: every horizon failed: target target_bqx45_h15 is NULL"):
@@ -375,6 +392,7 @@ def hazard_run(export: Export) -> Path:
     return store.root
 
 
+@pytest.mark.integration
 def test_the_report_has_a_data_quality_section_in_json_markdown_and_html(hazard_run):
     data = json.loads((hazard_run / "report.json").read_text())
     jsonschema.validate(data, report_schema())
@@ -403,6 +421,7 @@ def test_the_report_has_a_data_quality_section_in_json_markdown_and_html(hazard_
     assert "eurusd <code>reg_eurusd__ret_15</code>: 44" in page
 
 
+@pytest.mark.integration
 def test_the_data_quality_section_renders_in_headless_chromium(hazard_run, browser):  # noqa: F811
     visit = asyncio.run(_visit(browser.page_websocket(), (hazard_run / "report.html").as_uri()))
     assert visit["problems"] == []

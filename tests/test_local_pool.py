@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import pytest
 
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
 from bqx_queue.run import run_parallel_testing
+
+pytestmark = pytest.mark.integration
 
 
 def test_local_pool_runs_pairs_into_the_same_report(small_warehouse, tmp_path):

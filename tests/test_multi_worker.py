@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
 
 from bqx_queue.store import RunStore
+
+pytestmark = pytest.mark.e2e
 
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 PAIRS = ["eurusd", "gbpusd", "usdjpy"]

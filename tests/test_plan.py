@@ -18,6 +18,7 @@ from bqx_queue.warehouse.sampling import sample_days
 from bqx_queue.warehouse.sql import plan_pair
 
 
+@pytest.mark.unit
 def test_pairs_resolve_from_all_groups_and_lists():
     assert resolve_pairs("all") == list(PAIRS) and len(PAIRS) == 28
     assert resolve_pairs("majors") == list(GROUPS["majors"])
@@ -25,6 +26,7 @@ def test_pairs_resolve_from_all_groups_and_lists():
     assert all("jpy" in p for p in resolve_pairs("jpy-pairs")) and len(resolve_pairs("jpy-pairs")) == 7
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("spec", "message"),
     [("eurxxx", "unknown pair or group 'eurxxx'"), ("", "no pairs selected"), ("eurusd,eurusd", "listed twice")],
@@ -34,12 +36,14 @@ def test_bad_pair_selections_name_the_problem(spec, message):
         resolve_pairs(spec)
 
 
+@pytest.mark.unit
 def test_horizons_are_checked():
     assert resolve_horizons("60,15") == [15, 60]
     with pytest.raises(SelectionError, match="unknown horizon 20"):
         resolve_horizons("20")
 
 
+@pytest.mark.integration
 def test_plan_is_one_statement_with_all_targets_and_a_day_filter_per_table(small_warehouse):
     source = DuckDBSource(small_warehouse)
     plan = plan_pair("eurusd", source.catalog(), load_settings())
@@ -55,6 +59,7 @@ def test_plan_is_one_statement_with_all_targets_and_a_day_filter_per_table(small
     assert not any("gbpjpy" in t for t in plan.tables)  # nothing of an unrelated pair
 
 
+@pytest.mark.unit
 def test_plan_refuses_identifiers_that_are_not_plain_names():
     table = Table(
         "bqx_features",
@@ -71,6 +76,7 @@ def test_plan_refuses_identifiers_that_are_not_plain_names():
         plan_pair("eurusd", catalog, load_settings())
 
 
+@pytest.mark.integration
 def test_missing_tables_and_datasets_are_named(small_warehouse):
     catalog = DuckDBSource(small_warehouse).catalog()
     with pytest.raises(WarehouseError, match="dataset 'nope' not found"):
@@ -79,6 +85,7 @@ def test_missing_tables_and_datasets_are_named(small_warehouse):
         plan_pair("eurusd", catalog, load_settings(targets_table="targets_{pair}_v9"))
 
 
+@pytest.mark.unit
 def test_days_are_whole_days_spread_over_the_history_and_reproducible():
     days = {date(2020, 1, 1) + timedelta(days=i): 1440 for i in range(2000)}
     chosen = sample_days(days, 80_000, seed=3)
@@ -90,6 +97,7 @@ def test_days_are_whole_days_spread_over_the_history_and_reproducible():
     assert sample_days(days, 80_000, seed=4) != chosen
 
 
+@pytest.mark.integration
 def test_frame_holds_float32_features_and_the_sampled_days_only(small_warehouse):
     source = DuckDBSource(small_warehouse)
     settings = load_settings()
@@ -104,6 +112,7 @@ def test_frame_holds_float32_features_and_the_sampled_days_only(small_warehouse)
     assert "regime_usdjpy__regime_state" in frame.strings
 
 
+@pytest.mark.integration
 def test_local_parts_return_exactly_the_one_statement_rows(small_warehouse, monkeypatch):
     import bqx_queue.warehouse.duckdb_source as duckdb_source
 

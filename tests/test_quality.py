@@ -12,6 +12,8 @@ from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
+pytestmark = pytest.mark.integration
+
 # 55 weekdays of 1-minute bars: the 80,000-row sample a production run reads per pair
 GATE_DAYS = 55
 WAREHOUSES = {

@@ -21,6 +21,8 @@ from bqx_queue.run import execute_pair, plan_run, write_manifest
 from bqx_queue.universe import HORIZONS, TARGET_WINDOW
 from bqx_queue.warehouse.source import open_source
 
+pytestmark = pytest.mark.integration
+
 # A short hourly history: read all of it (max_rows above its ~4,900 rows); the defaults fit the
 # rest (12 selection blocks of ~300 rows, 3 walk-forward folds over the last 25%, B = 50).
 SHORT_HISTORY = {"max_rows": 10_000}

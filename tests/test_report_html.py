@@ -31,6 +31,8 @@ from bqx_queue.report.html import render_html, shap_by_horizon
 from bqx_queue.run import run_parallel_testing
 from bqx_queue.store import RunStore
 
+pytestmark = pytest.mark.integration
+
 PAIRS = "eurusd,gbpusd,usdjpy"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -236,8 +238,12 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
         })""",
     )
     await call("Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True)
-    shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                      clip={"x": 0, "y": 0, "width": width, "height": facts["result"]["value"]["height"], "scale": 1})  # fmt: skip
+    shot = await call(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": width, "height": facts["result"]["value"]["height"], "scale": 1},
+    )
     connection.close()
     return {
         "problems": problems,

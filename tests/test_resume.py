@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import redis
 from celery import Celery
 from test_faults import assert_each_pair_once, deliveries, enqueue, run_dir, wait_for
+
+pytestmark = pytest.mark.e2e
 
 PAIRS = ["eurusd", "gbpusd", "usdjpy"]
 

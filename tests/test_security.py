@@ -43,6 +43,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.integration
 def test_worker_refuses_a_pickled_message(queue_env, start_worker, tmp_path):
     worker = start_worker("json", concurrency=1)
     marker = tmp_path / "pwned"
@@ -67,6 +68,7 @@ def test_worker_refuses_a_pickled_message(queue_env, start_worker, tmp_path):
     assert worker.process.poll() is None  # still serving
 
 
+@pytest.mark.integration
 def test_worker_configured_for_pickle_does_not_start(queue_env, tmp_path):
     started = time.monotonic()
     worker = run_worker_with_app(
@@ -79,6 +81,7 @@ def test_worker_configured_for_pickle_does_not_start(queue_env, tmp_path):
     )
 
 
+@pytest.mark.integration
 def test_a_config_module_cannot_switch_on_pickle(tmp_path):
     # `celery -A bqx_queue --config picklecfg worker` loads such a module; bqx's settings win
     (tmp_path / "picklecfg.py").write_text("accept_content = ['pickle']\ntask_serializer = 'pickle'\n")
@@ -100,6 +103,7 @@ def test_a_config_module_cannot_switch_on_pickle(tmp_path):
     assert done.stdout.strip() == "['json'] json"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "override",
     [
@@ -192,6 +196,7 @@ def tls_redis(tmp_path: Path):
     stop_process(server)
 
 
+@pytest.mark.e2e
 def test_run_over_tls_with_a_password_never_prints_it(queue_env, small_warehouse, start_worker, tls_redis, tmp_path):
     url, ca = tls_redis
     query = f"?ssl_cert_reqs=required&ssl_ca_certs={ca}"
@@ -216,6 +221,7 @@ def test_run_over_tls_with_a_password_never_prints_it(queue_env, small_warehouse
     assert not leaks, leaks
 
 
+@pytest.mark.integration
 def test_rediss_without_a_ca_is_verified_and_refused(tls_redis):
     from bqx_queue.errors import BrokerError
     from bqx_queue.producer import check_broker
@@ -229,6 +235,7 @@ def test_rediss_without_a_ca_is_verified_and_refused(tls_redis):
     assert "***" in str(refused.value)
 
 
+@pytest.mark.unit
 def test_redaction_of_broker_urls():
     assert redact_url(f"rediss://user:{PASSWORD}@host:6380/0?ssl_cert_reqs=required") == (
         "rediss://user:***@host:6380/0?ssl_cert_reqs=required"
@@ -236,6 +243,7 @@ def test_redaction_of_broker_urls():
     assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
 
 
+@pytest.mark.integration
 def test_manifest_carries_no_broker_url(queue_env, small_warehouse, monkeypatch, tmp_path):
     from bqx_queue.run import plan_run
 
@@ -260,6 +268,7 @@ def _table_count(path: Path) -> int:
         return int(con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("pair", INJECTIONS)
 def test_injection_through_a_pair_name_is_refused(pair, small_warehouse, capsys, monkeypatch, tmp_path):
     from bqx_queue.cli import enqueue_main
@@ -277,6 +286,7 @@ def test_injection_through_a_pair_name_is_refused(pair, small_warehouse, capsys,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "setting, pattern",
     [
@@ -300,6 +310,7 @@ def assert_refused_identifier(error: WarehouseError, name: str) -> None:
     assert str(error) == f"refusing identifier {name!r}: only letters, digits and _ are allowed"
 
 
+@pytest.mark.integration
 def test_sampled_days_are_parameters_not_sql_text(small_warehouse):
     settings = load_settings(warehouse=small_warehouse)
     plan = plan_pair("eurusd", open_source(settings).catalog(), settings)
@@ -307,6 +318,7 @@ def test_sampled_days_are_parameters_not_sql_text(small_warehouse):
     assert "2020-" not in plan.sql
 
 
+@pytest.mark.unit
 def test_a_parquet_file_named_like_an_injection_is_refused(tmp_path):
     folder = tmp_path / "export" / "bqx_features"
     folder.mkdir(parents=True)
@@ -318,6 +330,7 @@ def test_a_parquet_file_named_like_an_injection_is_refused(tmp_path):
         open_source(settings).catalog()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("run_id", ["../outside", "a/b", "/etc", "..", ".hidden", "x" * 200, "run id", "run\n"])
 def test_run_ids_cannot_leave_the_runs_folder(run_id, tmp_path):
     with pytest.raises(BqxError, match="is not allowed"):

@@ -22,6 +22,7 @@ ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 FAST = {"BQX_SELECTION_PAIRS": "4", "BQX_LGBM_ROUNDS": "10", "BQX_CV_FOLDS": "1", "BQX_SHAP_ROWS": "200"}
 
 
+@pytest.mark.unit
 def test_a_task_result_is_bounded_whatever_the_pairs_width() -> None:
     stable = [{"feature": f"reg_eurusd__{'x' * 60}_{i}", "frequency": 0.9} for i in range(500)]
     metrics = {"auc": 0.6, "accuracy": 0.55, "directional_accuracy": 0.55, "log_loss": 0.69}
@@ -92,6 +93,7 @@ def wide_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_every_result_and_chord_payload_through_redis_is_under_2_kb(
     wide_warehouse: Path, queue_env: dict[str, str], start_worker
 ) -> None:

@@ -12,6 +12,8 @@ from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, lar_paths, select_stable, time_blocks
 from bqx_queue.config import load_settings
 
+pytestmark = pytest.mark.unit
+
 
 def _standardised(x: np.ndarray) -> np.ndarray:
     centred = x - x.mean(axis=0)

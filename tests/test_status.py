@@ -52,17 +52,51 @@ class AppAnswering:
 def _run_folder(tmp_path: Path, now: float) -> RunStore:
     store = RunStore(tmp_path, "run-1")
     created = datetime.fromtimestamp(now - 60, UTC).isoformat()
-    store.write_json(store.manifest_path, {"run_id": "run-1", "created_at": created, "pairs": ["eurusd", "gbpusd", "usdjpy", "audusd"],
-                                           "horizons": [15], "days": ["2024-01-02"], "warehouse": "w.duckdb",
-                                           "source": "duckdb", "plans": {}, "settings": {},
-                                           "workers": {"w1@a": 1, "w2@b": 1}})  # fmt: skip
-    store.write_json(store.pair_path("eurusd"), {"pair": "eurusd", "status": "ok", "cost_usd": 0.25, "host": "a", "pid": 11,
-                                                 "wall_s": 9.5, "started_at": now - 30, "finished_at": now - 20})  # fmt: skip
-    store.write_json(store.pair_path("gbpusd"), {"pair": "gbpusd", "status": "failed", "error": "no table", "cost_usd": 0.0,
-                                                 "host": "b", "pid": 12, "started_at": now - 15, "finished_at": now - 5})  # fmt: skip
+    store.write_json(
+        store.manifest_path,
+        {
+            "run_id": "run-1",
+            "created_at": created,
+            "pairs": ["eurusd", "gbpusd", "usdjpy", "audusd"],
+            "horizons": [15],
+            "days": ["2024-01-02"],
+            "warehouse": "w.duckdb",
+            "source": "duckdb",
+            "plans": {},
+            "settings": {},
+            "workers": {"w1@a": 1, "w2@b": 1},
+        },
+    )
+    store.write_json(
+        store.pair_path("eurusd"),
+        {
+            "pair": "eurusd",
+            "status": "ok",
+            "cost_usd": 0.25,
+            "host": "a",
+            "pid": 11,
+            "wall_s": 9.5,
+            "started_at": now - 30,
+            "finished_at": now - 20,
+        },
+    )
+    store.write_json(
+        store.pair_path("gbpusd"),
+        {
+            "pair": "gbpusd",
+            "status": "failed",
+            "error": "no table",
+            "cost_usd": 0.0,
+            "host": "b",
+            "pid": 12,
+            "started_at": now - 15,
+            "finished_at": now - 5,
+        },
+    )
     return store
 
 
+@pytest.mark.unit
 def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: Path) -> None:
     now = time.time()
     store = _run_folder(tmp_path, now)
@@ -104,6 +138,7 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
     assert "running pairs show as queued" in console.file.getvalue()
 
 
+@pytest.mark.unit
 def test_watch_returns_the_report_and_says_when_it_is_written(tmp_path: Path) -> None:
     now = time.time()
     store = _run_folder(tmp_path, now)
@@ -119,15 +154,21 @@ def test_watch_returns_the_report_and_says_when_it_is_written(tmp_path: Path) ->
     assert "report written" in output.getvalue()
 
 
+@pytest.mark.integration
 def test_status_of_an_unknown_run_is_one_clear_line(queue_env: dict[str, str]) -> None:
     done = subprocess.run([BQX, "status", "no-such-run"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "run no-such-run has no manifest" in done.stderr
 
 
+@pytest.mark.e2e
 def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_warehouse, queue_env, start_worker) -> None:
     worker = start_worker("w1", concurrency=2)
-    enqueued = subprocess.run([ENQUEUE, "--pairs", "eurusd,gbpusd,usdjpy", "--warehouse", str(small_warehouse), "--horizons", "15,30,45"],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    enqueued = subprocess.run(
+        [ENQUEUE, "--pairs", "eurusd,gbpusd,usdjpy", "--warehouse", str(small_warehouse), "--horizons", "15,30,45"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert enqueued.returncode == 0, enqueued.stderr
     run_id = enqueued.stdout.splitlines()[0].removeprefix("run ").strip()
     store = RunStore(queue_env["BQX_RUNS_DIR"], run_id)
@@ -164,6 +205,7 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_wareho
     assert final.finished and final.eta_s == 0.0 and final.cost_usd > 0
 
 
+@pytest.mark.unit
 def test_a_failed_pair_enqueued_again_by_resume_counts_as_queued_not_failed(tmp_path: Path) -> None:
     now = time.time()
     store = _run_folder(tmp_path, now)
@@ -181,6 +223,7 @@ def test_a_failed_pair_enqueued_again_by_resume_counts_as_queued_not_failed(tmp_
     assert [(p.pair, p.worker) for p in status.having("running")] == [("gbpusd", "w1@a:5")]
 
 
+@pytest.mark.integration
 def test_bqx_status_without_a_broker_shows_the_run_folder_and_exits_1_for_failed_pairs(tmp_path: Path) -> None:
     _run_folder(tmp_path, time.time())
     env = os.environ | {"BQX_RUNS_DIR": str(tmp_path), "BQX_BROKER_URL": "redis://127.0.0.1:1/0", "COLUMNS": "200"}

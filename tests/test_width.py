@@ -21,6 +21,7 @@ ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 BUDGET = int(7.2 * GIB)  # the default: 90% of an 8 GiB child
 
 
+@pytest.mark.unit
 def test_full_grams_at_the_seed_width_packed_and_screened_at_the_catalog_width():
     seed = plan_memory(80_000, 6_500, 12, BUDGET, None)
     assert (seed.selection_features, seed.packed) == (6_500, False)
@@ -37,6 +38,7 @@ def test_full_grams_at_the_seed_width_packed_and_screened_at_the_catalog_width()
     assert too_many_rows.peak_bytes > BUDGET  # the matrix alone: nothing in selection can help
 
 
+@pytest.mark.unit
 def test_screening_keeps_the_strongest_features_in_column_order():
     strength = np.array([0.1, 0.5, 0.05, 0.3, 0.2])
     assert screen(strength, 3).tolist() == [1, 3, 4]
@@ -55,7 +57,8 @@ import json, sys
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
 from bqx_queue.warehouse.source import open_source
-settings = load_settings(warehouse=sys.argv[1], worker_max_memory_per_child_kib=int(sys.argv[2]), scratch_dir=sys.argv[3])
+budget = int(sys.argv[2])
+settings = load_settings(warehouse=sys.argv[1], worker_max_memory_per_child_kib=budget, scratch_dir=sys.argv[3])
 result = process_pair_all_horizons("eurusd", settings, source=open_source(settings, threads=2), threads=2)
 ledger = result.ledger[result.ledger["horizon"] == 15]
 screened = ledger["excluded"].str.startswith("screened out before selection", na=False)
@@ -66,6 +69,7 @@ print(json.dumps(result.summary | {
 """
 
 
+@pytest.mark.integration
 def test_a_pair_wider_than_its_budget_is_screened_to_fit_and_finds_its_signal(wide_warehouse, tmp_path):
     # a 1.4 GiB child: the fetch (7,200 x 5,000 with DuckDB's buffers, 1.04 GiB measured) fits its
     # 1.26 GiB budget, packed Grams of all its features do not (4,469 of 5,000 enter). At 1.2 GiB
@@ -91,6 +95,7 @@ def test_a_pair_wider_than_its_budget_is_screened_to_fit_and_finds_its_signal(wi
     assert h15["error_bound"] == pytest.approx(h15["q"] ** 2 / (0.6 * entered), abs=1e-3)  # over those that entered
 
 
+@pytest.mark.integration
 def test_the_producer_refuses_a_pair_predicted_above_the_per_child_cap(wide_warehouse, queue_env):
     done = subprocess.run(
         [ENQUEUE, "--pairs", "eurusd,gbpusd", "--warehouse", str(wide_warehouse)],
@@ -106,6 +111,7 @@ def test_the_producer_refuses_a_pair_predicted_above_the_per_child_cap(wide_ware
     assert not Path(queue_env["BQX_RUNS_DIR"]).exists()  # nothing written, nothing enqueued
 
 
+@pytest.mark.integration
 def test_a_wide_pair_that_fits_is_planned_with_every_feature(wide_warehouse):
     from bqx_queue.run import plan_run
 
@@ -115,6 +121,7 @@ def test_a_wide_pair_that_fits_is_planned_with_every_feature(wide_warehouse):
     assert plan.features_in_selection >= plan.columns  # at 8 GiB every column enters selection
 
 
+@pytest.mark.unit
 def test_marginal_strength_is_the_largest_absolute_correlation_with_any_target():
     from bqx_queue.analysis.grams import block_crosses
     from bqx_queue.analysis.width import marginal_strength
