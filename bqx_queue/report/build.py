@@ -17,6 +17,7 @@ import pandas as pd
 from bqx_queue.config import Settings
 from bqx_queue.models import (
     DataQuality,
+    ExtractCacheSummary,
     FailedHorizonRow,
     FeatureAcrossPairs,
     MissingFamilies,
@@ -110,9 +111,11 @@ def report_data(store: RunStore) -> Report:
             error_bound_sum=round(sum(h.error_bound for h in horizons), 4),
             confirmed_findings=len(held_out.findings),
             flagged_horizons=len(held_out.flagged_horizons),
-            extract_cache=add_summaries(
-                [p.extract_cache.model_dump() if p.extract_cache else None for p in pairs]
-                + [shared.extract_cache.model_dump() if shared.extract_cache else None]
+            extract_cache=ExtractCacheSummary.model_validate(
+                add_summaries(
+                    [p.extract_cache.model_dump() if p.extract_cache else None for p in pairs]
+                    + [shared.extract_cache.model_dump() if shared.extract_cache else None]
+                )
             ),
         ),
         pairs=pairs,
