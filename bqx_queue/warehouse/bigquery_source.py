@@ -116,13 +116,15 @@ class BigQuerySource:
         """Return a Storage Read API client for bigquery_storage_api_endpoint (host:port): plain
         gRPC beside a local endpoint (emulators speak no TLS), else TLS with the client's credentials."""
         endpoint = self.settings.bigquery_storage_api_endpoint
+        if not endpoint:
+            raise ConfigError("no bigquery_storage_api_endpoint set (BQX_BIGQUERY_STORAGE_API_ENDPOINT)")
         if not _has_storage_api():
             raise ConfigError(f"bigquery_storage_api_endpoint={endpoint} needs google-cloud-bigquery-storage installed")
         from google.api_core.client_options import ClientOptions
         from google.cloud import bigquery_storage
 
         if self.settings.bigquery_api_endpoint:
-            import grpc
+            import grpc  # type: ignore[import-untyped]
             from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
 
             transport = BigQueryReadGrpcTransport(host=endpoint, channel=grpc.insecure_channel(endpoint))
