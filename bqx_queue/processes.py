@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 
-def stop_process(process: subprocess.Popen, timeout_s: float = 10) -> None:  # type: ignore[type-arg]
+def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout_s: float = 10) -> None:
     """Ask a child to stop (SIGTERM: a Celery worker's warm shutdown), kill it if it has not
     within timeout_s, and reap it either way."""
     if process.poll() is not None:
