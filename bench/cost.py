@@ -159,10 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     c_processed = c_pair_processed + shared_processed
     c_billed = c_pair_billed + shared_billed
 
-    print(f"production-shaped catalog (metadata only): {len(pairs)} pairs; per pair {OWN_TABLES} own tables / "
-          f"{OWN_COLUMNS:,} columns; shared {len(shared)} tables / {shared_columns - len(shared):,} columns")  # fmt: skip
-    print(f"history: {len(calendar):,} weekday partitions, {history_rows:,} rows per table; "
-          f"sample: {len(days)} days spread over the history = {sampled_rows:,} rows (max_rows {settings.max_rows:,})")  # fmt: skip
+    print(
+        f"production-shaped catalog (metadata only): {len(pairs)} pairs; per pair {OWN_TABLES} own tables / "
+        f"{OWN_COLUMNS:,} columns; shared {len(shared)} tables / {shared_columns - len(shared):,} columns"
+    )
+    print(
+        f"history: {len(calendar):,} weekday partitions, {history_rows:,} rows per table; sample: {len(days)} days "
+        f"spread over the history = {sampled_rows:,} rows (max_rows {settings.max_rows:,})"
+    )
     print(f"price ${args.price}/TiB, 10 MiB minimum per table, MiB rounding; every cell counted as filled\n")
     header = f"{'plan':<58} {'queries':>8} {'GiB processed':>14} {'GiB billed':>11} {'USD':>10}"
     print(header)
@@ -171,13 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         ("A per-table queries, full history (earlier project)", a_queries, a_processed, a_billed),
         ("B one query per pair, full history", len(pairs), b_processed, b_billed),
         ("C0 sampled days, one query per pair incl. shared tables", len(pairs), c0_processed, c0_billed),
-        ("C product: sampled days, own tables per pair, shared once", len(pairs) + shared_queries, c_processed, c_billed),
+        ("C product: sampled days, own tables per pair, shared once",
+         len(pairs) + shared_queries, c_processed, c_billed),
     ]  # fmt: skip
     for label, queries, processed, billed in rows_out:
         print(f"{label:<58} {queries:>8,} {processed / GIB:>14,.1f} {billed / GIB:>11,.1f} {price(billed):>10,.4f}")
     print()
-    print(f"B per query: {b_tables} tables, {b_columns:,} result columns "
-          f"({'over' if b_columns > MAX_RESULT_COLUMNS else 'within'} BigQuery's {MAX_RESULT_COLUMNS:,}-column limit)")  # fmt: skip
+    limit = "over" if b_columns > MAX_RESULT_COLUMNS else "within"
+    print(
+        f"B per query: {b_tables} tables, {b_columns:,} result columns "
+        f"({limit} BigQuery's {MAX_RESULT_COLUMNS:,}-column limit)"
+    )
     print(f"C per pair query: {c_tables} tables, {c_columns:,} result columns, "
           f"${price(c_pair_billed) / len(pairs):.4f} per pair; shared tables: {shared_queries} queries once per run, "
           f"${price(shared_billed):.4f}")  # fmt: skip

@@ -189,15 +189,17 @@ def main() -> None:
         print(f"  steps (s): {json.dumps(ours['timings'])}")
         print(f"  stable features per horizon: {json.dumps(ours['stable'])} (sum of error bounds {ours['bound']:.1f})")
         print(
-            f"  planted features found where they carry signal: {ours['recall']}; selected but not planted: {ours['not_planted']}"
+            f"  planted features found where they carry signal: {ours['recall']}; "
+            f"selected but not planted: {ours['not_planted']}"
         )
     print()
     print("| features | in selection | Grams | wall s | peak RSS GiB | plan GiB | ssyrk s | wall / ssyrk | recall |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         print(
-            f"| {r['width']:,} | {r['entered']:,} | {r['storage']} | {r['wall_s']:.0f} | {r['peak_rss_bytes'] / GIB:.2f} "
-            f"| {r['predicted'] / GIB:.2f} | {r['ssyrk_s']:.1f} | {r['wall_s'] / r['ssyrk_s']:.1f} | {r['recall']} |"
+            f"| {r['width']:,} | {r['entered']:,} | {r['storage']} | {r['wall_s']:.0f} "
+            f"| {r['peak_rss_bytes'] / GIB:.2f} | {r['predicted'] / GIB:.2f} | {r['ssyrk_s']:.1f} "
+            f"| {r['wall_s'] / r['ssyrk_s']:.1f} | {r['recall']} |"
         )
     if args.skip_baseline or 6500 not in [int(w) for w in args.features.split(",")]:
         return
@@ -206,7 +208,8 @@ def main() -> None:
     base = _in_child(baseline, warehouse, args.pair, args.pairs, args.baseline_fits, args.threads)
     print(f"baseline: {base['fits_measured']} LightGBM-importance fits measured of one horizon")
     print(
-        f"  query {base['query_s']:.1f} s  preparation {base['prepare_s']:.1f} s  per fit {base['fit_s_median']:.1f} s (median)"
+        f"  query {base['query_s']:.1f} s  preparation {base['prepare_s']:.1f} s  "
+        f"per fit {base['fit_s_median']:.1f} s (median)"
         f"  peak RSS {base['peak_rss_bytes'] / GIB:.2f} GiB"
     )
     print(f"  extrapolated to 7 horizons x {2 * args.pairs} fits: {base['extrapolated_wall_s'] / 3600:.1f} h")

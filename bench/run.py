@@ -104,7 +104,8 @@ def main() -> None:
     print(f"  pairs per hour per core: {len(pairs) / (wall / 3600) / cores:.1f}")
     print(
         f"  projected: all {FULL_RUN_PAIRS} pairs on a {HOST_CORES}-core host at concurrency {HOST_CORES}: "
-        f"{projected_s / 60:.1f} min, with {HOST_CORES} x {peak / GIB:.2f} = {HOST_CORES * peak / GIB:.0f} GiB of children"
+        f"{projected_s / 60:.1f} min, "
+        f"with {HOST_CORES} x {peak / GIB:.2f} = {HOST_CORES * peak / GIB:.0f} GiB of children"
     )
 
 

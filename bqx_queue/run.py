@@ -268,7 +268,8 @@ def run_parallel_testing(pairs: str | list[str], max_workers: int = 8, settings:
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = build_warehouse(folder / "tiny.duckdb", WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40))
     >>> settings = load_settings(
-    ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15], selection_pairs=10, lgbm_rounds=20
+    ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15],
+    ...     selection_pairs=10, lgbm_rounds=20,
     ... )
     >>> report = run_parallel_testing("eurusd", max_workers=1, settings=settings)
     >>> report.name, report.with_suffix(".html").exists()
