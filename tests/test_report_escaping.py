@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import jsonschema
 import pytest
 
-from bqx_queue.models import RunManifest
+from bqx_queue.models import Report, RunManifest
 from bqx_queue.report.build import report_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
@@ -96,7 +96,7 @@ class _Page(HTMLParser):
 def test_markup_in_warehouse_values_is_text_in_report_html() -> None:
     report = _report()
     jsonschema.validate(report, report_schema())
-    page = render_html(report, _manifest())
+    page = render_html(Report.model_validate(report), _manifest())
     parsed = _Page(page)
     assert "script" not in parsed.tags and "b" in parsed.tags  # the page's own <b> tags, none from a value
     assert "<script" not in page and "<b>gone</b>" not in page
@@ -107,7 +107,7 @@ def test_markup_in_warehouse_values_is_text_in_report_html() -> None:
 
 
 def test_warehouse_values_cannot_break_report_md() -> None:
-    markdown = render_markdown(_report())
+    markdown = render_markdown(Report.model_validate(_report()))
     assert "<script" not in markdown and "<b>" not in markdown
     escaped = r"reg_eurusd__&lt;script&gt;alert(1)&lt;/script&gt;\|x"
     assert f"- \\`{escaped}\\`" not in markdown  # escaped once, not twice

@@ -77,7 +77,7 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     # the most stable feature and the strongest SHAP feature of the first horizon are shown
     assert data["features_across_pairs"][0]["feature"] in page
     first_horizon = str(data["run"]["horizons"][0])
-    top_feature, top_value, _ = shap_by_horizon(data)[first_horizon][0]
+    top_feature, top_value, _ = shap_by_horizon(finished_run.report())[first_horizon][0]
     assert top_value > 0 and top_feature in page
     # the producer's estimate, per pair, beside the actual cost
     estimate = finished_run.manifest().estimate
@@ -100,7 +100,7 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
 def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one(
     finished_run: RunStore,
 ) -> None:
-    data = json.loads(finished_run.report_path.read_text())
+    report = finished_run.report()
     written = finished_run.manifest()
     assert written.estimate is not None
     pairs = {
@@ -111,7 +111,7 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
     manifest = written.model_copy(update={"estimate": estimate})
     assert manifest.estimate is not None
     assert manifest.estimate.per_pair_usd == {"eurusd": 12.5, "gbpusd": 0.0421}
-    page = render_html(data, manifest)
+    page = render_html(report, manifest)
     assert "$0.1235" in page  # the run's estimated total
     assert "<td>$12.5000</td>" in page and "<td>$0.0421</td>" in page  # per pair, in the table
     assert "estimate: $12.5000" in page  # the tick on the cost chart
@@ -120,7 +120,7 @@ def test_cost_estimate_is_shown_beside_the_actual_cost_when_the_manifest_has_one
     # A manifest written before estimates existed: actual cost only, and the page says so.
     older = written.model_copy(update={"estimate": None})
     assert older.estimate is None
-    page = render_html(data, older)
+    page = render_html(report, older)
     assert "no cost estimate" in page and "estimate: $" not in page
 
 

@@ -180,7 +180,7 @@ def write_report(store: RunStore) -> Path:
         strip_tokens = tuple(manifest.settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
         ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)
         store.write_parquet(store.root / "ledger.parquet", ledger)
-    store.write_text(store.root / "report.md", render_markdown(data))
-    store.write_text(store.root / "report.html", render_html(data, manifest))
+    store.write_text(store.root / "report.md", render_markdown(report))
+    store.write_text(store.root / "report.html", render_html(report, manifest))
     store.write_report(report)
     return store.report_path

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
 from markupsafe import Markup
 
-from bqx_queue.models import RunManifest
+from bqx_queue.models import Report, ReportPair, RunManifest
 from bqx_queue.report.svg import FAILED_COLOUR, Bar, Span, bar_chart, heatmap, timeline
 from bqx_queue.report.templating import HTML
 
@@ -22,127 +21,124 @@ STABLE_FEATURES_SHOWN = 20
 FAMILIES_SHOWN = 40  # family heatmap and table rows: the families with the smallest p-values
 
 
-def worker_label(pair: dict[str, Any]) -> str:
+def worker_label(pair: ReportPair) -> str:
     """Return who ran a pair: the Celery node name when the summary has it, else host; and pid."""
-    who = pair.get("worker") or pair.get("host") or "?"
-    return f"{who} pid {pair.get('pid', '?')}"
+    who = pair.worker or pair.host or "?"
+    return f"{who} pid {pair.pid}"
 
 
-def cost_chart(report: dict[str, Any], estimates: dict[str, float]) -> Markup:
+def cost_chart(report: Report, estimates: dict[str, float]) -> Markup:
     """Return the cost per pair: a bar for the actual cost, a tick for the producer's estimate."""
     bars = [
         Bar(
-            p["pair"],
-            p["cost_usd"],
-            marker=estimates.get(p["pair"]),
-            colour=FAILED_COLOUR if p["status"] != "ok" else "#2f6fb3",
-            tooltip=f"{p['pair']}: actual ${p['cost_usd']:.6f}, {p['bytes_billed']:,} bytes billed"
-            + (f", estimate ${estimates[p['pair']]:.6f}" if p["pair"] in estimates else ""),
+            p.pair,
+            p.cost_usd,
+            marker=estimates.get(p.pair),
+            colour="#2f6fb3" if p.ok else FAILED_COLOUR,
+            tooltip=f"{p.pair}: actual ${p.cost_usd:.6f}, {p.bytes_billed:,} bytes billed"
+            + (f", estimate ${estimates[p.pair]:.6f}" if p.pair in estimates else ""),
         )
-        for p in report["pairs"]
+        for p in report.pairs
     ]
     return bar_chart(bars, "Cost per pair, USD (bar: actual; tick: estimate)", "${:,.4f}", "estimate")
 
 
-def stable_heatmap(report: dict[str, Any]) -> Markup:
+def stable_heatmap(report: Report) -> Markup:
     """Return the pairs x horizons heatmap of stable features, each cell's tooltip its evidence."""
-    horizons = [str(h) for h in report["run"]["horizons"]]
+    horizons = [str(h) for h in report.run.horizons]
     values: dict[tuple[str, str], float | None] = {}
     tips: dict[tuple[str, str], str] = {}
-    for p in report["pairs"]:
+    for p in report.pairs:
         for h in horizons:
-            result = p["horizons"].get(h)
-            key = (p["pair"], f"h{h}")
-            values[key] = result["n_stable"] if result else None
-            if result:
-                names = ", ".join(s["feature"] for s in result["stable"][:6])
+            result = p.horizons.get(h)
+            key = (p.pair, f"h{h}")
+            values[key] = result.n_stable if result is not None else None
+            if result is not None:
+                names = ", ".join(s.feature for s in result.stable[:6])
                 tips[key] = (
-                    f"{p['pair']} h{h}: {result['n_stable']} stable (AUC {result['metrics']['auc']:.3f} vs "
-                    f"baseline {result['baseline']['auc']:.3f}; error bound {result['error_bound']}) {names}"
+                    f"{p.pair} h{h}: {result.n_stable} stable (AUC {result.metrics.auc:.3f} vs "
+                    f"baseline {result.baseline.auc:.3f}; error bound {result.error_bound}) {names}"
                 )
-                if "confirmation" in result:
-                    verdict = result["confirmation"]
-                    tips[key] += f"; {len(verdict['confirmed'])} confirmed on held-out rows"
-                    tips[key] += f"; FLAGGED: {verdict['flag_reason']}" if verdict["flagged"] else ""
-            elif h in p.get("failed_horizons", {}):
-                tips[key] = f"{p['pair']} h{h}: horizon failed: {p['failed_horizons'][h]}"
+                if result.confirmation is not None:
+                    verdict = result.confirmation
+                    tips[key] += f"; {len(verdict.confirmed)} confirmed on held-out rows"
+                    tips[key] += f"; FLAGGED: {verdict.flag_reason}" if verdict.flagged else ""
+            elif h in p.failed_horizons:
+                tips[key] = f"{p.pair} h{h}: horizon failed: {p.failed_horizons[h]}"
             else:
-                tips[key] = f"{p['pair']} h{h}: no result ({p['status']})"
-    return heatmap([p["pair"] for p in report["pairs"]], [f"h{h}" for h in horizons], values,
+                tips[key] = f"{p.pair} h{h}: no result ({p.status.value})"
+    return heatmap([p.pair for p in report.pairs], [f"h{h}" for h in horizons], values,
                    "Stable features per pair and horizon", tips)  # fmt: skip
 
 
-def families_heatmap(report: dict[str, Any]) -> Markup | None:
+def families_heatmap(report: Report) -> Markup | None:
     """Return the family x horizon heatmap of k, significant cells outlined and starred (None when
     no family was confirmed)."""
-    section = report.get("families")
-    if not section or not section["cells"]:
+    section = report.families
+    if section is None or not section.cells:
         return None
     shown: list[str] = []
-    for cell in section["cells"]:
-        if cell["family"] not in shown:
-            shown.append(cell["family"])
+    for cell in section.cells:
+        if cell.family not in shown:
+            shown.append(cell.family)
     shown = shown[:FAMILIES_SHOWN]
-    columns = [f"h{h}" for h in report["run"]["horizons"]]
+    columns = [f"h{h}" for h in report.run.horizons]
     values: dict[tuple[str, str], float | None] = {(f, c): 0 for f in shown for c in columns}
     tips: dict[tuple[str, str], str] = {(f, c): f"{f} {c}: confirmed in no pair" for f in shown for c in columns}
     marked = set()
-    for cell in section["cells"]:
-        key = (cell["family"], f"h{cell['horizon']}")
-        if cell["family"] not in shown:
+    for cell in section.cells:
+        key = (cell.family, f"h{cell.horizon}")
+        if cell.family not in shown:
             continue
-        values[key] = cell["k"]
+        values[key] = cell.k
         tips[key] = (
-            f"{cell['family']} h{cell['horizon']}: confirmed in {cell['k']} of {cell['n_pairs']} pairs "
-            f"({', '.join(cell['pairs'])}); expected under the null {cell['expected_under_null']:.2f}; "
-            f"p {cell['p_value']:.3g}, BY q {cell['q_value']:.3g}" + ("; SIGNIFICANT" if cell["significant"] else "")
+            f"{cell.family} h{cell.horizon}: confirmed in {cell.k} of {cell.n_pairs} pairs "
+            f"({', '.join(cell.pairs)}); expected under the null {cell.expected_under_null:.2f}; "
+            f"p {cell.p_value:.3g}, BY q {cell.q_value:.3g}" + ("; SIGNIFICANT" if cell.significant else "")
         )
-        if cell["significant"]:
+        if cell.significant:
             marked.add(key)
     longest = max(len(f) for f in shown)
     return heatmap(shown, columns, values, "Pairs in which each family is confirmed (* significant at the FDR level)",
                    tips, marked=marked, left=min(360, 12 + 7 * longest))  # fmt: skip
 
 
-def stable_across_chart(report: dict[str, Any]) -> Markup | None:
+def stable_across_chart(report: Report) -> Markup | None:
     """Return the features stable in most pair-horizons as bars (None when no feature was stable)."""
-    rows = report.get("features_across_pairs", [])[:STABLE_FEATURES_SHOWN]
+    rows = (report.features_across_pairs or [])[:STABLE_FEATURES_SHOWN]
     if not rows:
         return None
-    possible = sum(len(p["horizons"]) for p in report["pairs"] if p["status"] == "ok")
+    possible = sum(len(p.horizons) for p in report.ok_pairs)
     bars = [
-        Bar(
-            r["feature"],
-            r["pair_horizons"],
-            tooltip=f"{r['feature']}: stable in {r['pair_horizons']} of {possible} pair-horizons",
-        )
+        Bar(r.feature, r.pair_horizons, tooltip=f"{r.feature}: stable in {r.pair_horizons} of {possible} pair-horizons")
         for r in rows
     ]
     title = f"Pair-horizons (of {possible}) in which each feature is stable"
     return bar_chart(bars, title, "{:,.0f}", width=760, integer=True)
 
 
-def shap_by_horizon(report: dict[str, Any]) -> dict[str, list[tuple[str, float, int]]]:
+def shap_by_horizon(report: Report) -> dict[str, list[tuple[str, float, int]]]:
     """Return horizon -> [(feature, mean |SHAP| over the ok pairs, pairs where it is in the top)],
     strongest first; a pair without the feature in its top list counts as 0."""
-    ok = [p for p in report["pairs"] if p["status"] == "ok"]
     result = {}
-    for h in (str(h) for h in report["run"]["horizons"]):
+    for h in (str(h) for h in report.run.horizons):
         totals: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)
         pairs_with = 0
-        for p in ok:
-            top = (p["horizons"].get(h) or {}).get("shap_top") or []
-            pairs_with += bool(p["horizons"].get(h))
-            for entry in top:
-                totals[entry["feature"]] += entry["mean_abs_shap"]
-                counts[entry["feature"]] += 1
+        for p in report.ok_pairs:
+            horizon = p.horizons.get(h)
+            if horizon is None:
+                continue
+            pairs_with += 1
+            for entry in horizon.shap_top:
+                totals[entry.feature] += entry.mean_abs_shap
+                counts[entry.feature] += 1
         ranked = sorted(totals, key=lambda f: -totals[f])[:SHAP_FEATURES_PER_HORIZON]
         result[h] = [(f, totals[f] / max(pairs_with, 1), counts[f]) for f in ranked]
     return result
 
 
-def shap_charts(report: dict[str, Any]) -> dict[str, Markup | None]:
+def shap_charts(report: Report) -> dict[str, Markup | None]:
     """Return horizon -> its mean |SHAP| bars (None when no model of the horizon was trained)."""
     charts: dict[str, Markup | None] = {}
     for h, ranked in shap_by_horizon(report).items():
@@ -154,20 +150,14 @@ def shap_charts(report: dict[str, Any]) -> dict[str, Markup | None]:
     return charts
 
 
-def timeline_chart(report: dict[str, Any]) -> Markup | None:
+def timeline_chart(report: Report) -> Markup | None:
     """Return a lane per worker process and a bar per pair task (None when no pair recorded its
     start and end)."""
-    created_at = datetime.fromisoformat(report["run"]["created_at"]).timestamp()
+    created_at = datetime.fromisoformat(report.run.created_at).timestamp()
     spans = [
-        Span(
-            worker_label(p),
-            p["pair"],
-            p["started_at"] - created_at,
-            p["finished_at"] - created_at,
-            p["status"] != "ok",
-        )
-        for p in report["pairs"]
-        if p.get("started_at") and p.get("finished_at")
+        Span(worker_label(p), p.pair, p.started_at - created_at, p.finished_at - created_at, not p.ok)
+        for p in report.pairs
+        if p.started_at and p.finished_at
     ]
     if not spans:
         return None
@@ -175,22 +165,22 @@ def timeline_chart(report: dict[str, Any]) -> Markup | None:
     return timeline(spans, f"Pair tasks per worker process ({lanes} processes), seconds since the run was created")
 
 
-def render_html(data: dict[str, Any], manifest: RunManifest) -> str:
-    """Return report.html for a report (as written to report.json) and its run manifest."""
+def render_html(report: Report, manifest: RunManifest) -> str:
+    """Return report.html for a report and its run manifest."""
     estimate = manifest.estimate  # the producer's, when the manifest has one
     per_pair_usd = estimate.per_pair_usd if estimate else {}
     return HTML.get_template("report.html").render(
-        report=data,
-        run=data["run"],
-        totals=data["totals"],
+        report=report,
+        run=report.run,
+        totals=report.totals,
         estimated_usd=estimate.cost_usd if estimate else None,
         per_pair_usd=per_pair_usd,
         worker_label=worker_label,
         families_shown=FAMILIES_SHOWN,
-        cost_chart=cost_chart(data, per_pair_usd),
-        stable_heatmap=stable_heatmap(data),
-        families_heatmap=families_heatmap(data),
-        stable_across_chart=stable_across_chart(data),
-        shap_charts=shap_charts(data),
-        timeline_chart=timeline_chart(data),
+        cost_chart=cost_chart(report, per_pair_usd),
+        stable_heatmap=stable_heatmap(report),
+        families_heatmap=families_heatmap(report),
+        stable_across_chart=stable_across_chart(report),
+        shap_charts=shap_charts(report),
+        timeline_chart=timeline_chart(report),
     )

@@ -4,14 +4,13 @@ table names, errors and reasons come from the warehouse)."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from bqx_queue.models import Report
 from bqx_queue.report.templating import MARKDOWN
 
 
-def render_markdown(data: dict[str, Any]) -> str:
-    """Return report.md for a report (as written to report.json)."""
-    run = data["run"]
+def render_markdown(report: Report) -> str:
+    """Return report.md for a report."""
+    run = report.run
     return MARKDOWN.get_template("report.md").render(
-        report=data, run=run, totals=data["totals"], horizons=[str(h) for h in run["horizons"]]
+        report=report, run=run, totals=report.totals, horizons=[str(h) for h in run.horizons]
     )

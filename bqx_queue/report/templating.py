@@ -8,10 +8,11 @@ so their results are escaped like any other value)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, Undefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from bqx_queue.models import EraRow, Interval
 
 # `\` first, so that an escape the value already holds cannot swallow the one added after it
 MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "\r": " ", "\n": " "})
@@ -32,21 +33,16 @@ def gib(value: float) -> str:
     return f"{value / 1024**3:.2f}"
 
 
-def interval_text(value: Mapping[str, float], signed: bool = False) -> str:
+def interval_text(value: Interval, signed: bool = False) -> str:
     """Return "estimate [low, high]" for an interval of the report (AUC, log-loss gain)."""
     spec = "+.4f" if signed else ".3f"
-    return f"{value['estimate']:{spec}} [{value['low']:{spec}}, {value['high']:{spec}}]"
+    return f"{value.estimate:{spec}} [{value.low:{spec}}, {value.high:{spec}}]"
 
 
-def era_frequencies_text(row: Mapping[str, Any]) -> str:
+def era_frequencies_text(row: EraRow) -> str:
     """Return "era: frequency, ..." for a confirmed feature ("-" where an era had no rows for it)."""
-    pairs = zip(row["eras"], row["frequencies"], strict=True)
+    pairs = zip(row.eras, row.frequencies, strict=True)
     return ", ".join(f"{label}: {'-' if f is None else f'{f:.2f}'}" for label, f in pairs)
-
-
-def is_present(value: Any) -> bool:
-    """Return whether a section is in the report: older reports lack some keys, others hold None."""
-    return value is not None and not isinstance(value, Undefined)
 
 
 def _environment(**options: Any) -> Environment:
@@ -59,7 +55,6 @@ def _environment(**options: Any) -> Environment:
         **options,
     )
     environment.filters.update(number=number, gib=gib, interval=interval_text, era_frequencies=era_frequencies_text)
-    environment.tests["present"] = is_present
     return environment
 
 
