@@ -34,14 +34,40 @@ def gate_results(tmp_path_factory):
         pair = spec.pairs[0]
         settings = load_settings(warehouse=path, lgbm_rounds=100)
         summary = process_pair_all_horizons(pair, settings, source=open_source(settings)).summary
-        results[name] = (summary, DuckDBSource(path).manifest()["pairs"][pair])
+        results[name] = (summary, DuckDBSource(path).manifest()["pairs"][pair], settings)
     return results
+
+
+# The bound is on the expected number of false selections over the selection's random subsamples:
+# a claim about an average over seeds, not about one draw (seed 42 alone gave 1.71 against a 1.67
+# bound on the decoy warehouse; seeds 1 and 2 gave 1.43 and 1.29). These seeds are averaged too.
+EXTRA_SEEDS = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def false_selections(gate_results):
+    """Return, per warehouse, the false selections and the bounds of every horizon under every seed."""
+    out = {}
+    for name in ("clean", "decoys-and-nulls"):
+        summary, truth, settings = gate_results[name]
+        runs = [summary]
+        for seed in EXTRA_SEEDS:  # few boosting rounds: only the selection is under test here
+            other = load_settings(warehouse=settings.warehouse, lgbm_rounds=5, seed=seed)
+            runs.append(process_pair_all_horizons(summary["pair"], other, source=open_source(other)).summary)
+        false = [
+            len({s["feature"] for s in r["stable"]} - set(truth["planted"]))
+            for run in runs
+            for r in run["horizons"].values()
+        ]
+        bounds = [r["error_bound"] for run in runs for r in run["horizons"].values()]
+        out[name] = (false, bounds)
+    return out
 
 
 def test_planted_features_are_recovered_where_they_carry_signal(gate_results):
     found = wanted = 0
     for name in ("clean", "decoys-and-nulls"):
-        summary, truth = gate_results[name]
+        summary, truth, _ = gate_results[name]
         for horizon, result in summary["horizons"].items():
             informative = set(truth["horizons"][horizon]["informative"])
             found += len(informative & {s["feature"] for s in result["stable"]})
@@ -49,20 +75,18 @@ def test_planted_features_are_recovered_where_they_carry_signal(gate_results):
     assert wanted >= 30 and found / wanted >= 0.95, f"recall {found}/{wanted}"
 
 
-def test_false_selections_stay_within_the_reported_bound_on_average(gate_results):
-    for name in ("clean", "decoys-and-nulls"):
-        summary, truth = gate_results[name]
-        false = [len({s["feature"] for s in r["stable"]} - set(truth["planted"])) for r in summary["horizons"].values()]
-        bounds = [r["error_bound"] for r in summary["horizons"].values()]
+def test_false_selections_stay_within_the_reported_bound_on_average(false_selections):
+    for name, (false, bounds) in false_selections.items():
+        assert len(false) == 7 * (1 + len(EXTRA_SEEDS))
         assert np.mean(false) <= np.mean(bounds), name
 
 
 def test_models_beat_the_baseline_only_where_there_is_signal(gate_results):
-    clean, _ = gate_results["clean"]
+    clean, _, _ = gate_results["clean"]
     assert (
         clean["horizons"]["15"]["metrics"]["mean"]["auc"] > clean["horizons"]["15"]["metrics"]["baseline"]["auc"] + 0.1
     )
-    empty, _ = gate_results["no-signal"]
+    empty, _, _ = gate_results["no-signal"]
     assert sum(len(r["stable"]) for r in empty["horizons"].values()) <= 1
     for result in empty["horizons"].values():
         assert abs(result["metrics"]["mean"]["auc"] - result["metrics"]["baseline"]["auc"]) < 0.03
