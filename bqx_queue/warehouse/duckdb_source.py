@@ -244,7 +244,9 @@ class DuckDBSource:
             columns_of[feature.table] = columns_of.get(feature.table, 0) + 1
         groups: list[list[Any]] = [[]]
         width = 0
-        small = len(plan.tables) <= PART_TABLES  # one statement, as BigQuery runs it
+        # one statement, as BigQuery runs it, only when it is small in tables and in columns: 20 own
+        # tables of 2,000 columns in one statement passed DuckDB's 1 GB memory limit
+        small = len(plan.tables) <= PART_TABLES and len(plan.features) <= PART_COLUMNS
         for qualified in plan.tables[1:]:
             columns = columns_of.get(qualified, 0)
             if not small and groups[-1] and (width + columns > PART_COLUMNS or len(groups[-1]) >= PART_TABLES):
