@@ -63,7 +63,10 @@ class CostEstimate(Record):
     bytes_processed: Count
     bytes_billed: Count
     cost_usd: float = Field(ge=0)
-    method: str = Field(description='"metadata" (types x rows per partition) or "dry-run" (BigQuery\'s own figure)')
+    method: str = Field(
+        description='"metadata" (types x rows per partition), "dry-run" (BigQuery\'s own figure) or '
+        '"extract-cache" (the rows are cached: no query, nothing billed)'
+    )
 
     @property
     def cap(self) -> int:

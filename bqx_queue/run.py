@@ -21,6 +21,7 @@ from bqx_queue.config import HOST_SETTINGS, Settings, load_settings, run_setting
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
 from bqx_queue.memory import GIB
 from bqx_queue.models import (
+    CostEstimate,
     PairMessage,
     PairPlanSummary,
     PairStatus,
@@ -32,11 +33,21 @@ from bqx_queue.models import (
 from bqx_queue.store import RunStore
 from bqx_queue.universe import resolve_pairs
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.catalog import Catalog
+from bqx_queue.warehouse.extract_cache import CACHED_METHOD, ExtractCache, cached_estimate, fetch_settings, in_use
 from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
+from bqx_queue.warehouse.interface import WarehouseSource
 from bqx_queue.warehouse.sampling import common_days, sample_days
 from bqx_queue.warehouse.shared import shared_once
 from bqx_queue.warehouse.source import open_source
-from bqx_queue.warehouse.sql import FeatureColumn, TablesPlan, plan_pair, plan_shared_tables, split_pair_plan
+from bqx_queue.warehouse.sql import (
+    FeatureColumn,
+    QueryPlan,
+    TablesPlan,
+    plan_pair,
+    plan_shared_tables,
+    split_pair_plan,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +82,9 @@ def plan_run(
     the cost estimate of every pair's plan (a BigQuery dry run, or metadata for DuckDB).
 
     Every pair is planned here, so a missing table or column stops the run before anything is
-    enqueued. Days are sampled once from the calendar all pairs share. With enforce_budget, a
-    run whose estimate is above settings.budget_usd raises BudgetError.
+    enqueued. Days are sampled once from the calendar all pairs share. A query whose rows the
+    extract cache holds is estimated as not sent and $0, so a cached rerun passes any budget. With
+    enforce_budget, a run whose estimate is above settings.budget_usd raises BudgetError.
     """
     source = open_source(settings)
     catalog = source.catalog()
@@ -100,16 +112,28 @@ def plan_run(
         for pair, plan in plans.items()
     }
     run_id = run_id or new_run_id()
+    cache = ExtractCache(settings) if in_use(settings, run_id) else None
+
+    def priced(queries: list[QueryPlan], cached: list[QueryPlan]) -> list[CostEstimate]:
+        """Return each query's estimate; nothing for one whose rows are in the extract cache."""
+        estimates = [source.estimate(query, days, settings) for query in queries]
+        if cache is None or len(cached) != len(queries):
+            return estimates
+        covered = [cache.covers(source, query, days) for query in cached]
+        return [cached_estimate(e) if hit else e for e, hit in zip(estimates, covered, strict=True)]
+
     estimates = {
         pair: billing.combined_estimate(
-            [source.estimate(plan, days, settings)] + [source.estimate(p, days, settings) for p in parts[pair]]
+            priced([plan, *parts[pair]], cache_keyed_plans(source, catalog, pair, settings, run_id, once))
         )
         for pair, plan in plans.items()
     }
-    shared = [source.estimate(p, days, settings) for p in plan_shared_tables(catalog, settings)] if once else []
+    shared_plans = plan_shared_tables(catalog, settings) if once else []
+    shared = priced(list(shared_plans), list(shared_plans))
     everything = list(estimates.values()) + shared
+    sent = [e for e in everything if e.method != CACHED_METHOD] or everything
     estimate = RunEstimate(
-        method=everything[0].method if everything else "metadata",
+        method=sent[0].method if sent else "metadata",
         pairs=estimates,
         shared=shared,
         queries=sum(e.queries for e in everything),
@@ -149,6 +173,18 @@ def plan_run(
         | ({"warehouse": location} if source.kind != "bigquery" else {}),
         workers=workers,
     )
+
+
+def cache_keyed_plans(
+    source: WarehouseSource, catalog: Catalog, pair: str, settings: Settings, run_id: str, shared_once: bool
+) -> list[QueryPlan]:
+    """Return the pair's queries as its fetch keys them in the extract cache: with every horizon's
+    target the targets table holds (fetch_settings), split as BigQuery's limits require."""
+    wide = fetch_settings(source, pair, settings, run_id)
+    if source.kind == "bigquery":
+        plan, parts = split_pair_plan(pair, catalog, wide, include_shared=not shared_once)
+        return [plan, *parts]
+    return [plan_pair(pair, catalog, wide)]
 
 
 def refuse_if_too_wide(

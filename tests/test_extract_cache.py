@@ -15,6 +15,7 @@ import pytest
 from support.bigquery_server import BigQueryServer
 
 from bqx_queue.config import Settings, load_settings
+from bqx_queue.errors import BudgetError
 from bqx_queue.warehouse.extract_cache import CACHE_DIR
 from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.frame import PairFrame
@@ -162,14 +163,22 @@ def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetc
 
 @pytest.mark.integration
 def test_a_rerun_in_the_local_pool_reports_its_hits_and_what_they_saved(small_warehouse: Path, tmp_path: Path) -> None:
-    from bqx_queue.run import run_parallel_testing
+    from bqx_queue.run import plan_run, run_parallel_testing
 
     fast = {"selection_pairs": 4, "lgbm_rounds": 10, "cv_folds": 1, "shap_rows": 200, "max_rows": 3000}
     settings = load_settings(warehouse=small_warehouse, runs_dir=tmp_path / "runs", horizons=(15, 60), **fast)
-    first = json.loads(run_parallel_testing("eurusd,gbpusd", max_workers=2, settings=settings).read_text())
-    rerun = settings.model_copy(update={"horizons": (30,)})
+    first_path = run_parallel_testing("eurusd,gbpusd", max_workers=2, settings=settings)
+    first = json.loads(first_path.read_text())
+    first_cost = json.loads((first_path.parent / "manifest.json").read_text())["estimate"]["cost_usd"]
+    # the rerun's budget is below the first run's estimate: only a $0 estimate of the cached rows passes it
+    rerun = settings.model_copy(update={"horizons": (30,), "budget_usd": first_cost / 10})
+    with pytest.raises(BudgetError, match="above the budget"):
+        plan_run(rerun.model_copy(update={"refresh_extracts": True}), ["eurusd", "gbpusd"])
     second_path = run_parallel_testing("eurusd,gbpusd", max_workers=2, settings=rerun)
     second = json.loads(second_path.read_text())
+    estimate = json.loads((second_path.parent / "manifest.json").read_text())["estimate"]
+    assert estimate["cost_usd"] == 0 and estimate["queries"] == 0
+    assert {e["method"] for e in estimate["pairs"].values()} == {"extract-cache"}
     # the cache is in this run folder's store (the children know runs_dir only from their store)
     assert (tmp_path / "runs" / CACHE_DIR).is_dir()
     assert first["totals"]["extract_cache"]["misses"] == 2 and first["totals"]["bytes_billed"] > 0

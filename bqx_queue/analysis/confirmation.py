@@ -82,6 +82,19 @@ def block_bootstrap_weights(n: int, block: int, draws: int, rng: np.random.Gener
     return cumulative[:, block:] - cumulative[:, :-block]
 
 
+def block_bootstrap_means(per_row: np.ndarray, block: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Return the column means of (n, m) `per_row` under `draws` circular block-bootstrap
+    resamples: the same resamples as block_bootstrap_weights from the same generator state,
+    summed block by block from prefix sums (draws x blocks work instead of draws x rows)."""
+    n = len(per_row)
+    block = max(1, min(block, n))
+    blocks = math.ceil(n / block)
+    starts = rng.integers(0, n, size=(draws, blocks))
+    wrapped = np.concatenate([per_row, per_row[: block - 1]])  # a block starting near the end wraps
+    prefix = np.concatenate([np.zeros((1, per_row.shape[1])), np.cumsum(wrapped, axis=0)])
+    return (prefix[starts + block] - prefix[starts]).sum(axis=1) / (blocks * block)
+
+
 def weighted_auc(scores: np.ndarray, up: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Return the AUC of `scores` for labels `up` under each row of (draws, n) `weights`
     (ties count one half), without re-sorting per draw."""
@@ -113,10 +126,13 @@ def bootstrap_replicates(
     means, aucs = [], []
     edges = np.cumsum([0, *(fold_sizes or [len(per_row)])])
     for start in range(0, draws, WEIGHT_CHUNK):
-        weights = block_bootstrap_weights(len(per_row), block, min(WEIGHT_CHUNK, draws - start), rng)
+        chunk = min(WEIGHT_CHUNK, draws - start)
+        if scores is None or up is None:  # means only: no row weights needed
+            means.append(block_bootstrap_means(per_row, block, chunk, rng))
+            continue
+        weights = block_bootstrap_weights(len(per_row), block, chunk, rng)
         means.append(weights @ per_row / weights.sum(axis=1, keepdims=True))
-        if scores is not None and up is not None:
-            aucs.append(fold_auc(scores, up, weights, edges))
+        aucs.append(fold_auc(scores, up, weights, edges))
     return np.concatenate(means), (np.concatenate(aucs) if aucs else None)
 
 

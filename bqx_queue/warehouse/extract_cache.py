@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bqx_queue.config import Settings
+from bqx_queue.models import CostEstimate
 from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
 from bqx_queue.store import write_json_atomic
 from bqx_queue.universe import HORIZONS, target_column
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"
+CACHED_METHOD = "extract-cache"  # an estimate's method when the cache holds the query's rows
 FORMAT = 1  # bump when what a query returns for the same key changes
 BATCH_ROWS = 16_384
 UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
@@ -136,6 +138,13 @@ class ExtractCache:
         use = ExtractUse(plan.pair, False)
         parts, job_bytes = fetch()
         return self._store(folder, identity, targets, parts, job_bytes, use), job_bytes, use
+
+    def covers(self, source: WarehouseSource, plan: QueryPlan, days: list[date]) -> bool:
+        """Return whether a whole extract holds the plan's rows: a query a run would not send.
+        An empty cache answers without asking the warehouse for modification times."""
+        if self.refresh or next(children(self.root, "*"), None) is None:
+            return False
+        return self._find(self.root / _digest(extract_identity(source, plan, days)), list(plan.targets)) is not None
 
     def _find(self, folder: ArtifactPath, targets: list[str]) -> dict[str, Any] | None:
         """Return the marker of a whole extract holding these targets' rows, or None."""
@@ -256,6 +265,13 @@ def _size(path: ArtifactPath) -> int:
         return int(path.stat().st_size)
     except FileNotFoundError:
         return -1
+
+
+def cached_estimate(estimate: CostEstimate) -> CostEstimate:
+    """Return the estimate of a query the extract cache answers: not sent, nothing billed."""
+    return estimate.model_copy(
+        update={"queries": 0, "bytes_processed": 0, "bytes_billed": 0, "cost_usd": 0.0, "method": CACHED_METHOD}
+    )
 
 
 def in_use(settings: Settings, run_id: str | None) -> bool:
