@@ -14,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from bqx_queue.analysis.confirmation import (
     ConfirmParams,
     HeldOutFold,
+    block_bootstrap_means,
     block_bootstrap_weights,
     bootstrap_replicates,
     confirm_horizon,
@@ -46,6 +47,14 @@ def test_block_weights_resample_whole_blocks_and_every_row_equally_often():
     assert np.abs(weights.mean(axis=0) - 1.2).max() < 0.1  # circular: no row is favoured
     one_block = block_bootstrap_weights(50, 50, 3, rng)
     assert np.all(one_block == 1)  # a block as long as the series is the series
+
+
+def test_block_sums_give_the_weighted_means_of_the_same_resamples():
+    values = np.random.default_rng(4).standard_normal((500, 3))
+    for block in (1, 7, 60, 499, 500, 900):
+        weights = block_bootstrap_weights(500, block, 50, np.random.default_rng(5))
+        expected = weights @ values / weights.sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(block_bootstrap_means(values, block, 50, np.random.default_rng(5)), expected)
 
 
 def test_weighted_auc_equals_sklearn_on_the_resampled_rows_with_ties():

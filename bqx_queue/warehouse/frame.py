@@ -55,7 +55,9 @@ class PairFrame:
 
 def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capacity: int) -> PairFrame:
     """Return the pair frame read from its result streams: one per statement, each with
-    interval_time and some of the plan's columns, every one over the same rows in time order.
+    interval_time and some of the plan's columns over the same rows. The first stream is in
+    time order and sets the rows; a later one may come in any order, and its rows are placed
+    by interval_time.
 
     Each table's row count per minute (sql.ROWS_AT_TIME) is summed into frame.quality; +/-inf
     (and values past float32's range) become NULL, counted per column; STRING columns with
@@ -65,7 +67,7 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
     numeric_index = {name: j for j, name in enumerate(numeric_names)}
     width = len(numeric_names) + MAX_STRING_LEVELS * len(string_names)
     numeric = np.empty((max(capacity, 1), width), dtype=np.float32, order="F")
-    strings: dict[str, list[np.ndarray]] = {name: [] for name in string_names}
+    strings: dict[str, list[tuple[Rows, np.ndarray]]] = {name: [] for name in string_names}
     targets: dict[str, list[np.ndarray]] = {name: [] for name in plan.targets}
     times = np.array([], dtype="datetime64[us]")
     quality = FrameQuality()
@@ -75,17 +77,25 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
     for number, part in enumerate(parts):
         filled = 0
         part_times = []
+        placed = np.zeros(len(times), dtype=bool)  # a later part: which of the first part's rows it gave
         for batch in part:
             rows = batch.num_rows
-            if filled + rows > numeric.shape[0]:
-                grown = np.empty((max(2 * numeric.shape[0], filled + rows), width), np.float32, order="F")
-                grown[: numeric.shape[0]] = numeric
-                numeric = grown
+            stamps = batch.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]")
+            where: Rows
+            if number == 0:
+                if filled + rows > numeric.shape[0]:
+                    grown = np.empty((max(2 * numeric.shape[0], filled + rows), width), np.float32, order="F")
+                    grown[: numeric.shape[0]] = numeric
+                    numeric = grown
+                where = slice(filled, filled + rows)
+                part_times.append(stamps)
+            else:
+                where = _place(times, stamps, placed, plan.pair)
             for name in batch.schema.names:
                 if name in numeric_index:
-                    segment = numeric[filled : filled + rows, numeric_index[name]]
-                    segment[:] = _floats(batch.column(name))
+                    segment = _floats(batch.column(name)).astype(np.float32)  # past float32's range: inf
                     quality.count_non_finite(name, segment)
+                    numeric[where, numeric_index[name]] = segment
                 elif name in strings:
                     column = batch.column(name)
                     longest = _longest_string(column)
@@ -93,7 +103,7 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
                         excluded[name] = f"string values up to {longest:,} characters (free text, not a category)"
                         del strings[name]
                         continue
-                    strings[name].append(column.to_numpy(zero_copy_only=False))
+                    strings[name].append((where, column.to_numpy(zero_copy_only=False)))
                 elif name in targets and number == 0:
                     values = np.array(_floats(batch.column(name)), dtype=np.float64)
                     quality.count_non_finite(name, values)
@@ -101,24 +111,48 @@ def read_pair_frame(parts: list[Iterable[pa.RecordBatch]], plan: PairPlan, capac
                 elif name.startswith(ROWS_AT_TIME + FEATURE_SEPARATOR) and rows_part.setdefault(name, number) == number:
                     table = name[len(ROWS_AT_TIME + FEATURE_SEPARATOR) :]
                     quality.tables.setdefault(qualified.get(table, table), TableRows()).add(batch.column(name))
-            stamps = batch.column(KEY_COLUMN).cast(pa.timestamp("us", tz="UTC")).to_numpy().astype("datetime64[us]")
-            part_times.append(stamps)
             filled += rows
-        joined = np.concatenate(part_times) if part_times else np.array([], dtype="datetime64[us]")
         if number == 0:
-            times = joined
-        elif not np.array_equal(joined, times):
-            raise DataError(f"pair {plan.pair}: a table repeats interval_time values, so its join adds rows")
+            times = np.concatenate(part_times) if part_times else np.array([], dtype="datetime64[us]")
+        elif not placed.all():
+            raise DataError(f"pair {plan.pair}: a statement of its tables lacks {int((~placed).sum())} of its rows")
     return PairFrame(
         pair=plan.pair,
         times=times,
         numeric=numeric[: len(times)],
         numeric_names=numeric_names,
-        strings={n: np.concatenate(v) if v else np.array([], dtype=object) for n, v in strings.items()},
+        strings={n: _in_order(pieces, len(times)) for n, pieces in strings.items()},
         targets=pd.DataFrame({n: np.concatenate(v) if v else np.array([]) for n, v in targets.items()}),
         quality=quality,
         excluded=excluded,
     )
+
+
+Rows = slice | np.ndarray  # a batch's rows in the frame: a run of the first part, or positions
+
+
+def _place(times: np.ndarray, stamps: np.ndarray, placed: np.ndarray, pair: str) -> np.ndarray:
+    """Return the frame rows of a later part's batch (times: the first part's, sorted and unique),
+    marking them in `placed`; a minute given twice means a table's join added rows."""
+    positions = np.searchsorted(times, stamps)
+    found = positions < len(times)
+    found[found] = times[positions[found]] == stamps[found]
+    if not found.all():
+        raise DataError(f"pair {pair}: a statement of its tables returned minutes the targets lack")
+    if placed[positions].any() or len(np.unique(positions)) != len(positions):
+        raise DataError(f"pair {pair}: a table repeats interval_time values, so its join adds rows")
+    placed[positions] = True
+    return positions
+
+
+def _in_order(pieces: list[tuple[Rows, np.ndarray]], rows: int) -> np.ndarray:
+    """Return a string column's values in frame row order from its (rows, values) pieces."""
+    if not pieces:
+        return np.array([], dtype=object)
+    out = np.empty(rows, dtype=object)
+    for where, values in pieces:
+        out[where] = values
+    return out
 
 
 def _longest_string(column: pa.Array | pa.ChunkedArray) -> int:

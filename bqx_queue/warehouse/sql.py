@@ -174,6 +174,7 @@ def plan_pair(
     tables: list[Table] | None = None,
     sort_repeats_only: bool = False,
     dialect: Dialect = BIGQUERY,
+    ordered: bool = True,
 ) -> PairPlan:
     """Return the plan joining the pair's feature tables to its targets on interval_time.
 
@@ -181,6 +182,7 @@ def plan_pair(
     partitions of each table; forward-looking columns are left out of the SELECT. Without
     include_shared, the tables shared by every pair are left to plan_shared_tables (fetched
     once per run). `tables` replaces the pair's feature tables (split_pair_plan uses it).
+    Without `ordered` the rows come in any order (the reader places them by interval_time).
     """
     horizons = horizons or settings.horizons
     # pair and patterns are user text: refused unless plain identifiers, before any lookup
@@ -229,7 +231,7 @@ def plan_pair(
             "SELECT " + ",\n  ".join(select),
             f"FROM ({one_row_per_time(targets_table, list(targets), project, sort_repeats_only, dialect)}) AS t",
             *joins,
-            f"ORDER BY {dialect.order_key}",
+            *([f"ORDER BY {dialect.order_key}"] if ordered else []),
         ]
     )
     return PairPlan(pair, sql, tuple(referenced), tuple(features), targets, tuple(excluded), dialect.name)
