@@ -2,16 +2,20 @@
 
 A local location is a plain pathlib.Path and keeps the temporary-file-then-rename write. A URL is
 a universal_pathlib UPath on its fsspec filesystem. An object store has no rename worth the name
-(gcsfs emulates mv as copy + delete, after a moveTo call the emulator refuses), but it creates an
-object only when its upload finishes: so an object is written in one upload of its whole bytes,
-and a reader sees no object or the whole one. Objects too large to hold in memory (extracts) are
-streamed and then named by a small marker written after them (bqx_queue.warehouse.extract_cache).
+(gcsfs emulates mv as copy + delete, after a moveTo call the emulator refuses). GCS creates an
+object only when its upload finishes, but a server that reads a cut-off request as complete (the
+GCS emulator does: a worker killed mid-upload left half a summary under its final name) would
+show part of one. So an object is uploaded whole under a temporary name, then copied server-side
+to its own name: a reader sees no object or the whole one, whatever the upload's fate. Objects
+too large to hold in memory (extracts) are streamed and then named by a small marker written
+after them (bqx_queue.warehouse.extract_cache).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,7 +85,12 @@ def write_whole(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
         return
     buffer = io.BytesIO()
     write(buffer)
-    path.fs.pipe_file(path.path, buffer.getvalue())  # one upload: the object appears whole or not at all
+    staged = f"{path.parent.path}/.{path.name}.{secrets.token_hex(4)}.tmp"
+    path.fs.pipe_file(staged, buffer.getvalue())
+    try:
+        path.fs.copy(staged, path.path)  # server-side: the final name gets the whole object or none
+    finally:
+        path.fs.rm_file(staged)
 
 
 def write_streamed(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:

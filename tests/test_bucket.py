@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -231,6 +232,8 @@ def test_a_worker_killed_while_uploading_leaves_no_done_artifact_and_the_pair_is
     pairs = {p.rsplit("/", 1)[-1] for p in bucket_fs().find(in_bucket(bucket_env, "killed", "pairs"))}
     assert "gbpusd.ledger.parquet" in pairs  # written before the kill
     assert "gbpusd.json" not in pairs  # the summary that marks the pair done never appeared, not even half
+    # the child died with the summary's upload request half sent, not before the upload began
+    assert re.search(r"killed mid-upload, \d+ of \d+ bytes sent", (tmp_path / "k1.log").read_text())
 
     out, err = run.communicate(timeout=180)
     assert run.returncode == 0, err[-3000:]

@@ -323,7 +323,9 @@ def test_worker_deployment_references_resolve() -> None:
         assert ref["name"] == secret["metadata"]["name"]
         assert ref["key"] in secret["stringData"], ref["key"]
     volumes = {volume["name"] for volume in pod.get("volumes", [])}
-    assert {mount["name"] for mount in container["volumeMounts"]} <= volumes
+    assert {mount["name"] for mount in container.get("volumeMounts", [])} <= volumes
+    # the warehouse is BigQuery, read with the pod's identity: nothing is mounted or shared
+    assert env["BQX_SOURCE"]["value"] == "bigquery" and env["BQX_BIGQUERY_PROJECT"]["value"]
     account = one_of_kind(k8s_documents("worker-deployment.yaml"), "ServiceAccount")
     assert pod["serviceAccountName"] == account["metadata"]["name"]
 

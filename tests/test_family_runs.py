@@ -4,12 +4,14 @@ horizons and marks them significant; on a warehouse with no signal no family is 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import jsonschema
 import pandas as pd
 import pytest
+from test_report_html import _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
@@ -94,6 +96,22 @@ def test_the_report_counts_errors_and_shows_families_eras_substitutes_and_effect
     assert {"family", "substitute_cluster", "era_dependent"} <= set(ledger.columns)
     assert (ledger.loc[ledger["feature"] == "mom_gbpusd__mom_dir_45", "family"] == "mom__mom_dir_45").all()
     assert ledger.loc[ledger["confirmed"], "era_dependent"].notna().all()
+
+
+def test_the_family_heatmap_renders_in_headless_chromium_with_the_significant_cells_starred(
+    planted,
+    browser,  # noqa: F811
+):
+    _, report, report_path = planted
+    page = (report_path.parent / "report.html").as_uri()
+    visit = asyncio.run(_visit(browser.page_websocket(), page, sections=("Feature families across pairs",)))
+    assert visit["problems"] == []
+    [section] = visit["sections"]["Feature families across pairs"]
+    assert any(width > 300 and height > 100 for width, height in section["svg_boxes"])  # the heatmap, drawn
+    assert "Pairs in which each family is confirmed" in section["svg_labels"][0]
+    starred = [int(label[:-1]) for label in section["svg_labels"] if label.endswith("*")]
+    significant = [c["k"] for c in report["families"]["cells"] if c["significant"]]
+    assert len(significant) == 8 and sorted(starred) == sorted(significant)  # 4 planted families x 2 horizons
 
 
 def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):

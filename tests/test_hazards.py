@@ -423,8 +423,13 @@ def test_the_report_has_a_data_quality_section_in_json_markdown_and_html(hazard_
 
 @pytest.mark.integration
 def test_the_data_quality_section_renders_in_headless_chromium(hazard_run, browser):  # noqa: F811
-    visit = asyncio.run(_visit(browser.page_websocket(), (hazard_run / "report.html").as_uri()))
+    page = (hazard_run / "report.html").as_uri()
+    visit = asyncio.run(_visit(browser.page_websocket(), page, sections=("Data quality",)))
     assert visit["problems"] == []
+    [section] = visit["sections"]["Data quality"]  # one section, drawn, with its rows on screen
+    assert section["width"] > 500 and section["height"] > 100
+    assert "bqx_features.reg_eurusd" in section["text"]
+    assert "eurusd h60: target target_bqx45_h60 is NULL on every sampled row" in section["text"]
     assert visit["facts"]["text"] > 1000
     colours, ink, _ = _distinct_colours(visit["png"])
     assert colours >= 50 and 0.03 < ink < 0.6  # drawn, not blank

@@ -180,8 +180,20 @@ class Browser:
         stop_process(self.process)
 
 
-async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, Any]:
-    """Open `url`, wait for load, and return console problems, DOM facts and a full-page PNG."""
+# What Chromium shows of each <section> whose heading starts with a given title: its rendered box,
+# its visible text (innerText: nothing hidden or unrendered) and the SVG text labels in it.
+SECTIONS = """(title) => [...document.querySelectorAll('section')]
+    .filter(s => (s.querySelector('h2')?.innerText || '').startsWith(title))
+    .map(s => { const r = s.getBoundingClientRect(); return {
+        width: r.width, height: r.height, text: s.innerText,
+        svg_labels: [...s.querySelectorAll('svg text')].map(t => t.textContent),
+        svg_boxes: [...s.querySelectorAll('svg')].map(g => { const b = g.getBoundingClientRect();
+            return [b.width, b.height]; }) }; })"""
+
+
+async def _visit(websocket_url: str, url: str, width: int = 1200, sections: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Open `url`, wait for load, and return console problems, DOM facts, what is rendered of the
+    sections titled `sections` (SECTIONS) and a full-page PNG."""
     connection = await websocket_connect(websocket_url, max_message_size=256 * 1024**2)
     ids = iter(range(1, 10_000))
     problems: list[str] = []
@@ -237,6 +249,10 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
             text: document.body.innerText.length,
         })""",
     )
+    rendered = {}
+    for title in sections:
+        found = await call("Runtime.evaluate", returnByValue=True, expression=f"({SECTIONS})({json.dumps(title)})")
+        rendered[title] = found["result"]["value"]
     await call("Runtime.evaluate", expression="new Promise(r => setTimeout(r, 200))", awaitPromise=True)
     shot = await call(
         "Page.captureScreenshot",
@@ -248,6 +264,7 @@ async def _visit(websocket_url: str, url: str, width: int = 1200) -> dict[str, A
     return {
         "problems": problems,
         "facts": facts["result"]["value"],
+        "sections": rendered,
         "png": base64.b64decode(shot["data"]),
     }
 

@@ -1,5 +1,5 @@
-"""What travels through Redis stays small: every task result and everything the chord gathers is
-under 2 KB whatever the pair's width. The pair's summary, which grows with its width, goes to
+"""What travels through Redis stays small: every task message, task result and everything the
+chord gathers is under 2 KB whatever the pair's width. The pair's summary, which grows with its width, goes to
 the run folder; Redis carries only a bounded digest of it (PairSummary.message())."""
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def test_every_result_and_chord_payload_through_redis_is_under_2_kb(
     wide_warehouse: Path, queue_env: dict[str, str], start_worker
 ) -> None:
     start_worker("small", concurrency=2, **FAST)
-    with RedisValues(queue_env["BQX_RESULT_BACKEND"]) as results:
+    with RedisValues(queue_env["BQX_RESULT_BACKEND"]) as results, RedisValues(queue_env["BQX_BROKER_URL"]) as broker:
         done = subprocess.run(
             [ENQUEUE, "--pairs", "eurusd,gbpusd", "--warehouse", str(wide_warehouse), "--run-id", "small", "--wait",
              "--worker-timeout", "5"],
@@ -113,3 +113,7 @@ def test_every_result_and_chord_payload_through_redis_is_under_2_kb(
     assert any(".j" in k or "chord" in k for k in results.largest), sorted(results.largest)  # the chord's gathering
     oversized = {k: v for k, v in results.largest.items() if v >= LIMIT}
     assert not oversized, f"values of {LIMIT} bytes or more in the result backend: {oversized}"
+    # the broker's side: the queued and unacknowledged task messages, the chord's callback among them
+    assert "celery" in broker.largest or "unacked" in broker.largest, sorted(broker.largest)
+    oversized = {k: v for k, v in broker.largest.items() if v >= LIMIT}
+    assert not oversized, f"messages of {LIMIT} bytes or more in the broker: {oversized}"

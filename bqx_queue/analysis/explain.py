@@ -8,6 +8,10 @@ import lightgbm as lgb
 import numpy as np
 import shap
 
+# shap says on every call that its binary LightGBM output format changed; the list is handled
+# below. A filter set once: catch_warnings is not thread-safe, and a pair's horizons run in threads.
+warnings.filterwarnings("ignore", "LightGBM binary classifier with TreeExplainer", UserWarning)
+
 
 def shap_importance(
     booster: lgb.Booster,
@@ -24,9 +28,7 @@ def shap_importance(
     rng = np.random.default_rng(seed)
     if len(held_out) > max_rows:
         held_out = held_out[np.sort(rng.choice(len(held_out), max_rows, replace=False))]
-    with warnings.catch_warnings():  # shap warns that binary LightGBM output format changed
-        warnings.simplefilter("ignore", UserWarning)
-        values = shap.TreeExplainer(booster).shap_values(held_out, check_additivity=True)
+    values = shap.TreeExplainer(booster).shap_values(held_out, check_additivity=True)
     if isinstance(values, list):  # one array per class: keep the positive class
         values = values[-1]
     importance = np.abs(np.asarray(values)).mean(axis=0)

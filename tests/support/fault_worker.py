@@ -8,7 +8,8 @@ Each variable names pairs, comma-separated, optionally `pair:seconds`:
   BQX_FAULT_HANG=eurusd:30   sleep deaf to the soft time limit and SIGTERM, as C++ code
                              (LightGBM) that only the hard limit's SIGKILL stops
   BQX_FAULT_KILL_UPLOAD=eurusd  on the pair's first delivery, the child SIGKILLs itself halfway
-                             through writing the pair's summary (its ledger already written)
+                             through writing the pair's summary (its ledger already written); on
+                             a bucket, with half of the upload request's body sent
 
 The faults come where the product would meet them: at the start of the analysis, after the
 delivery was counted and the cap checked (bqx_queue.redelivery), and inside the real write path
@@ -17,7 +18,9 @@ of the summary. Each prefork child installs them when it starts (worker_process_
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import time
@@ -32,8 +35,10 @@ from bqx_queue.celery import app
 from bqx_queue.config import load_settings
 from bqx_queue.keys import deliveries_key
 from bqx_queue.models import PairSummary
-from bqx_queue.storage import write_whole
+from bqx_queue.storage import is_local, write_whole
 from bqx_queue.store import RunStore
+
+log = logging.getLogger(__name__)
 
 __all__ = ["app"]
 
@@ -78,13 +83,19 @@ def first_delivery(run_id: str, pair: str) -> bool:
 
 
 def killed_while_uploading(write_pair_summary: Callable[[RunStore, PairSummary], None]) -> Callable[..., None]:
-    """BQX_FAULT_KILL_UPLOAD: on the pair's first delivery its summary, the artifact that marks it
-    done, is half written through the real write path when the child is SIGKILLed."""
+    """BQX_FAULT_KILL_UPLOAD: on the pair's first delivery the child is SIGKILLed halfway through
+    its summary, the artifact that marks the pair done, in the real write path: halfway through
+    the temporary file on a local store; on a bucket, with half of the upload's request body sent
+    to the server and the rest never."""
 
     def write_or_die(store: RunStore, summary: PairSummary) -> None:
         if fault_seconds("BQX_FAULT_KILL_UPLOAD", summary.pair) is None or not first_delivery(
             store.run_id, summary.pair
         ):
+            return write_pair_summary(store, summary)
+        path = store.pair_path(summary.pair)
+        if not is_local(path):
+            cut_uploads(path.fs)
             return write_pair_summary(store, summary)
 
         def half_then_die(handle: Any) -> None:
@@ -93,9 +104,32 @@ def killed_while_uploading(write_pair_summary: Callable[[RunStore, PairSummary],
             handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
-        write_whole(store.pair_path(summary.pair), half_then_die)
+        write_whole(path, half_then_die)
 
     return write_or_die
+
+
+def cut_uploads(fs: Any) -> None:
+    """Make the filesystem's next one-request upload (gcsfs: a multipart POST) send half of its
+    body to the server, log how much, and SIGKILL the process before the rest."""
+    send = fs._call
+
+    async def call(method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        body = kwargs.get("data")
+        if method == "POST" and kwargs.get("uploadType") == "multipart" and body is not None:
+            whole = bytes(body)
+
+            async def half_then_die() -> Any:
+                yield whole[: len(whole) // 2]
+                await asyncio.sleep(0.5)  # the first half is on the wire and read by the server
+                log.warning("fault: killed mid-upload, %d of %d bytes sent", len(whole) // 2, len(whole))
+                os.kill(os.getpid(), signal.SIGKILL)
+                yield whole[len(whole) // 2 :]
+
+            kwargs["data"] = half_then_die()
+        return await send(method, path, *args, **kwargs)
+
+    fs._call = call
 
 
 @worker_process_init.connect
