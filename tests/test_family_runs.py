@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from test_report_html import _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
+from bqx_queue.analysis.families import feature_family
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
 from bqx_queue.run import run_parallel_testing
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.integration
 PAIRS = ("eurusd", "gbpusd", "usdjpy", "audusd", "eurgbp", "eurjpy", "gbpjpy", "audnzd")
 # 20 days: enough held-out rows for the planted features to be confirmed (10 days confirm few)
 SPEC = WarehouseSpec(pairs=PAIRS, days=20, features_per_pair=40, seed=11, planted_share=0.75)
+STRIP = load_settings().family_strip_tokens
 HORIZONS = (15, 30)  # every planted signal carries information at both
 
 
@@ -119,3 +121,19 @@ def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):
     assert report["families"]["significant"] == 0
     assert not any(c["significant"] for c in report["families"]["cells"])
     assert report["families"]["tests"] > 0
+
+
+def test_the_demo_warehouse_plants_the_same_families_in_three_quarters_of_the_pairs(tmp_path):
+    # `bqx demo`'s warehouse, made smaller (2 days, 40 features): the same families in 21 of 28 pairs
+    from bqx_queue.cli import DEMO_WAREHOUSE
+    from bqx_queue.universe import PAIRS as ALL_PAIRS
+
+    spec = WarehouseSpec(**(DEMO_WAREHOUSE | {"days": 2, "features_per_pair": 40}))
+    assert spec.pairs == tuple(ALL_PAIRS)
+    manifest = build_warehouse(tmp_path / "demo.duckdb", spec)
+    families = manifest["planted_families"]
+    assert len(families) >= 2 and {len(f["pairs"]) for f in families.values()} == {21}
+    for family, planted in families.items():
+        for pair in planted["pairs"]:  # each sharing pair has a planted feature of the family
+            planted_families = {feature_family(f, STRIP) for f in manifest["pairs"][pair]["planted"]}
+            assert family in planted_families, (family, pair)

@@ -124,6 +124,16 @@ def test_on_duplicate_timestamps_fail_stops_the_pair_naming_the_tables(export):
     assert "bqx_features.reg_eurusd (6 timestamps, 7 extra rows)" in message
     assert "bqx_features.mom_eurusd (5 timestamps, 5 extra rows)" in message
     assert "bqx_analytics.targets_eurusd" in message and "vol_eurusd" not in message
+    # in a run: that pair fails with the message in its summary and the report, and the other goes on
+    settings = fast_settings(export, on_duplicate_timestamps="fail")
+    store = write_manifest(settings, plan_run(settings, list(PAIRS)))
+    for pair in PAIRS:
+        execute_pair(store, pair)
+    report = json.loads(write_report(store).read_text())
+    status = {p["pair"]: (p["status"], p["error"]) for p in report["pairs"]}
+    assert status["eurusd"][0] == "failed" and "bqx_features.reg_eurusd (6 timestamps" in status["eurusd"][1]
+    assert [p for p, (state, _) in status.items() if state == "ok"] == [p for p in PAIRS if p != "eurusd"]
+    assert "bqx_features.reg_eurusd (6 timestamps" in (store.root / "report.md").read_text()
 
 
 @pytest.mark.integration
@@ -177,7 +187,7 @@ def test_a_pair_missing_a_whole_family_of_tables_is_analysed_with_what_it_has(ex
     assert other.summary["data_quality"]["missing_families"] == []
 
 
-@pytest.mark.unit
+@pytest.mark.integration  # it builds an export and analyses a pair
 def test_weekend_and_holiday_gaps_are_days_never_sampled(tmp_path):
     holiday = date(2024, 1, 15)
     export = build_export(tmp_path / "export", skip=(holiday,))

@@ -127,3 +127,19 @@ def test_warehouse_values_cannot_break_report_md() -> None:
 )
 def test_escape_markdown(value: object, escaped: str) -> None:
     assert escape_markdown(value) == escaped
+
+
+def test_a_flagged_horizon_is_marked_in_both_reports() -> None:
+    # a run's flags depend on its data; this report has one whatever any run gives
+    report = _report()
+    interval = {"estimate": 0.45, "low": 0.41, "high": 0.49}
+    report["confirmation"]["flagged_horizons"] = [
+        {"pair": "eurusd", "horizon": 15, "reason": "held-out AUC 0.450 (95% CI 0.410 to 0.490) is below the "
+         "baseline's 0.5", "auc": interval, "log_loss_gain": {"estimate": -0.02, "low": -0.03, "high": -0.01}},
+    ]  # fmt: skip
+    jsonschema.validate(report, report_schema())
+    model = Report.model_validate(report)
+    markdown = render_markdown(model)
+    assert "**FLAGGED** eurusd h15: held-out AUC 0.450" in markdown
+    page = _Page(render_html(model, _manifest()))
+    assert "FLAGGED" in "\n".join(page.text)

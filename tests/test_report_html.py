@@ -59,7 +59,7 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     assert "<script" not in page and "@import" not in page and "url(http" not in page
     assert page.count("<svg") >= 5  # cost, heatmap, stable across pairs, SHAP (per horizon), timeline
 
-    for title in ("Cost per pair", "Stable features: pairs x horizons", "Features stable across most pairs",
+    for title in ("Cost per pair", "Stable features: pairs x horizons", "Features stable in the most pair-horizons",
                   "SHAP: top features per horizon", "Timeline: pair tasks per worker process"):  # fmt: skip
         assert title in page
     # every pair in the cost table and the heatmap, with the process that ran it
