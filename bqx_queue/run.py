@@ -115,19 +115,18 @@ def plan_run(
     cache = ExtractCache(settings) if in_use(settings, run_id) else None
 
     def priced(queries: list[QueryPlan], cached: list[QueryPlan]) -> list[CostEstimate]:
-        """Return each query's estimate; nothing for one whose rows are in the extract cache."""
+        """Return each query's estimate; $0 and not sent for one whose rows (keyed as `cached`,
+        the same queries as the fetch plans them) are in the extract cache."""
         estimates = [source.estimate(query, days, settings) for query in queries]
         if cache is None or len(cached) != len(queries):
             return estimates
         covered = [cache.covers(source, query, days) for query in cached]
         return [cached_estimate(e) if hit else e for e, hit in zip(estimates, covered, strict=True)]
 
-    estimates = {
-        pair: billing.combined_estimate(
-            priced([plan, *parts[pair]], cache_keyed_plans(source, catalog, pair, settings, run_id, once))
-        )
-        for pair, plan in plans.items()
-    }
+    estimates = {}
+    for pair, plan in plans.items():
+        keyed = cache_keyed_plans(source, catalog, pair, settings, run_id, once) if cache else []
+        estimates[pair] = billing.combined_estimate(priced([plan, *parts[pair]], keyed))
     shared_plans = plan_shared_tables(catalog, settings) if once else []
     shared = priced(list(shared_plans), list(shared_plans))
     everything = list(estimates.values()) + shared
