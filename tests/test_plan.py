@@ -113,23 +113,31 @@ def test_frame_holds_float32_features_and_the_sampled_days_only(small_warehouse)
     assert "regime_usdjpy__regime_state" in frame.strings
 
 
-@pytest.mark.integration
-def test_local_parts_return_exactly_the_one_statement_rows(small_warehouse, monkeypatch):
-    import bqx_queue.warehouse.duckdb_source as duckdb_source
-
-    source = DuckDBSource(small_warehouse)
+def _one_statement(warehouse):
+    """Return eurusd's source, settings, plan, first two days and its frame read as one statement."""
+    source = DuckDBSource(warehouse)
     settings = load_settings()
     plan = plan_pair("eurusd", source.catalog(), settings)
     days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_eurusd")))[:2]
-    whole = read_pair_frame([source.fetch(plan, days)], plan, capacity=10)
-    monkeypatch.setattr(duckdb_source, "PART_TABLES", 3)
-    parts = source.fetch_plan("eurusd", plan, settings, days)
-    assert len(parts) >= 5
-    split = read_pair_frame(parts, plan, capacity=10)
+    return source, settings, plan, days, read_pair_frame([source.fetch(plan, days)], plan, capacity=10)
+
+
+def _assert_same_rows(split, whole) -> None:
     assert np.array_equal(split.times, whole.times)
     width = len(whole.numeric_names)  # the spare columns for string encodings are not data
     assert np.array_equal(split.numeric[:, :width], whole.numeric[:, :width], equal_nan=True)
     assert split.targets.equals(whole.targets)
+
+
+@pytest.mark.integration
+def test_local_parts_return_exactly_the_one_statement_rows(small_warehouse, monkeypatch):
+    import bqx_queue.warehouse.duckdb_source as duckdb_source
+
+    source, settings, plan, days, whole = _one_statement(small_warehouse)
+    monkeypatch.setattr(duckdb_source, "PART_TABLES", 3)
+    parts = source.fetch_plan("eurusd", plan, settings, days)
+    assert len(parts) >= 5
+    _assert_same_rows(read_pair_frame(parts, plan, capacity=10), whole)
 
 
 @pytest.mark.integration
@@ -138,20 +146,13 @@ def test_a_pair_of_few_wide_tables_is_split_by_columns(small_warehouse, monkeypa
     # (20 own tables of 2,000 columns over 60 days); the columns per statement bound the groups too
     import bqx_queue.warehouse.duckdb_source as duckdb_source
 
-    source = DuckDBSource(small_warehouse)
-    settings = load_settings()
-    plan = plan_pair("eurusd", source.catalog(), settings)
-    days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_eurusd")))[:2]
-    whole = read_pair_frame([source.fetch(plan, days)], plan, capacity=10)
+    source, settings, plan, days, whole = _one_statement(small_warehouse)
     monkeypatch.setattr(duckdb_source, "PART_TABLES", len(plan.tables))  # "small" in tables
     assert len(source.fetch_plan("eurusd", plan, settings, days)) == 1
     monkeypatch.setattr(duckdb_source, "PART_COLUMNS", len(plan.features) // 3)  # but not in columns
     parts = source.fetch_plan("eurusd", plan, settings, days)
     assert len(parts) >= 3
-    split = read_pair_frame(parts, plan, capacity=10)
-    width = len(whole.numeric_names)
-    assert np.array_equal(split.numeric[:, :width], whole.numeric[:, :width], equal_nan=True)
-    assert split.targets.equals(whole.targets)
+    _assert_same_rows(read_pair_frame(parts, plan, capacity=10), whole)
 
 
 def _part(times: list[int], **columns: list) -> pa.RecordBatchReader:
