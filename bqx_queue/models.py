@@ -189,6 +189,9 @@ class FeatureVerdict(Record):
     lower_bound: float = Field(description="one-sided lower bound at level alpha / k")
     block_rows: int = Field(ge=1)
     confirmed: bool
+    day_effects: list[float] | None = Field(
+        default=None, description="the effect summed over each held-out day's rows (Confirmation.heldout_days)"
+    )
 
 
 class Confirmation(Record):
@@ -212,6 +215,12 @@ class Confirmation(Record):
     model_beats_baseline: bool
     flagged: bool
     flag_reason: str | None
+    heldout_days: list[date] | None = Field(
+        default=None, description="calendar days of the held-out rows, in order (absent in older summaries)"
+    )
+    heldout_day_rows: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, description="held-out rows on each of heldout_days"
+    )
 
 
 class Substitutes(Record):

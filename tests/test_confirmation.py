@@ -145,3 +145,17 @@ def test_without_stable_features_the_model_is_the_baseline():
     assert verdict["k"] == 0 and verdict["features"] == [] and not verdict["flagged"]
     assert verdict["auc"] == {"estimate": 0.5, "low": 0.5, "high": 0.5}
     assert verdict["log_loss_gain"]["estimate"] == pytest.approx(0.0)
+
+
+def test_confirmation_keeps_each_features_effect_per_held_out_day():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(900)
+    up = x + rng.standard_normal(900) > 0
+    folds = _folds(x[:, None].astype(np.float32), up, 600, 2, 60)
+    days = np.repeat(np.array(["2024-03-05", "2024-03-04", "2024-03-06"], dtype="datetime64[D]"), [100, 120, 80])
+    verdict = confirm_horizon(folds, ["x"], 60, _params(), days)
+    assert verdict["heldout_days"] == ["2024-03-04", "2024-03-05", "2024-03-06"]
+    assert verdict["heldout_day_rows"] == [120, 100, 80]
+    [feature] = verdict["features"]
+    assert sum(feature["day_effects"]) / 300 == pytest.approx(feature["effect"])
+    assert "heldout_days" not in confirm_horizon(folds, ["x"], 60, _params())

@@ -198,11 +198,30 @@ def permutation_effects(fold: HeldOutFold, repeats: int, rng: np.random.Generato
     return probability, effects
 
 
-def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams) -> dict[str, Any]:
+def day_sums(per_row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the distinct days in order, the rows on each, and the (days, m) column sums of
+    (n, m) `per_row` per day, for `days` the calendar day of each row.
+
+    >>> days = np.array(["2024-01-02", "2024-01-02", "2024-01-03"], dtype="datetime64[D]")
+    >>> labels, rows, sums = day_sums(np.array([[1.0], [2.0], [4.0]]), days)
+    >>> [str(d) for d in labels], rows.tolist(), sums.tolist()
+    (['2024-01-02', '2024-01-03'], [2, 1], [[3.0], [4.0]])
+    """
+    labels, day_of_row = np.unique(days, return_inverse=True)
+    sums = np.zeros((len(labels), per_row.shape[1]))
+    np.add.at(sums, day_of_row, per_row)
+    return labels, np.bincount(day_of_row, minlength=len(labels)), sums
+
+
+def confirm_horizon(
+    folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams, days: np.ndarray | None = None
+) -> dict[str, Any]:
     """Return the horizon's held-out verdicts (JSON-serialisable): per stable feature its
     permutation effect, 95% interval, Bonferroni lower bound and whether it is confirmed; the
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is
-    flagged.
+    flagged. With `days` (the calendar day of each held-out row, in fold order) each feature's
+    effect is also given summed per day (`day_effects`, over `heldout_days` and their
+    `heldout_day_rows`).
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
     lower bound of its effect at level alpha / k is above zero) and that the model beats the
@@ -265,6 +284,7 @@ def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, para
             f"held-out log loss is worse than the baseline's by {-gain_estimate:.4f} (95% CI of the gain "
             f"{gain_low:.4f} to {gain_high:.4f})"
         )
+    by_day = day_sums(effects, days) if days is not None else None
     features = []
     for j, name in enumerate(names):
         effect, se, length = float(effects[:, j].mean()), float(effect_se[j]), int(feature_blocks[j])
@@ -282,7 +302,9 @@ def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, para
                 "confirmed": bool(lower_bound > 0 and beats_baseline),
             }
         )
-    return {
+        if by_day is not None:
+            features[-1]["day_effects"] = by_day[2][:, j].tolist()
+    verdicts = {
         "k": k,
         "alpha": params.alpha,
         "level": level,
@@ -300,3 +322,6 @@ def confirm_horizon(folds: list[HeldOutFold], names: list[str], block: int, para
         "flagged": bool(reasons),
         "flag_reason": "; ".join(reasons) or None,
     }
+    if by_day is not None:
+        verdicts |= {"heldout_days": [str(d) for d in by_day[0]], "heldout_day_rows": by_day[1].tolist()}
+    return verdicts

@@ -381,7 +381,10 @@ def _horizon_result(
         for (_, test), booster, up_rate in zip(folds, boosters, model.fold_up_rates, strict=True)
     ]
     confirm = ConfirmParams.from_settings(settings, prepared.pair, horizon)
-    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm)
+    # the calendar day of each held-out row: the report pools pairs by resampling the same days
+    heldout_rows = prepared.rows[np.concatenate([test for _, test in folds])]
+    days = prepared.times[heldout_rows].astype("datetime64[D]")
+    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, days)
     shap_top = []
     if model.booster is not None:
         shap_seed = seed_sequence(settings.seed, prepared.pair, Stream.SHAP, horizon)
