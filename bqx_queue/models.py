@@ -552,10 +552,30 @@ class ErrorAccounting(Record):
     pair_horizons: Count
 
 
+class PooledFamilyEffect(Record):
+    """A family's held-out effect pooled over the pairs where it had a stable member, and its
+    one-sided test of "pooled effect > 0" (analysis/pooled.py)."""
+
+    estimate: float = Field(description="mean increase in held-out log loss per row when the member is permuted")
+    low: float = Field(description="95% interval")
+    high: float
+    method: Literal["days", "worst-case correlation"] = Field(
+        description='"days": whole held-out days resampled jointly in every pair; "worst-case correlation": '
+        "summaries without days, standard errors added as if the pairs were perfectly correlated"
+    )
+    days: Count | None = Field(default=None, description="held-out days resampled")
+    pairs: list[str] = Field(description="pairs pooled: those with a stable member of the family")
+    positive: list[str] = Field(description="pooled pairs whose own estimate is above zero")
+    features: dict[str, str] = Field(description="pair -> the member pooled (its most frequently selected)")
+    p_value: Fraction
+    q_value: Fraction = Field(description="Benjamini-Yekutieli over every cell with a pooled test")
+    significant: bool
+
+
 class FamilyCell(Record):
     family: str
     horizon: int
-    k: int = Field(ge=1)
+    k: Count = Field(description="pairs in which a member is confirmed alone")
     n_pairs: Count
     pairs: list[str]
     members: dict[str, list[str]]
@@ -563,11 +583,23 @@ class FamilyCell(Record):
     p_value: Fraction
     q_value: Fraction
     significant: bool
+    pooled: PooledFamilyEffect | None = None
+
+
+class FamilyFinding(Record):
+    """A family found across pairs, once, with the horizons where it holds (analysis/family_findings.py)."""
+
+    family: str
+    horizons: list[int]
+    tested_horizons: list[int]
+    p_value: Fraction = Field(description="Bonferroni over the tested horizons' pooled p-values")
+    q_value: Fraction = Field(description="Benjamini-Yekutieli over the families tested")
 
 
 class FamiliesSection(Record):
     """Feature families confirmed in k of N pairs per horizon, p-values against chance at each
-    pair's error bound, Benjamini-Yekutieli FDR."""
+    pair's error bound, Benjamini-Yekutieli FDR; their held-out effects pooled over pairs, and the
+    families found counted once across horizons."""
 
     note: str
     strip_tokens: list[str]
@@ -576,8 +608,13 @@ class FamiliesSection(Record):
     tests: Count
     families: Count
     pairs: Count
-    significant: Count
+    significant: Count = Field(description="cells significant by the count test")
     cells: list[FamilyCell]
+    pooled_note: str | None = None
+    pooled_tests: Count | None = Field(default=None, description="cells with a pooled test")
+    pooled_significant: Count | None = Field(default=None, description="cells significant by the pooled test")
+    families_tested: Count | None = Field(default=None, description="families with a pooled test")
+    findings: list[FamilyFinding] | None = Field(default=None, description="families found, each once")
 
 
 class SubstituteCluster(Record):

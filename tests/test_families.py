@@ -66,13 +66,20 @@ def test_benjamini_yekutieli_matches_scipy():
     np.testing.assert_allclose(benjamini_yekutieli(p_values), false_discovery_control(p_values, method="by"))
 
 
+def _verdict(feature: str, effect: float) -> dict:
+    """A confirmed feature's held-out verdict: its effect with an interval over 10 blocks."""
+    return {"feature": feature, "effect": effect, "effect_low": effect / 2, "effect_high": 2 * effect,
+            "block_rows": 9, "confirmed": True}  # fmt: skip
+
+
 def _horizon(confirmed: dict[str, float], clusters: list[list[str]] | None = None, bound: float = 2.0) -> dict:
     return {
         "stable": [{"feature": f, "frequency": 1.0} for f in confirmed],
         "error_bound": bound,
         "confirmation": {
-            "features": [{"feature": f, "effect": e, "confirmed": True} for f, e in confirmed.items()],
+            "features": [_verdict(f, e) for f, e in confirmed.items()],
             "confirmed": list(confirmed),
+            "heldout_rows": 90,
         },
         "substitutes": {"level": 0.7, "clusters": clusters or [[f] for f in confirmed]},
     }

@@ -1,5 +1,6 @@
 """Across pairs: in how many pairs is a feature family confirmed at a horizon, and is that more
-than chance?
+than chance? And, pooled over the pairs where the family was stable, is its held-out effect
+above zero (analysis/pooled.py)?
 
 The unit is the family (analysis/families.py): `mom__mom_dir_45` is confirmed in pair P at
 horizon h when a confirmed feature of P at h belongs to it. Substitutes count once: of each
@@ -16,6 +17,12 @@ the p-value is P(K >= k). A confirmed selection is rarer than a stable one, so t
 are upper bounds and the p-values conservative. Benjamini-Yekutieli then controls the false
 discovery rate over every family x horizon tested, under any dependence between them (pairs
 share currencies, so their tests are dependent).
+
+The count throws away what each pair's held-out effect says short of a confirmation; the pooled
+test keeps it: per family x horizon, one effect pooled over every pair where a member was stable,
+with a p-value for "pooled effect > 0", and Benjamini-Yekutieli over every cell with a pooled
+test. Which cells get one depends only on the selection rows (a stable member somewhere), which
+the held-out rows do not overlap.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from bqx_queue.analysis.families import feature_family
+from bqx_queue.analysis.params import Stream, seed_sequence
+from bqx_queue.analysis.pooled import HeldOutEvidence, pooled_effect, pooled_members
 
 
 def poisson_binomial_tail(probabilities: list[float], k: int) -> float:
@@ -75,6 +84,7 @@ class FamilyCell:
     horizon: int
     members: dict[str, list[str]]  # pair -> its confirmed features of the family (counted once)
     chance: dict[str, float]  # pair -> probability the family is falsely selected there
+    evidence: dict[str, HeldOutEvidence]  # pair -> held-out effect of its pooled stable member
 
     @property
     def k(self) -> int:
@@ -99,8 +109,9 @@ def counted_features(horizon_result: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class FamilyCells:
-    """The cells where some pair confirmed the family, and how many family x horizon cells the
-    run tested (every family any pair has, at every horizon: k = 0 cells have p-value 1)."""
+    """The cells where some pair had a stable member of the family, and how many family x horizon
+    cells the count test covers (every family any pair has, at every horizon: k = 0 cells have
+    p-value 1)."""
 
     cells: list[FamilyCell]
     tests: int
@@ -108,23 +119,31 @@ class FamilyCells:
 
 
 def family_cells(pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...]) -> FamilyCells:
-    """Return the family x horizon cells of the ok pairs' summaries with k >= 1, and the test count.
+    """Return the family x horizon cells of the ok pairs' summaries where some pair had a stable
+    member (k >= 0 pairs confirmed it), and the count test's number of tests.
 
     A pair enters a cell's N when it was evaluated at the horizon and has the family (its summary's
-    `families`, or a confirmed member); only cells with k >= 1 are built, so a production-width run
-    (about 17,000 families x 7 horizons) stays small."""
+    `families`, or a confirmed member); only cells with a stable member are built, so a
+    production-width run (about 17,000 families x 7 horizons) stays small."""
     members: dict[tuple[str, int], dict[str, list[str]]] = defaultdict(dict)
+    evidence: dict[tuple[str, int], dict[str, HeldOutEvidence]] = defaultdict(dict)
     families: set[str] = set()
     for pair in pairs:
         families |= set(pair.get("families") or {})
         for horizon in horizons:
             result = pair["horizons"].get(str(horizon))
-            for feature in counted_features(result) if result is not None else []:
+            if result is None:
+                continue
+            for feature in counted_features(result):
                 family = feature_family(feature, strip_tokens)
                 families.add(family)
                 members[(family, horizon)].setdefault(pair["pair"], []).append(feature)
+            for family, pooled in pooled_members(result, strip_tokens).items():
+                families.add(family)
+                evidence[(family, horizon)][pair["pair"]] = pooled
     cells = []
-    for (family, horizon), found in sorted(members.items()):
+    for family, horizon in sorted(members.keys() | evidence.keys()):
+        found = members.get((family, horizon), {})
         chance = {}
         for pair in pairs:
             result = pair["horizons"].get(str(horizon))
@@ -133,12 +152,12 @@ def family_cells(pairs: list[dict[str, Any]], horizons: list[int], strip_tokens:
                 continue
             features_in_selection = max(1, int(pair.get("features_in_selection") or pair.get("features_usable") or 1))
             chance[pair["pair"]] = min(1.0, size * float(result["error_bound"]) / features_in_selection)
-        cells.append(FamilyCell(family, horizon, found, chance))
+        cells.append(FamilyCell(family, horizon, found, chance, evidence.get((family, horizon), {})))
     return FamilyCells(cells, len(families) * len(horizons), len(families))
 
 
 def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
-    """Return every cell with k >= 1 (JSON-serialisable, strongest first): k of N pairs, the
+    """Return every cell (JSON-serialisable, strongest first): k of N pairs, the
     null's expected count, the p-value P(K >= k), the Benjamini-Yekutieli adjusted value over
     all tested cells (those with k = 0 count with p-value 1), and whether it is significant at
     `fdr_level`."""
@@ -162,3 +181,39 @@ def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
         for cell, p, q in zip(cells, p_values, adjusted, strict=True)
     ]
     return sorted(rows, key=lambda r: (r["p_value"], -r["k"], r["family"], r["horizon"]))
+
+
+def pooled_tests(
+    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Return (family, horizon) -> the pooled test of every cell with a stable member
+    (JSON-serialisable): the pooled effect and its 95% interval, how it was pooled, the pairs
+    pooled, those with a positive estimate and the member each pooled, the one-sided p-value,
+    its Benjamini-Yekutieli adjusted value over these cells and whether it is significant.
+
+    Each cell resamples its days from its own stream (seed, family, horizon), so its result does
+    not depend on which other cells the run has."""
+    tested = [cell for cell in cells if cell.evidence]
+    effects = [
+        pooled_effect(list(c.evidence.values()), draws, seed_sequence(seed, c.family, Stream.POOLED, c.horizon))
+        for c in tested
+    ]
+    p_values = np.array([effect.p_value() for effect in effects])
+    adjusted = benjamini_yekutieli(p_values)
+    rows = {}
+    for cell, effect, p, q in zip(tested, effects, p_values, adjusted, strict=True):
+        low, high = effect.interval()
+        rows[(cell.family, cell.horizon)] = {
+            "estimate": effect.estimate,
+            "low": low,
+            "high": high,
+            "method": effect.method,
+            "days": effect.days,
+            "pairs": sorted(cell.evidence),
+            "positive": sorted(pair for pair, e in cell.evidence.items() if e.effect > 0),
+            "features": {pair: e.feature for pair, e in sorted(cell.evidence.items())},
+            "p_value": float(p),
+            "q_value": float(q),
+            "significant": bool(q <= fdr_level),
+        }
+    return rows

@@ -28,6 +28,7 @@ class Stream(IntEnum):
     CONFIRMATION = 2  # permutations and block-bootstrap draws of the held-out verdicts
     ERAS = 3  # reference features, halves and weights of the per-era selections
     SHAP = 4  # the held-out rows SHAP explains
+    POOLED = 5  # the held-out days a family's pooled effect resamples (keyed by family, not pair)
 
 
 class AnalysisParams(BaseModel):

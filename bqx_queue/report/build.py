@@ -40,6 +40,8 @@ from bqx_queue.warehouse.sql import DUPLICATE_RULE
 # reports of runs whose manifest predates the across-pair settings read the defaults
 DEFAULT_STRIP_TOKENS = Settings.model_fields["family_strip_tokens"].default
 DEFAULT_FDR = Settings.model_fields["family_fdr"].default
+DEFAULT_DRAWS = Settings.model_fields["confirmation_draws"].default
+DEFAULT_SEED = Settings.model_fields["seed"].default
 
 
 def report_schema() -> dict[str, Any]:
@@ -139,7 +141,12 @@ def across_pairs(ok: list[ReportPair], manifest: RunManifest) -> dict[str, Any]:
     return {
         "error_accounting": families.error_accounting(entries),
         "families": families.families_section(
-            entries, list(manifest.horizons), strip_tokens, float(settings.get("family_fdr", DEFAULT_FDR))
+            entries,
+            list(manifest.horizons),
+            strip_tokens,
+            float(settings.get("family_fdr", DEFAULT_FDR)),
+            int(settings.get("confirmation_draws", DEFAULT_DRAWS)),
+            int(settings.get("seed", DEFAULT_SEED)),
         ),
         "substitutes": families.substitutes_section(entries),
         "eras": families.eras_section(entries),

@@ -1,13 +1,15 @@
 """The report's answers across pairs: feature families confirmed in k of N pairs against a null
-with Benjamini-Yekutieli FDR, substitute clusters, era-dependent features, effect sizes per
-pair x horizon, and the run's error accounting (report.json; the templates show them)."""
+with Benjamini-Yekutieli FDR, their held-out effects pooled over pairs and the families found,
+substitute clusters, era-dependent features, effect sizes per pair x horizon, and the run's error
+accounting (report.json; the templates show them)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bqx_queue.analysis.across_pairs import family_cells, family_tests
+from bqx_queue.analysis.across_pairs import family_cells, family_tests, pooled_tests
 from bqx_queue.analysis.families import feature_family
+from bqx_queue.analysis.family_findings import family_findings
 
 FAMILY_NOTE = (
     "A family is a feature name without its pair and currency tokens (setting family_strip_tokens): "
@@ -20,6 +22,18 @@ FAMILY_NOTE = (
     "stable ones). Significant: Benjamini-Yekutieli adjusted p-value (q) at or below the FDR level, over every "
     "family x horizon tested."
 )
+POOLED_NOTE = (
+    "Pooled: per family x horizon, the held-out effect (mean increase in held-out log loss when the column is "
+    "permuted) over every pair where the family had a stable member, its most frequently selected member in "
+    "each (a rule fixed on the selection rows, which the held-out rows do not overlap). The 95% interval and the "
+    "one-sided p-value for an effect above zero come from resampling whole held-out days, the same days in every "
+    "pair, so pairs that move together on a day count as the evidence they are, not as independent pairs; "
+    "summaries without days are combined as if the pairs were perfectly correlated. The interval covers the "
+    "held-out days given the fold models (not selection or training). Significant: Benjamini-Yekutieli q at or "
+    "below the FDR level over every cell with a pooled test. Families found: a family is one finding whatever "
+    "its horizons (Bonferroni over its horizons, Benjamini-Yekutieli over families), listed with the horizons "
+    "where it holds."
+)
 ERA_NOTE = (
     "Each confirmed feature's selection frequency per era (calendar years when the sample spans two or more, "
     "else equal stretches of sampled days), from a small stability selection per era over all its rows: the "
@@ -30,11 +44,20 @@ ERA_NOTE = (
 
 
 def families_section(
-    pairs: list[dict[str, Any]], horizons: list[int], strip_tokens: tuple[str, ...], fdr_level: float
+    pairs: list[dict[str, Any]],
+    horizons: list[int],
+    strip_tokens: tuple[str, ...],
+    fdr_level: float,
+    draws: int,
+    seed: int,
 ) -> dict[str, Any]:
-    """Return report.json's `families`: every family x horizon with k >= 1, and the test count."""
+    """Return report.json's `families`: every family x horizon where some pair had a stable
+    member, with its count test and pooled test (strongest pooled evidence first), the test
+    counts, and the families found counted once across horizons."""
     found = family_cells(pairs, horizons, strip_tokens)
-    rows = family_tests(found, fdr_level)
+    pooled = pooled_tests(found.cells, fdr_level, draws, seed)
+    rows = [row | {"pooled": pooled.get((row["family"], row["horizon"]))} for row in family_tests(found, fdr_level)]
+    findings, families_tested = family_findings(pooled, fdr_level)
     return {
         "note": FAMILY_NOTE,
         "strip_tokens": list(strip_tokens),
@@ -44,7 +67,12 @@ def families_section(
         "families": found.families,
         "pairs": len(pairs),
         "significant": sum(r["significant"] for r in rows),
-        "cells": rows,
+        "cells": sorted(rows, key=lambda r: (r["pooled"]["p_value"] if r["pooled"] else 1.0, r["p_value"], -r["k"])),
+        "pooled_note": POOLED_NOTE,
+        "pooled_tests": len(pooled),
+        "pooled_significant": sum(r["significant"] for r in pooled.values()),
+        "families_tested": families_tested,
+        "findings": findings,
     }
 
 

@@ -72,8 +72,9 @@ def stable_heatmap(report: Report) -> Markup:
 
 
 def families_heatmap(report: Report) -> Markup | None:
-    """Return the family x horizon heatmap of k, significant cells outlined and starred (None when
-    no family was confirmed)."""
+    """Return the family x horizon heatmap of k, the cells significant across pairs outlined and
+    starred (by the pooled test; by the count test in reports written before it), or None when
+    no family had a stable member."""
     section = report.families
     if section is None or not section.cells:
         return None
@@ -84,22 +85,31 @@ def families_heatmap(report: Report) -> Markup | None:
     shown = shown[:FAMILIES_SHOWN]
     columns = [f"h{h}" for h in report.run.horizons]
     values: dict[tuple[str, str], float | None] = {(f, c): 0 for f in shown for c in columns}
-    tips: dict[tuple[str, str], str] = {(f, c): f"{f} {c}: confirmed in no pair" for f in shown for c in columns}
+    tips: dict[tuple[str, str], str] = {(f, c): f"{f} {c}: stable in no pair" for f in shown for c in columns}
     marked = set()
     for cell in section.cells:
         key = (cell.family, f"h{cell.horizon}")
         if cell.family not in shown:
             continue
         values[key] = cell.k
+        pooled = cell.pooled
+        significant = cell.significant if pooled is None else pooled.significant
         tips[key] = (
-            f"{cell.family} h{cell.horizon}: confirmed in {cell.k} of {cell.n_pairs} pairs "
+            f"{cell.family} h{cell.horizon}: confirmed alone in {cell.k} of {cell.n_pairs} pairs "
             f"({', '.join(cell.pairs)}); expected under the null {cell.expected_under_null:.2f}; "
-            f"p {cell.p_value:.3g}, BY q {cell.q_value:.3g}" + ("; SIGNIFICANT" if cell.significant else "")
+            f"count p {cell.p_value:.3g}, BY q {cell.q_value:.3g}"
         )
-        if cell.significant:
+        if pooled is not None:
+            tips[key] += (
+                f"; pooled effect over {len(pooled.pairs)} pairs {pooled.estimate:+.4f} "
+                f"[{pooled.low:+.4f}, {pooled.high:+.4f}], positive in {len(pooled.positive)}; "
+                f"pooled p {pooled.p_value:.3g}, BY q {pooled.q_value:.3g}"
+            )
+        if significant:
+            tips[key] += "; SIGNIFICANT"
             marked.add(key)
     longest = max(len(f) for f in shown)
-    return heatmap(shown, columns, values, "Pairs in which each family is confirmed (* significant at the FDR level)",
+    return heatmap(shown, columns, values, "Pairs in which each family is confirmed alone (* significant across pairs)",
                    tips, marked=marked, left=min(360, 12 + 7 * longest))  # fmt: skip
 
 

@@ -1,0 +1,142 @@
+"""Pooled held-out evidence: one effect per family and horizon from every pair where the family
+had a stable member, with an interval and a p-value that stay valid when pairs are correlated.
+
+A family whose effect is real but small in every pair is confirmed in few pairs alone (each pair's
+verdict is a Bonferroni yes/no over a few wide bootstrap blocks); its positive estimates in many
+pairs are evidence that adds up. Each pair's confirmation measures, per stable feature, the mean
+increase in held-out log loss when the column is permuted (analysis/confirmation.py), and keeps
+it summed per calendar day beside the day's row count. The pooled effect is the mean per-row
+effect over every pooled pair's held-out rows (pairs weigh by their held-out rows, nearly equal
+within a run).
+
+Dependence: a run samples the same days for every pair, so the pairs' held-out rows fall on the
+same days, and pairs sharing a currency (or the same news) move together day by day. The interval
+comes from a bootstrap of whole days, the same resampled days in every pair, so whatever
+dependence the pairs have within a day is kept: two pairs with identical day effects have the
+interval of one. Days are the unit because a run's days are spread over the history (one per
+stratum): the labels' overlap and most of a feature's persistence stay within a day. With D days
+the bootstrap's variance of a mean of D units is (D - 1) / D of the unbiased one, so its standard
+error is scaled by sqrt(D / (D - 1)); interval and p-value use Student t with D - 1 degrees of
+freedom. The p-value is one-sided, for "pooled effect > 0".
+
+Which member, and why the test is not biased by picking it: per pair the family's stable member
+with the highest selection frequency (ties: the first name), a rule fixed on the selection rows
+before any held-out effect is seen (the largest of several held-out effects would be biased
+upward). Conditioning on stability is no bias either: the held-out rows are disjoint from the
+rows selection read, and a purge gap apart.
+
+Summaries written before the per-day record have each feature's effect and 95% interval only.
+A cell with such a pair falls back to a combination valid under any correlation: the row-weighted
+mean of the pairs' effects, with the row-weighted mean of their standard errors as its standard
+error (the standard deviation of a weighted sum is at most the weighted sum of the standard
+deviations, with equality at correlation 1) and Student t at the smallest of their degrees of
+freedom: exact for perfectly correlated pairs, conservative by up to sqrt(N) for independent ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import t as student_t
+
+from bqx_queue.analysis.families import feature_family
+
+DAYS = "days"
+WORST_CASE = "worst-case correlation"
+
+
+@dataclass(frozen=True)
+class HeldOutEvidence:
+    """One pair's held-out effect of the family member it pools, from its confirmation."""
+
+    feature: str
+    effect: float  # mean over the pair's held-out rows
+    standard_error: float  # the pair's block bootstrap, read back from its 95% interval
+    dof: int  # blocks per resample - 1, as the pair's interval used
+    rows: int
+    days: dict[str, tuple[int, float]] | None  # held-out day -> (rows, summed effect); None: an older summary
+
+
+def _evidence(confirmation: dict[str, Any], verdict: dict[str, Any]) -> HeldOutEvidence:
+    rows = int(confirmation["heldout_rows"])
+    dof = max(1, math.ceil(rows / int(verdict["block_rows"])) - 1)
+    standard_error = (verdict["effect_high"] - verdict["effect_low"]) / (2 * float(student_t.ppf(0.975, dof)))
+    days = None
+    if verdict.get("day_effects") is not None and confirmation.get("heldout_days") is not None:
+        rows_by_day = zip(confirmation["heldout_days"], confirmation["heldout_day_rows"], strict=True)
+        days = {str(d): (int(n), float(e)) for (d, n), e in zip(rows_by_day, verdict["day_effects"], strict=True)}
+    return HeldOutEvidence(verdict["feature"], float(verdict["effect"]), standard_error, dof, rows, days)
+
+
+def pooled_members(horizon_result: dict[str, Any], strip_tokens: tuple[str, ...]) -> dict[str, HeldOutEvidence]:
+    """Return family -> the held-out evidence of the pair-horizon's member it pools: of the
+    family's stable features with a verdict, the one with the highest selection frequency."""
+    confirmation = horizon_result.get("confirmation") or {}
+    verdicts = {v["feature"]: v for v in confirmation.get("features", [])}
+    frequency = {s["feature"]: float(s["frequency"]) for s in horizon_result.get("stable", [])}
+    chosen: dict[str, str] = {}
+    for feature in sorted(verdicts, key=lambda f: (-frequency.get(f, 0.0), f)):
+        chosen.setdefault(feature_family(feature, strip_tokens), feature)
+    return {family: _evidence(confirmation, verdicts[feature]) for family, feature in chosen.items()}
+
+
+@dataclass(frozen=True)
+class PooledEffect:
+    """A family's held-out effect pooled over pairs, with its standard error."""
+
+    estimate: float
+    standard_error: float
+    dof: int
+    method: str  # DAYS or WORST_CASE
+    days: int | None  # days resampled (DAYS)
+
+    def interval(self) -> tuple[float, float]:
+        """Return the 95% interval: estimate -/+ t(0.975, dof) x standard error."""
+        half = float(student_t.ppf(0.975, self.dof)) * self.standard_error
+        return self.estimate - half, self.estimate + half
+
+    def p_value(self) -> float:
+        """Return the one-sided p-value for "pooled effect > 0"."""
+        if self.standard_error == 0:
+            return 0.0 if self.estimate > 0 else 1.0
+        return float(student_t.sf(self.estimate / self.standard_error, self.dof))
+
+
+def day_bootstrap(by_day: list[dict[str, tuple[int, float]]], draws: int, rng: np.random.Generator) -> PooledEffect:
+    """Return the row-weighted mean effect over every pair's held-out days, its standard error
+    from resampling whole days (the same days in every pair), scaled by sqrt(D / (D - 1))."""
+    days = sorted(set().union(*by_day))
+    index = {day: i for i, day in enumerate(days)}
+    rows, effects = np.zeros(len(days)), np.zeros(len(days))
+    for pair_days in by_day:
+        for day, (n, total) in pair_days.items():
+            rows[index[day]] += n
+            effects[index[day]] += total
+    count = len(days)
+    picks = rng.integers(0, count, size=(draws, count)) + count * np.arange(draws)[:, None]
+    weights = np.bincount(picks.ravel(), minlength=draws * count).reshape(draws, count)
+    replicates = weights @ effects / (weights @ rows)
+    standard_error = float(replicates.std(ddof=1)) * math.sqrt(count / (count - 1))
+    return PooledEffect(float(effects.sum() / rows.sum()), standard_error, count - 1, DAYS, count)
+
+
+def worst_case_combination(evidence: list[HeldOutEvidence]) -> PooledEffect:
+    """Return the row-weighted mean of the pairs' effects with the row-weighted mean of their
+    standard errors: valid whatever the pairs' correlation."""
+    weights = np.array([e.rows for e in evidence], dtype=np.float64)
+    weights /= weights.sum()
+    estimate = float(weights @ np.array([e.effect for e in evidence]))
+    standard_error = float(weights @ np.array([e.standard_error for e in evidence]))
+    return PooledEffect(estimate, standard_error, min(e.dof for e in evidence), WORST_CASE, None)
+
+
+def pooled_effect(evidence: list[HeldOutEvidence], draws: int, seed: np.random.SeedSequence) -> PooledEffect:
+    """Return the pairs' pooled held-out effect: by resampling days when every pair kept its days
+    and there are two or more, else by the worst-case combination."""
+    by_day = [e.days for e in evidence if e.days is not None]
+    if len(by_day) == len(evidence) and len(set().union(*by_day)) >= 2:
+        return day_bootstrap(by_day, draws, np.random.default_rng(seed))
+    return worst_case_combination(evidence)
