@@ -39,14 +39,15 @@ def _usage() -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
-def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, Any]) -> None:
+def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, out: dict[str, Any]) -> None:
+    from bqx_queue.analysis.basis import BasisParams, basis_memory
     from bqx_queue.analysis.pair import process_pair_all_horizons
     from bqx_queue.analysis.width import plan_memory
     from bqx_queue.config import load_settings
     from bqx_queue.store import RunStore
     from bqx_queue.warehouse.source import open_source
 
-    settings = load_settings(warehouse=warehouse, selection_pairs=pairs)
+    settings = load_settings(warehouse=warehouse, selection_pairs=pairs, selection_basis=basis)
     started = time.perf_counter()
     source = open_source(settings, threads=threads)
     result = process_pair_all_horizons(pair, settings, source=source, threads=threads)
@@ -57,13 +58,28 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
     cpu, peak = _usage()
     summary = result.summary
     truth = open_source(settings).manifest()["pairs"][pair]
-    found = wanted = others = 0
+    # per shape (linear, or a nonlinear kind): informative pair-horizons, stable, confirmed
+    found: dict[str, list[int]] = {"linear": [0, 0, 0], "nonlinear": [0, 0, 0]}
+    others = others_confirmed = 0
     for horizon, entry in summary["horizons"].items():
         stable = {s["feature"] for s in entry["stable"]}
-        informative = set(truth["horizons"][horizon]["informative"])
-        found, wanted = found + len(stable & informative), wanted + len(informative)
+        confirmed = set(entry["confirmation"]["confirmed"])
+        for feature in truth["horizons"][horizon]["informative"]:
+            counts = found["linear" if truth.get("shapes", {}).get(feature, "linear") == "linear" else "nonlinear"]
+            counts[0] += 1
+            counts[1] += feature in stable
+            counts[2] += feature in confirmed
         others += len(stable - set(truth["planted"]))
-    out.update(recall=f"{found}/{wanted}", not_planted=others)
+        others_confirmed += len(confirmed - set(truth["planted"]))
+    out.update(
+        recall=f"{found['linear'][1] + found['nonlinear'][1]}/{found['linear'][0] + found['nonlinear'][0]}",
+        found=found,
+        not_planted=others,
+        not_planted_confirmed=others_confirmed,
+    )
+    extra_columns, basis_bytes = basis_memory(
+        summary["rows"], summary["features_usable"], BasisParams.from_settings(settings)
+    )
     out.update(
         wall_s=wall, cpu_s=cpu, peak_rss_bytes=peak, rows=summary["rows"], features=summary["features_tested"],
         timings=summary["timings"], stable={h: len(r["stable"]) for h, r in summary["horizons"].items()},
@@ -71,7 +87,8 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, out: dict[str, 
         storage=summary["gram_storage"], width=summary["features_usable"],
         bound=sum(r["error_bound"] for r in summary["horizons"].values()),
         predicted=plan_memory(
-            summary["rows"], summary["features_usable"], settings.selection_blocks, settings.memory_budget_bytes, None
+            summary["rows"], summary["features_usable"], settings.selection_blocks, settings.memory_budget_bytes, None,
+            extra_columns, basis_bytes,
         ).peak_bytes,
     )  # fmt: skip
 
@@ -166,13 +183,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--baseline-fits", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--compare-linear",
+        action="store_true",
+        help="also run each width with selection_basis=linear (the selection before the nonlinear basis), "
+        "interleaved: linear, nonlinear",
+    )
     args = parser.parse_args()
     rows = []
     for features in [int(w) for w in args.features.split(",")]:
         warehouse = warehouse_for(features, args.days, args.pair)
-        ours = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads)
+        if args.compare_linear:
+            linear = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "linear")
+            print(
+                f"{features:,} features, linear basis: wall {linear['wall_s']:.1f} s, peak RSS "
+                f"{linear['peak_rss_bytes'] / GIB:.2f} GiB, steps (s): {json.dumps(linear['timings'])}; found "
+                f"(informative, stable, confirmed) {json.dumps(linear['found'])}"
+            )
+        ours = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "nonlinear")
         reference = _in_child(ssyrk_reference, ours["rows"], ours["width"], args.threads)
         ours |= reference
+        if args.compare_linear:
+            ours["linear_wall_s"] = linear["wall_s"]
         rows.append(ours)
         print(
             f"{features:,} features: {ours['rows']:,} rows x {ours['features']:,} tested, {ours['width']:,} usable, "
@@ -190,8 +222,12 @@ def main() -> None:
         print(f"  stable features per horizon: {json.dumps(ours['stable'])} (sum of error bounds {ours['bound']:.1f})")
         print(
             f"  planted features found where they carry signal: {ours['recall']}; "
-            f"selected but not planted: {ours['not_planted']}"
+            f"selected but not planted: {ours['not_planted']}, of them confirmed: {ours['not_planted_confirmed']}"
         )
+        for shape, (informative, stable, confirmed) in ours["found"].items():
+            print(f"  {shape} planted: {informative} informative pair-horizons, {stable} stable, {confirmed} confirmed")
+        if "linear_wall_s" in ours:
+            print(f"  wall / wall with the linear basis: {ours['wall_s'] / ours['linear_wall_s']:.2f}")
     print()
     print("| features | in selection | Grams | wall s | peak RSS GiB | plan GiB | ssyrk s | wall / ssyrk | recall |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---|")

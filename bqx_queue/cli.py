@@ -261,7 +261,9 @@ def _warehouse_build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path = Path(args.path or settings.warehouse)
+    strengths = {k: v for k in ("signal_r2", "nonlinear_r2") if (v := getattr(args, k)) is not None}
     spec = WarehouseSpec(
+        **strengths,
         pairs=tuple(resolve_pairs(args.pairs)),
         days=args.days,
         features_per_pair=args.features_per_pair,
@@ -409,6 +411,16 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--days", type=int, default=DEMO_WAREHOUSE["days"], help="weekdays of 1-minute bars")
     build.add_argument("--features-per-pair", type=int, default=DEMO_WAREHOUSE["features_per_pair"])
     build.add_argument("--seed", type=int, default=7)
+    build.add_argument(
+        "--signal-r2",
+        type=float,
+        help="share of the h45 target's variance the linear planted features explain together (default 0.5)",
+    )
+    build.add_argument(
+        "--nonlinear-r2",
+        type=float,
+        help="share each nonlinear kind (threshold, square, product, gate) adds (default 0.08); 0 plants none",
+    )
     build.add_argument("--null-fraction", type=float, default=0.0)
     build.add_argument("--decoy-correlation", type=float, default=None)
     build.add_argument("--no-signal", action="store_true", help="plant nothing: every feature is noise")

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     selection_blocks: int = Field(12, ge=4, le=64)
     selection_weakness: float = Field(0.5, gt=0, le=1)
     selection_method: Literal["lar", "lightgbm"] = "lar"  # base selector: Gram LAR or LightGBM gain
+    # LAR's columns: every feature's linear column, plus nonlinear ones (|x|, products, gates) chosen
+    # per pair by binned statistics (analysis/basis.py); "linear" gives the linear columns alone
+    selection_basis: Literal["nonlinear", "linear"] = "nonlinear"
+    nonlinear_bins: int = Field(8, ge=3, le=64)  # quantile bins per feature of the binned statistics
+    nonlinear_shapes: int = Field(16, ge=0)  # |x| columns a half may choose: a line explains least of their binned fit
+    nonlinear_members: int = Field(24, ge=0)  # members from the all-pairs scan, and as many most heteroscedastic
+    nonlinear_pairs: int = Field(16, ge=0)  # product and gate columns a half may choose: its best member x partner
+    # a half's nonlinear column must stand out of the bulk of its statistic by this robust z (MAD units)
+    nonlinear_min_z: float = Field(5.0, ge=0)
     # features entering selection; None: as many as the memory budget holds beside the matrix
     selection_max_features: int | None = Field(None, ge=2)
     scratch_dir: Path | None = None  # where a pair's matrix waits during selection (system temp by default)

@@ -164,8 +164,13 @@ class Metrics(Record):
 
 
 class StableFeature(Record):
+    """A stable feature, and how selection saw it: the shape of the basis column that entered it
+    most often (analysis/basis.py) and, for a product or gate, the other feature of the pair."""
+
     feature: str
     frequency: Fraction
+    shape: Literal["linear", "absolute", "product", "gate"] = "linear"
+    partner: str | None = None
 
 
 class ShapFeature(Record):
@@ -273,6 +278,9 @@ class HorizonResult(Record):
     q: int = Field(ge=1)
     threshold: float = Field(gt=0.5, le=1)
     fits: int = Field(ge=1)
+    features_per_fit: float | None = Field(
+        None, ge=0, description="mean features a fit selected (a pair column selects both): the bound's q"
+    )
     error_bound: float = Field(ge=0)
     metrics: HorizonMetrics
     confirmation: Confirmation | None = None

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
 
+from bqx_queue.analysis.basis import BasisParams, basis_memory
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
 from bqx_queue.config import HOST_SETTINGS, Settings, load_settings, run_settings
 from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
@@ -193,8 +194,15 @@ def refuse_if_too_wide(
     per-child cap, so no worker has to find out."""
     features = features + [f for part in parts for f in part.features]
     width = sum(1 if f.type in NUMERIC_TYPES else 1 + MAX_STRING_LEVELS for f in features)
+    extra_columns, basis_bytes = basis_memory(rows, width, BasisParams.from_settings(settings))
     peak = plan_memory(
-        rows, width, settings.selection_blocks, settings.memory_budget_bytes, settings.selection_max_features
+        rows,
+        width,
+        settings.selection_blocks,
+        settings.memory_budget_bytes,
+        settings.selection_max_features,
+        extra_columns,
+        basis_bytes,
     )
     cap = settings.worker_max_memory_per_child_kib * 1024
     if peak.peak_bytes > cap:

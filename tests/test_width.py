@@ -92,7 +92,8 @@ def test_a_pair_wider_than_its_budget_is_screened_to_fit_and_finds_its_signal(wi
     stable = {s["feature"] for s in summary["horizons"]["15"]["stable"]}
     assert informative and informative <= stable
     h15 = summary["horizons"]["15"]
-    assert h15["error_bound"] == pytest.approx(h15["q"] ** 2 / (0.6 * entered), abs=1e-3)  # over those that entered
+    # over those that entered, with q the features a fit selected (a pair column selects both of its)
+    assert h15["error_bound"] == pytest.approx(h15["features_per_fit"] ** 2 / (0.6 * entered), abs=1e-3)
 
 
 @pytest.mark.integration
@@ -119,23 +120,3 @@ def test_a_wide_pair_that_fits_is_planned_with_every_feature(wide_warehouse):
     plan = manifest.plans["eurusd"]
     assert plan.predicted_peak_bytes < 8 * GIB
     assert plan.features_in_selection >= plan.columns  # at 8 GiB every column enters selection
-
-
-@pytest.mark.unit
-def test_marginal_strength_is_the_largest_absolute_correlation_with_any_target():
-    from bqx_queue.analysis.grams import block_crosses
-    from bqx_queue.analysis.width import marginal_strength
-
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(3000, 5))
-    x = np.asfortranarray(((x - x.mean(0)) / x.std(0)).astype(np.float32))
-    y = np.stack([x[:, 1] * 0.5 + rng.normal(size=3000) + 3, -x[:, 3] * 0.3 + rng.normal(size=3000)], axis=1)
-    blocks = [np.arange(0, 1400), np.arange(1500, 2900)]
-    xy, ysum, column_sums = block_crosses(x, blocks, y)
-    rows = np.concatenate(blocks)
-    assert np.allclose(column_sums.sum(0), x[rows].sum(0), atol=1e-2)
-    centred = xy.sum(1) - ysum.sum(1)[:, None] / len(rows) * column_sums.sum(0)
-    strength = marginal_strength(centred, y[rows].std(0), len(rows))
-    correlations = [[abs(np.corrcoef(x[rows, j], y[rows, k])[0, 1]) for j in range(5)] for k in range(2)]
-    assert np.allclose(strength, np.max(correlations, axis=0), atol=0.01)
-    assert screen(strength, 2).tolist() == [1, 3]

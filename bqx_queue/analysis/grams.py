@@ -60,7 +60,8 @@ def block_crosses(
 
 
 class BlockGrams:
-    """Per-block sums and X'X of `matrix[:, columns]`, shared by every horizon.
+    """Per-block sums and X'X of `matrix[:, columns]` beside the `extra` columns (the nonlinear
+    basis, analysis/basis.py: rows as the matrix's), shared by every horizon.
 
     Full: `full[b, j]` is row j of block b's Gram. Packed: element (i, j), i <= j, of block b's
     Gram is `packed[b, start[j] + i]` (column j's upper part is contiguous).
@@ -72,11 +73,12 @@ class BlockGrams:
         blocks: list[np.ndarray],
         columns: np.ndarray | None = None,
         packed: bool = False,
+        extra: np.ndarray | None = None,
     ) -> None:
         self.blocks = blocks
         self.columns = np.arange(matrix.shape[1]) if columns is None else np.asarray(columns)
         self.is_packed = packed
-        p = len(self.columns)
+        p = len(self.columns) + (0 if extra is None else extra.shape[1])
         subset = None if columns is None else self.columns
         self.counts = np.array([len(b) for b in blocks], dtype=np.float64)
         self.sums = np.empty((len(blocks), p))
@@ -87,6 +89,8 @@ class BlockGrams:
             self.grams = np.empty((len(blocks), p, p), dtype=np.float32)
         for index, block in enumerate(blocks):
             part = _rows_of(matrix, block, subset)
+            if extra is not None and extra.shape[1]:
+                part = np.asfortranarray(np.hstack([part, extra[block]]))
             self.sums[index] = part.sum(axis=0, dtype=np.float64)
             if packed:
                 self._fill_packed(index, part)
@@ -101,7 +105,7 @@ class BlockGrams:
 
     @property
     def features(self) -> int:
-        return len(self.columns)
+        return len(self.start)
 
     def _fill_full(self, index: int, part: np.ndarray) -> None:
         gram = self.grams[index]

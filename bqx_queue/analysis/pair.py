@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from bqx_queue.analysis.basis import BasisParams, GramColumns, Shape, basis_memory, nonlinear_basis
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.families import family_sizes
@@ -26,11 +27,17 @@ from bqx_queue.analysis.grams import BlockGrams, block_crosses
 from bqx_queue.analysis.params import Stream, seed_sequence
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.spill import SpilledMatrix
-from bqx_queue.analysis.stability import SelectionParams, SelectionResult, select_stable, time_blocks
+from bqx_queue.analysis.stability import (
+    SelectionParams,
+    SelectionResult,
+    complementary_halves,
+    select_stable,
+    time_blocks,
+)
 from bqx_queue.analysis.stable_structure import stable_structure
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
-from bqx_queue.analysis.width import marginal_strength, plan_memory, screen
+from bqx_queue.analysis.width import plan_memory, screen
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
@@ -104,7 +111,8 @@ def run_stability_selection_local(
     >>> from bqx_queue.warehouse.source import query_pair_all_horizons
     >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
     >>> folder = Path(tempfile.mkdtemp())
-    >>> spec = WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40, signal_r2=0.6)
+    >>> # six days of linear signal only: the nonlinear kinds need weeks of rows (tests/test_nonlinear.py)
+    >>> spec = WarehouseSpec(pairs=("eurusd",), days=6, features_per_pair=40, signal_r2=0.6, nonlinear_r2=0)
     >>> manifest = build_warehouse(folder / "tiny.duckdb", spec)
     >>> settings = load_settings(warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs")
     >>> df = query_pair_all_horizons("eurusd", settings)
@@ -147,14 +155,24 @@ def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> t
 
 @dataclass
 class Selection:
-    """Per-horizon selection results over every prepared feature, and the features screened
-    out before selection (index -> reason) because their block Grams would not fit memory."""
+    """Per-horizon selection results over every prepared feature, the features screened out
+    before selection (index -> reason) because their block Grams would not fit memory, and
+    what each Gram column read (linear and nonlinear basis columns)."""
 
     results: dict[int, SelectionResult]
     entered: int
     screened: dict[int, str]
     storage: str  # how the block Grams were held: "full", "packed", or "none" (LightGBM selector)
+    columns: GramColumns | None = None  # None: the LightGBM selector, one column per feature
     spilled: SpilledMatrix | None = None  # where the matrix waits, when it left memory
+
+    def shape(self, horizon: int, feature: int) -> tuple[str, int]:
+        """Return how a stable feature was selected (basis.Shape value) and its partner (-1: none)."""
+        frequencies = self.results[horizon].column_frequencies
+        if self.columns is None or frequencies is None:
+            return Shape.LINEAR.value, -1
+        shape, partner = self.columns.shape_of(feature, frequencies)
+        return shape.value, partner
 
 
 def _select(
@@ -167,7 +185,8 @@ def _select(
     scratch: contextlib.ExitStack,
 ) -> Selection:
     """Return per-horizon selections. Past SPILL_MIN_BYTES the matrix moves to a scratch file
-    (kept open on `scratch`) once the crosses are computed, so the block Grams have its memory."""
+    (kept open on `scratch`) once the crosses and the nonlinear basis are computed, so the block
+    Grams have its memory."""
     params = SelectionParams.from_settings(settings, pair)
     blocks = time_blocks(selection_rows, params.blocks, gap=max(horizons))
     targets = np.zeros((prepared.matrix.shape[0], len(horizons)))
@@ -178,51 +197,58 @@ def _select(
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
         return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
     xy, ysum, column_sums = block_crosses(prepared.matrix, blocks, targets)
+    halves = complementary_halves(params, len(blocks))
+    basis_params = BasisParams.from_settings(settings)
+    basis = nonlinear_basis(prepared.matrix, blocks, targets, halves, basis_params)
+    rows = prepared.matrix.shape[0]
     memory = plan_memory(
-        prepared.matrix.shape[0], p, len(blocks), settings.memory_budget_bytes, settings.selection_max_features
+        rows,
+        p,
+        len(blocks),
+        settings.memory_budget_bytes,
+        settings.selection_max_features,
+        len(basis.columns),
+        basis_memory(rows, p, basis_params)[1],
     )
     entered = memory.selection_features
     columns = np.arange(p)
     screened: dict[int, str] = {}
     if entered < p:
-        selection_targets = targets[np.concatenate(blocks)]
-        n = float(len(selection_targets))
-        centred = xy.sum(axis=1) - ysum.sum(axis=1)[:, None] / n * column_sums.sum(axis=0)
-        strength = marginal_strength(centred, selection_targets.std(axis=0), n)
-        columns = screen(strength, entered)
+        strength = basis.association.strength
+        columns = screen(strength, entered, basis.features)
         order = np.argsort(-strength, kind="stable")
         rank = np.empty(p, dtype=np.int64)
         rank[order] = np.arange(1, p + 1)
         dropped = np.setdiff1d(np.arange(p), columns)
         screened = {
-            int(j): f"screened out before selection: max |corr| with the targets {strength[j]:.4f} ranks "
-            f"{rank[j]:,} of {p:,}; the {entered:,} strongest fit the memory budget"
+            int(j): f"screened out before selection: its largest binned association with a target (eta^2 over "
+            f"{settings.nonlinear_bins} quantile bins, or r^2: sees thresholds, squares and U shapes) "
+            f"{strength[j]:.5f} ranks {rank[j]:,} of {p:,}, and it is in no candidate product or gate; "
+            f"the {len(columns):,} strongest fit the memory budget"
             for j in dropped
         }
     matrix: np.ndarray | SpilledMatrix = prepared.matrix
     if prepared.matrix.nbytes >= SPILL_MIN_BYTES:
         matrix = scratch.enter_context(SpilledMatrix(prepared.matrix, settings.scratch_dir))
         prepared.matrix = matrix.mapped()  # the in-memory copy is freed here
-    grams = BlockGrams(matrix, blocks, None if entered == p else columns, packed=memory.packed)
-    crosses = {h: (xy[k][:, columns], ysum[k]) for k, h in enumerate(horizons)}
-    results = select_stable(grams, crosses, params)
+    grams = BlockGrams(matrix, blocks, None if len(columns) == p else columns, memory.packed, basis.values)
+    extra_xy, _, _ = block_crosses(basis.values, blocks, targets)
+    crosses = {h: (np.concatenate([xy[k][:, columns], extra_xy[k]], axis=1), ysum[k]) for k, h in enumerate(horizons)}
+    gram_columns = GramColumns(columns, basis.columns, total_features=p)
+    results = select_stable(grams, crosses, params, gram_columns, basis.allowed)
     del grams
     storage = "packed" if memory.packed else "full"
     spilled = matrix if isinstance(matrix, SpilledMatrix) else None
-    results = {h: _over_all_features(r, columns, p) for h, r in results.items()}
-    return Selection(results, entered, screened, storage, spilled)
+    if screened:
+        results = {h: _screened_as_nan(r, list(screened)) for h, r in results.items()}
+    return Selection(results, len(columns), screened, storage, gram_columns, spilled)
 
 
-def _over_all_features(result: SelectionResult, columns: np.ndarray, p: int) -> SelectionResult:
-    """Return the result indexed by prepared feature (NaN frequency where a feature was screened)."""
-    if len(columns) == p:
-        return result
-    frequencies = np.full(p, np.nan)
-    frequencies[columns] = result.frequencies
-    stable = [int(columns[i]) for i in result.stable]
-    return SelectionResult(
-        result.horizon, frequencies, stable, result.q, result.threshold, result.fits, result.error_bound
-    )
+def _screened_as_nan(result: SelectionResult, screened: list[int]) -> SelectionResult:
+    """Return the result with NaN frequency where a feature was screened out (never tried)."""
+    frequencies = result.frequencies.copy()
+    frequencies[screened] = np.nan
+    return replace(result, frequencies=frequencies)
 
 
 def process_pair_all_horizons(
@@ -330,6 +356,11 @@ def process_pair_all_horizons(
                 # its own map of a spilled matrix: the pages it read leave the RSS with it
                 view = prepared if selection.spilled is None else replace(prepared, matrix=selection.spilled.mapped())
                 result = _horizon_result(view, selections[horizon], holdout_start, settings, train)
+                for entry, feature in zip(result["stable"], selections[horizon].stable, strict=True):
+                    shape, partner = selection.shape(horizon, feature)
+                    entry |= {"shape": shape, "partner": prepared.features[partner] if partner >= 0 else None}
+                if (per_fit := selections[horizon].features_per_fit) is not None:
+                    result["features_per_fit"] = round(per_fit, 3)
                 return result | stable_structure(view, selection_rows, result, horizon, settings)
 
             with threadpool_limits(max(1, threads // workers)), ThreadPoolExecutor(workers) as pool:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from pydantic import Field
 
+from bqx_queue.analysis.basis import GramColumns
 from bqx_queue.analysis.grams import BlockGrams, HalfGram
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
@@ -64,6 +65,8 @@ class SelectionResult:
     threshold: float
     fits: int
     error_bound: float  # expected number of falsely selected features (MB bound)
+    features_per_fit: float | None = None  # the bound's q: mean features a fit selected (None: q)
+    column_frequencies: np.ndarray | None = None  # per Gram column (linear and basis), when they differ from features
 
 
 def choose_q(p: int, threshold: float, expected_false_max: float) -> int:
@@ -72,7 +75,7 @@ def choose_q(p: int, threshold: float, expected_false_max: float) -> int:
     return max(1, min(q, p // 2 if p > 1 else 1))
 
 
-def error_bound(q: int, p: int, threshold: float) -> float:
+def error_bound(q: float, p: int, threshold: float) -> float:
     """Return the Meinshausen-Buehlmann bound on expected false selections."""
     return q * q / ((2 * threshold - 1) * p)
 
@@ -86,7 +89,11 @@ def time_blocks(rows: np.ndarray, n_blocks: int, gap: int) -> list[np.ndarray]:
 
 
 def lar_paths(
-    gram_row: Callable[[int], np.ndarray], diagonal: np.ndarray, crosses: np.ndarray, q: int
+    gram_row: Callable[[int], np.ndarray],
+    diagonal: np.ndarray,
+    crosses: np.ndarray,
+    q: int,
+    reads: Callable[[int], tuple[int, ...]] | None = None,
 ) -> list[list[int]]:
     """Return, for each row of `crosses`, the first q features least angle regression enters.
 
@@ -94,13 +101,16 @@ def lar_paths(
     standardised (and reweighted) features; `diagonal` is X'X's diagonal (0 marks a feature that
     cannot enter). LAR adds exactly one feature per step and never drops one, so q steps give q
     features (fewer if the remaining correlations vanish or the active set becomes collinear).
+    With `reads` (the features a column reads: a nonlinear basis column reads one or two), a path
+    stops once its columns read q distinct features, so no fit selects more than q features.
     The targets' paths run in lockstep, so each step's arithmetic over p features is one array
     operation for all of them (700 fits per pair spent most of their time in per-call overhead).
     """
     correlations = np.array(crosses, dtype=np.float64, ndmin=2)
     targets, p = correlations.shape
     usable = diagonal > 1e-12
-    steps_wanted = min(q, int(usable.sum()))
+    steps_wanted = min(q if reads is None else 2 * q, int(usable.sum()))
+    read: list[set[int]] = [set() for _ in range(targets)]
     rows = np.zeros((targets, steps_wanted, p))  # Gram rows of each path's active features
     active: list[list[int]] = [[] for _ in range(targets)]
     signs = np.zeros((targets, steps_wanted))
@@ -118,6 +128,11 @@ def lar_paths(
             rows[t, step] = gram_row(feature)
             active[t].append(feature)
             inactive[t, feature] = False
+            if reads is not None:
+                read[t].update(reads(feature))
+                if len(read[t]) >= q:  # this path is complete
+                    running[t] = False
+                    continue
             signs[t, step] = np.sign(correlations[t, feature])
             try:
                 weights = np.linalg.solve(rows[t, : step + 1, active[t]].T, signs[t, : step + 1])
@@ -151,24 +166,53 @@ def select_stable(
     grams: BlockGrams,
     crosses: dict[int, tuple[np.ndarray, np.ndarray]],
     params: SelectionParams,
+    columns: GramColumns | None = None,
+    allowed: list[np.ndarray] | None = None,
 ) -> dict[int, SelectionResult]:
-    """Return, per horizon, selection frequencies and the stable features (indices into
-    `grams.columns`).
+    """Return, per horizon, selection frequencies and the stable features.
 
     `crosses` maps horizon -> per-block X'y of the Grams' columns and per-block target sums
-    (`grams.cross(y)`).
+    (`grams.cross(y)`). `columns` says which features each Gram column reads (a nonlinear basis
+    column reads one or two); without it column j is feature j. `allowed` gives, per half of
+    `complementary_halves`, which basis columns (after the linear ones) that half's LAR may enter.
+    A feature is selected in a fit when any column reading it enters, and the error bound's q is
+    the mean number of features a fit selected (Meinshausen-Buehlmann's q is the expected size of
+    the selected set).
     """
-    n_blocks, p = len(grams.blocks), grams.features
-    q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), p)
+    width = grams.features
+    columns = columns or GramColumns(np.arange(width), [])
+    p = columns.entered
+    q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), width)
     rng = np.random.default_rng(params.seed)
-    counts = {h: np.zeros(p) for h in crosses}
-    for first in first_halves(rng, n_blocks, params.pairs):
-        for in_half in (first, ~first):
-            half = HalfGram(grams, in_half, rng.uniform(params.weakness, 1.0, p))
-            half_crosses = np.stack([half.cross(xy, ysum) for xy, ysum in crosses.values()])
-            for h, path in zip(crosses, lar_paths(half.row, half.diagonal, half_crosses, q), strict=True):
-                counts[h][path] += 1
-    return selection_results(counts, 2 * params.pairs, q, p, params.threshold)
+    counts = {h: np.zeros(columns.features) for h in crosses}
+    column_counts = {h: np.zeros(width) for h in crosses}
+    selected_total = 0
+    halves = complementary_halves(params, len(grams.blocks))
+    for index, in_half in enumerate(halves):
+        half = HalfGram(grams, in_half, rng.uniform(params.weakness, 1.0, width))
+        diagonal = half.diagonal
+        if allowed is not None:
+            diagonal = np.where(np.r_[np.ones(columns.entered, dtype=bool), allowed[index]], diagonal, 0.0)
+        half_crosses = np.stack([half.cross(xy, ysum) for xy, ysum in crosses.values()])
+        paths = lar_paths(half.row, diagonal, half_crosses, q, columns.read_by if columns.basis else None)
+        for h, path in zip(crosses, paths, strict=True):
+            column_counts[h][path] += 1
+            selected = columns.features_read(path)
+            counts[h][selected] += 1
+            selected_total += len(selected)
+    fits = len(halves)
+    features_per_fit = selected_total / (fits * len(crosses)) if crosses else float(q)
+    results = selection_results(counts, fits, q, p, params.threshold, features_per_fit)
+    return {h: replace(r, column_frequencies=column_counts[h] / fits) for h, r in results.items()}
+
+
+def complementary_halves(params: SelectionParams, n_blocks: int) -> list[np.ndarray]:
+    """Return the 2B half-samples of the selection (block masks: a first half, then its
+    complement), drawn from their own stream of the selection seed, so that the nonlinear basis
+    (analysis/basis.py) and LAR see the same halves."""
+    seed = np.random.SeedSequence(params.seed.entropy, spawn_key=(*params.seed.spawn_key, 0))
+    firsts = first_halves(np.random.default_rng(seed), n_blocks, params.pairs)
+    return [half for first in firsts for half in (first, ~first)]
 
 
 def first_halves(rng: np.random.Generator, n_blocks: int, pairs: int) -> Iterator[np.ndarray]:
@@ -183,12 +227,14 @@ def first_halves(rng: np.random.Generator, n_blocks: int, pairs: int) -> Iterato
 
 
 def selection_results(
-    counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float
+    counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float, features_per_fit: float | None = None
 ) -> dict[int, SelectionResult]:
-    """Return per-horizon results from how often each feature was selected in `fits` fits."""
+    """Return per-horizon results from how often each feature was selected in `fits` fits, each
+    fit selecting `features_per_fit` features on average (q when not given)."""
+    bound = error_bound(features_per_fit if features_per_fit is not None else q, p, threshold)
     results = {}
     for h, count in counts.items():
         frequencies = count / fits
         stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= threshold]
-        results[h] = SelectionResult(h, frequencies, stable, q, threshold, fits, error_bound(q, p, threshold))
+        results[h] = SelectionResult(h, frequencies, stable, q, threshold, fits, bound, features_per_fit)
     return results

@@ -4,8 +4,9 @@ A pair's resident memory has two phases. While it is fetched and prepared, it ho
 (rows x width float32). Then the matrix goes to a scratch file (spill.py) and selection holds the
 block Grams of the features that enter it: full symmetric matrices when they fit the budget
 (fastest), else packed triangles (half the memory). When even packed Grams of every feature do
-not fit, the features with the weakest marginal correlation with every target are screened out
-before selection, each with its reason in the ledger, and the error bound is stated over the
+not fit, the features with the weakest binned association with every target (analysis/basis.py: it sees
+thresholds, squares and U shapes as well as lines) are screened out before selection, except those
+in a candidate product or gate, each with its reason in the ledger, and the error bound is stated over the
 features that entered. So the peak is the overhead plus the larger of the two phases.
 """
 
@@ -38,9 +39,11 @@ class PeakEstimate:
 
     rows: int
     width: int
-    selection_features: int
+    selection_features: int  # linear columns in the Grams: the features that enter selection
     blocks: int
     packed: bool
+    extra_columns: int = 0  # nonlinear basis columns beside them (analysis/basis.py)
+    basis_bytes: int = 0  # the basis statistics' working memory, held beside the matrix
 
     @property
     def matrix_bytes(self) -> int:
@@ -48,7 +51,7 @@ class PeakEstimate:
 
     @property
     def selection_bytes(self) -> int:
-        p = self.selection_features
+        p = self.selection_features + self.extra_columns
         building = self.rows // self.blocks * p * FLOAT32_BYTES  # one block's rows
         if self.packed:
             building += p * PANEL_COLUMNS * FLOAT32_BYTES
@@ -58,43 +61,51 @@ class PeakEstimate:
 
     @property
     def peak_bytes(self) -> int:
-        return OVERHEAD_BYTES + max(self.matrix_bytes + FETCH_BYTES, self.selection_bytes)
+        return OVERHEAD_BYTES + max(self.matrix_bytes + max(FETCH_BYTES, self.basis_bytes), self.selection_bytes)
 
 
-def plan_memory(rows: int, width: int, blocks: int, budget_bytes: int, max_features: int | None) -> PeakEstimate:
-    """Return the pair's memory plan: every feature (or `max_features`) in full Grams if they
-    fit the budget, else packed, else the most features whose packed Grams fit (at least
-    MIN_SELECTION_FEATURES). Its peak may still be above the budget when the matrix alone is."""
+def plan_memory(
+    rows: int,
+    width: int,
+    blocks: int,
+    budget_bytes: int,
+    max_features: int | None,
+    extra_columns: int = 0,
+    basis_bytes: int = 0,
+) -> PeakEstimate:
+    """Return the pair's memory plan: every feature (or `max_features`) in full Grams beside the
+    `extra_columns` of the nonlinear basis if they fit the budget, else packed, else the most
+    features whose packed Grams fit (at least MIN_SELECTION_FEATURES). Its peak may still be above
+    the budget when the matrix alone is."""
     target = HEADROOM * budget_bytes
 
-    def fits(estimate: PeakEstimate) -> bool:  # selection's phase: the fetch's does not depend on p
-        return OVERHEAD_BYTES + estimate.selection_bytes <= target
+    def estimate(features: int, packed: bool) -> PeakEstimate:
+        return PeakEstimate(rows, width, features, blocks, packed, extra_columns, basis_bytes)
+
+    def fits(plan: PeakEstimate) -> bool:  # selection's phase: the fetch's does not depend on p
+        return OVERHEAD_BYTES + plan.selection_bytes <= target
 
     features = min(width, max_features or width)
     for packed in (False, True):
-        estimate = PeakEstimate(rows, width, features, blocks, packed)
-        if fits(estimate):
-            return estimate
+        if fits(plan := estimate(features, packed)):
+            return plan
     low, high = min(features, MIN_SELECTION_FEATURES), features
     while high - low > 1:  # the peak grows with p: bisect for the widest that fits
         middle = (low + high) // 2
-        if fits(PeakEstimate(rows, width, middle, blocks, True)):
+        if fits(estimate(middle, True)):
             low = middle
         else:
             high = middle
-    return PeakEstimate(rows, width, low, blocks, True)
+    return estimate(low, True)
 
 
-def screen(strength: np.ndarray, keep: int) -> np.ndarray:
-    """Return the indices of the `keep` features with the largest strength, in column order."""
+def screen(strength: np.ndarray, keep: int, protected: set[int] | frozenset[int] = frozenset()) -> np.ndarray:
+    """Return the indices of the `protected` features and of the strongest others, `keep` in
+    all (or every protected one, if they are more), in column order."""
     if keep >= len(strength):
         return np.arange(len(strength))
-    order = np.argsort(-strength, kind="stable")
-    return np.sort(order[:keep])
-
-
-def marginal_strength(centred_crosses: np.ndarray, target_spreads: np.ndarray, n: float) -> np.ndarray:
-    """Return each feature's largest |correlation| with any target over the selection rows, from
-    its centred X'y per target (targets, features). Features are standardised on the pair's
-    rows, so each one's spread is taken as 1; `target_spreads` are the targets' standard deviations."""
-    return np.max(np.abs(centred_crosses) / (n * np.maximum(target_spreads, 1e-300)[:, None]), axis=0)
+    chosen = np.zeros(len(strength), dtype=bool)
+    chosen[list(protected)] = True
+    order = [j for j in np.argsort(-strength, kind="stable") if not chosen[j]]
+    chosen[order[: max(0, keep - int(chosen.sum()))]] = True
+    return np.flatnonzero(chosen)

@@ -7,8 +7,18 @@ triangles stay consistent. Each pair has one feature per signal that observes it
 their autocorrelation but carry no information about future prices. Targets are computed from
 the simulated prices exactly as in production: target_bqx{w}_h{h} = LEAD(bqx_w, h).
 
+Beside the linear signals, every pair's price also moves with planted **nonlinear** signals, one
+per kind (NONLINEAR_KINDS), each read by own features that observe its latent series: a
+threshold (the drift jumps when |u| is large, either way), a square (u^2), a product (u v: both
+u and v are planted features) and a gate (u sign(v): u pushes the price up in one regime of v
+and down in the other; both planted). None of them has a linear correlation with the target.
+The nonlinear drift is the pair's own (the linear drift is its currencies'), so a cross's close
+equals the ratio of its legs only in its linear part.
+
 The manifest (table bqx_meta.manifest) records, per pair and horizon, each planted feature's
-expected correlation with the target, and which ones carry signal at that horizon.
+expected correlation with the target (for a nonlinear kind: of the best predictor built from
+its features), and which ones carry signal at that horizon; `nonlinear` lists each kind's
+features.
 """
 
 from __future__ import annotations
@@ -38,6 +48,11 @@ MINUTE_VOL = 1e-4  # sd of a currency's 1-minute log return
 CURRENCY_CORRELATION = 0.3
 OBSERVATION_NOISE = 0.5  # planted feature = signal + noise of this sd (relative)
 MARKET_FACTORS = 24
+# the nonlinear kinds, and the features each plants: its latent u, and v where the kind has two
+NONLINEAR_KINDS: dict[str, int] = {"threshold": 1, "square": 1, "product": 2, "gate": 2}
+NONLINEAR_PHIS = (0.99, 0.995)  # u (half-life ~69 minutes) and v (the slower regime, ~138)
+NONLINEAR_NOISE = 0.3  # planted nonlinear feature = latent + noise of this sd
+THRESHOLD = 1.0  # the threshold kind's drift is on while |u| > this
 OWN_FAMILIES: dict[str, tuple[str, ...]] = {
     "reg": ("slope", "intercept", "r2", "resid_std"),
     "agg": ("mean", "std", "cv", "min", "max"),
@@ -79,6 +94,8 @@ class WarehouseSpec:
     features_dataset: str = "bqx_features"
     analytics_dataset: str = "bqx_analytics"
     with_signal: bool = True
+    # share of the h=45 target's variance (without them) each nonlinear kind's drift adds; 0: none planted
+    nonlinear_r2: float = 0.08
     # share of the pairs whose planted features sit in the same families (the same table family
     # and column in every one of them, as a feature that matters in many markets would); None:
     # each pair's planted features are drawn at random from its own columns
@@ -90,8 +107,82 @@ class WarehouseSpec:
             raise WarehouseError(f"unknown pairs {unknown}")
         if self.days < 2 or self.features_per_pair < 10 or not 1 <= self.signals <= len(SIGNAL_PHIS):
             raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..4 signals")
+        if not 0 < self.signal_r2 < 1:
+            raise WarehouseError(f"signal_r2 must be in (0, 1), got {self.signal_r2}")
+        if not 0 <= self.nonlinear_r2 < 1:
+            raise WarehouseError(f"nonlinear_r2 must be in [0, 1), got {self.nonlinear_r2}")
         if self.planted_share is not None and not 0 < self.planted_share <= 1:
             raise WarehouseError(f"planted_share must be in (0, 1], got {self.planted_share}")
+
+
+@dataclass(frozen=True)
+class NonlinearSignal:
+    """One pair's planted nonlinear signal of one kind: its latents, the drift it drives, and
+    what a model reading its features could know of the target."""
+
+    kind: str
+    latents: tuple[np.ndarray, ...]  # u, and v for a pair kind
+    observed: tuple[np.ndarray, ...]  # the planted features: each latent + noise
+    drift: np.ndarray  # the pair's drift from this kind, per row
+    autocorrelation: np.ndarray  # of the drift, lags 0 .. max horizon
+    attenuation: float  # corr(kind's function of the observed features, of the latents)
+
+
+def nonlinear_function(kind: str, u: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+    """Return the kind's function of its latents (not yet standardised)."""
+    if kind == "threshold":
+        return (np.abs(u) > THRESHOLD).astype(np.float64)
+    if kind == "square":
+        return u**2
+    assert v is not None, f"{kind} reads two latents"
+    return u * v if kind == "product" else u * np.sign(v)
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / values.std()
+
+
+def _autocorrelation(values: np.ndarray, lags: int) -> np.ndarray:
+    centred = values - values.mean()
+    variance = float(centred @ centred)
+    return np.array([float(centred[: len(centred) - k] @ centred[k:]) / variance for k in range(lags + 1)])
+
+
+def _nonlinear_signals(spec: WarehouseSpec, pair: str, n: int, linear_target_var: float) -> dict[str, NonlinearSignal]:
+    """Return the pair's nonlinear signals, each scaled to add `nonlinear_r2` of the h=45
+    target's variance without them (the 45-row sums of its drift measured on the series)."""
+    if not spec.with_signal or spec.nonlinear_r2 == 0:
+        return {}
+    rng = np.random.default_rng([spec.seed, 3000, PAIRS.index(pair)])
+    signals = {}
+    for kind, latent_count in NONLINEAR_KINDS.items():
+        latents = tuple(_ar1(rng, NONLINEAR_PHIS[i], (n,)) for i in range(latent_count))
+        observed = tuple(x + NONLINEAR_NOISE * rng.standard_normal(n) for x in latents)
+        shape = _standardised(nonlinear_function(kind, latents[0], latents[1] if latent_count == 2 else None))
+        seen = nonlinear_function(kind, observed[0], observed[1] if latent_count == 2 else None)
+        windows = np.convolve(shape, np.ones(TARGET_WINDOW), mode="valid")
+        drift = shape * math.sqrt(spec.nonlinear_r2 * linear_target_var / windows.var())
+        signals[kind] = NonlinearSignal(
+            kind,
+            latents,
+            observed,
+            drift,
+            _autocorrelation(shape, max(HORIZONS) + 1),
+            abs(float(np.corrcoef(seen, shape)[0, 1])),
+        )
+    return signals
+
+
+def nonlinear_correlations(signal: NonlinearSignal, target_var: float) -> np.ndarray:
+    """Return per horizon the correlation of the target with the kind's function of its planted
+    features: the drift it drives over the target's 45 rows, as much as the function at t still
+    predicts (its autocorrelation), attenuated by the features' noise."""
+    scale = float(signal.drift.std())
+    table = np.zeros(len(HORIZONS))
+    for i, h in enumerate(HORIZONS):
+        lags = np.abs(np.arange(h - TARGET_WINDOW + 1, h + 1) - 1)
+        table[i] = scale * signal.autocorrelation[lags].sum() / math.sqrt(target_var) * signal.attenuation
+    return table
 
 
 @dataclass
@@ -102,6 +193,7 @@ class _Simulation:
     coefficients: np.ndarray  # drift loading per signal
     pair_noise_var: float
     factors: np.ndarray  # (n, MARKET_FACTORS) latent market factors
+    nonlinear: dict[str, dict[str, NonlinearSignal]]  # pair -> kind -> its latents and strength
 
 
 def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, ...]) -> np.ndarray:
@@ -130,11 +222,23 @@ def _coefficients(spec: WarehouseSpec, pair_noise_var: float) -> np.ndarray:
     return np.array([math.sqrt(drift_var / spec.signals / (2 * _window_variance(phi))) for phi in phis])
 
 
-def expected_correlations(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> np.ndarray:
-    """Return (signals, horizons) correlations of each planted feature with each target."""
+def linear_target_variance(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> float:
+    """Return the variance of the h=45 target from the pair's noise and linear signals."""
     phis = SIGNAL_PHIS[: spec.signals]
     drift_var = sum(2 * b**2 * _window_variance(phi) for b, phi in zip(coefficients, phis, strict=True))
-    target_var = TARGET_WINDOW * pair_noise_var + drift_var
+    return TARGET_WINDOW * pair_noise_var + drift_var
+
+
+def target_variance(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> float:
+    """Return the variance of a target: noise, linear signals and every nonlinear kind's share."""
+    planted = len(NONLINEAR_KINDS) if spec.with_signal else 0
+    return linear_target_variance(spec, coefficients, pair_noise_var) * (1 + planted * spec.nonlinear_r2)
+
+
+def expected_correlations(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> np.ndarray:
+    """Return (signals, horizons) correlations of each planted linear feature with each target."""
+    phis = SIGNAL_PHIS[: spec.signals]
+    target_var = target_variance(spec, coefficients, pair_noise_var)
     feature_var = 2 * (1 + OBSERVATION_NOISE**2)
     attenuation = math.sqrt(1 - spec.null_fraction)  # missing cells are imputed at the mean
     table = np.zeros((spec.signals, len(HORIZONS)))
@@ -164,14 +268,20 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
     returns[1:] += drift[:-1]
     log_levels = np.cumsum(returns, axis=0)
     currency_index = {c: i for i, c in enumerate(CURRENCIES)}
-    closes, pair_signals = {}, {}
+    closes, pair_signals, nonlinear = {}, {}, {}
+    linear_target_var = linear_target_variance(spec, coefficients, pair_noise_var)
     for pair in spec.pairs:
         base, quote = (currency_index[c] for c in pair_currencies(pair))
-        closes[pair] = 1.2 * np.exp(log_levels[:, base] - log_levels[:, quote])
+        nonlinear[pair] = _nonlinear_signals(spec, pair, n, linear_target_var)
+        own_levels = np.zeros(n)  # the pair's own drift at t acts on its return from t to t+1
+        if nonlinear[pair]:
+            drift = np.sum([signal.drift for signal in nonlinear[pair].values()], axis=0)
+            own_levels[1:] = np.cumsum(drift[:-1])
+        closes[pair] = 1.2 * np.exp(log_levels[:, base] - log_levels[:, quote] + own_levels)
         pair_signals[pair] = signals[base] - signals[quote]
     phis = rng.uniform(0.95, 0.999, MARKET_FACTORS)
     factors = np.stack([_ar1(rng, phi, (n,)) for phi in phis], axis=1)
-    return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors)
+    return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors, nonlinear)
 
 
 def _targets(close: np.ndarray) -> dict[str, np.ndarray]:
@@ -233,9 +343,15 @@ def _with_nulls(values: np.ndarray, fraction: float, rng: np.random.Generator) -
     return values
 
 
+def nonlinear_planted(spec: WarehouseSpec) -> int:
+    """Return how many features each pair's nonlinear kinds plant."""
+    return sum(NONLINEAR_KINDS.values()) if spec.with_signal and spec.nonlinear_r2 > 0 else 0
+
+
 def _own_layout(spec: WarehouseSpec, partners: int) -> list[tuple[str, list[str]]]:
     """Return the table families and column names of every pair's own tables (the same in each)."""
-    own_count = max(spec.signals + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
+    planted = spec.signals + nonlinear_planted(spec)
+    own_count = max(planted + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
     per_table = max(2, math.ceil(own_count / (len(OWN_FAMILIES) + partners)))
     layout = []
     remaining = own_count
@@ -256,6 +372,25 @@ def shared_planted_columns(spec: WarehouseSpec, partners: int) -> list[tuple[str
     return [slots[i] for i in chosen]
 
 
+def shared_nonlinear_columns(spec: WarehouseSpec, partners: int) -> list[tuple[str, str]]:
+    """Return (table family, column) of each nonlinear planted feature (NONLINEAR_KINDS' order)
+    in the pairs that share planted families, drawn once per warehouse beside the linear ones."""
+    linear = set(shared_planted_columns(spec, partners))
+    slots = [(f, c) for f, columns in _own_layout(spec, partners) for c in columns if (f, c) not in linear]
+    chosen = np.random.default_rng([spec.seed, 4244]).choice(len(slots), nonlinear_planted(spec), replace=False)
+    return [slots[i] for i in chosen]
+
+
+def _kind_features(aliases: list[str]) -> dict[str, list[str]]:
+    """Return each nonlinear kind's planted features from their aliases in NONLINEAR_KINDS' order."""
+    features: dict[str, list[str]] = {}
+    position = 0
+    for kind, count in NONLINEAR_KINDS.items() if aliases else ():
+        features[kind] = aliases[position : position + count]
+        position += count
+    return features
+
+
 def pairs_sharing_families(spec: WarehouseSpec) -> list[str]:
     """Return the pairs (round(planted_share x pairs), drawn once) whose planted features share families."""
     if spec.planted_share is None or not spec.with_signal:
@@ -271,9 +406,11 @@ def _own_tables(
     sim: _Simulation,
     partners: list[str],
     planted_columns: list[tuple[str, str]] | None = None,
-) -> tuple[dict[str, dict[str, np.ndarray]], list[str]]:
-    """Return the pair's own numeric feature tables, and the aliases of its planted features
-    (at `planted_columns` when given, else drawn at random)."""
+    nonlinear_columns: list[tuple[str, str]] | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], list[str], dict[str, list[str]]]:
+    """Return the pair's own numeric feature tables, the aliases of its planted linear features
+    (at `planted_columns` when given, else drawn at random) and of each nonlinear kind's features
+    (at `nonlinear_columns` when given, else drawn at random from the other columns)."""
     rng = np.random.default_rng([spec.seed, PAIRS.index(pair)])
     tables: dict[str, dict[str, np.ndarray]] = {}
     for family, names in _own_layout(spec, len(partners)):
@@ -282,12 +419,22 @@ def _own_tables(
     planted_aliases = [aliases[i] for i in sorted(rng.choice(len(aliases), spec.signals, replace=False))]
     if planted_columns is not None:  # the draw above still happens: other pairs' data stay the same
         planted_aliases = [f"{family}_{pair}{FEATURE_SEPARATOR}{column}" for family, column in planted_columns]
+    others = [a for a in aliases if a not in planted_aliases]
+    nonlinear_rng = np.random.default_rng([spec.seed, 3001, PAIRS.index(pair)])
+    nonlinear_aliases = [others[i] for i in nonlinear_rng.choice(len(others), nonlinear_planted(spec), replace=False)]
+    if nonlinear_columns is not None:
+        nonlinear_aliases = [f"{family}_{pair}{FEATURE_SEPARATOR}{column}" for family, column in nonlinear_columns]
     for k, alias in enumerate(planted_aliases):
         table, column = alias.split(FEATURE_SEPARATOR)
         signal = sim.pair_signals[pair][k]
         tables[table][column] = signal + OBSERVATION_NOISE * math.sqrt(2) * rng.standard_normal(len(signal))
+    kind_features = _kind_features(nonlinear_aliases)
+    for kind, features in kind_features.items():
+        for alias, observed in zip(features, sim.nonlinear[pair][kind].observed, strict=True):
+            table, column = alias.split(FEATURE_SEPARATOR)
+            tables[table][column] = observed
     if spec.decoy_correlation is not None:
-        decoy_pool = [a for a in aliases if a not in planted_aliases]
+        decoy_pool = [a for a in aliases if a not in planted_aliases and a not in nonlinear_aliases]
         decoys = rng.choice(decoy_pool, min(len(decoy_pool), spec.signals), replace=False)
         rho = spec.decoy_correlation
         for planted, decoy in zip(planted_aliases, decoys, strict=False):
@@ -305,9 +452,10 @@ def _own_tables(
     hazard_table = tables[f"ext_{pair}"] if f"ext_{pair}" in tables else first_table
     hazard_table["ext_missing_2880"] = np.full(len(sim.times), np.nan)
     hazard_table["ext_const_45"] = np.full(len(sim.times), 1.0)
-    duplicated = next(c for c in first_table if f"{next(iter(tables))}{FEATURE_SEPARATOR}{c}" not in planted_aliases)
+    planted_anywhere = set(planted_aliases) | set(nonlinear_aliases)
+    duplicated = next(c for c in first_table if f"{next(iter(tables))}{FEATURE_SEPARATOR}{c}" not in planted_anywhere)
     hazard_table["ext_copy_45"] = first_table[duplicated].copy()
-    return tables, planted_aliases
+    return tables, planted_aliases, kind_features
 
 
 def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> dict[str, Any]:
@@ -350,9 +498,11 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
                 }
                 writer.write(fd, f"{family}_g{t:03d}", columns)
         cov_rng = np.random.default_rng([spec.seed, 1001])
+        nonlinear_horizons: dict[str, list[int]] = {}
         sharing = pairs_sharing_families(spec)
         partner_count = min(spec.cov_partners, len(spec.pairs) - 1)
         shared_columns = shared_planted_columns(spec, partner_count) if sharing else None
+        shared_nonlinear = shared_nonlinear_columns(spec, partner_count) if sharing else None
         for i, pair in enumerate(spec.pairs):
             # the next pairs in the run's order, never the pair itself
             count = min(spec.cov_partners, len(spec.pairs) - 1)
@@ -364,7 +514,10 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
                     f"cov_{pair}_{partner}",
                     {n: values[:, j] for j, n in enumerate(("spread_zscore", "cov_45", "corr_90"))},
                 )
-            own, planted = _own_tables(spec, pair, sim, partners, shared_columns if pair in sharing else None)
+            shares = pair in sharing
+            own, planted, kind_features = _own_tables(
+                spec, pair, sim, partners, shared_columns if shares else None, shared_nonlinear if shares else None
+            )
             for table, columns in own.items():
                 writer.write(fd, table, columns)
             targets = _targets(sim.closes[pair])
@@ -378,32 +531,54 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
             leaky = {target_column(h): targets[target_column(h)] for h in HORIZONS[:2]}
             writer.write(fd, f"base_{pair}", {"pair": pa.array([pair] * len(state)), **leaky})
             writer.write(ad, f"targets_{pair}", targets)
+            target_var = target_variance(spec, sim.coefficients, sim.pair_noise_var)
+            kind_corr = {k: nonlinear_correlations(sim.nonlinear[pair][k], target_var) for k in kind_features}
             horizons = {}
             for hi, h in enumerate(HORIZONS):
+                linear = [a for k, a in enumerate(planted) if correlations[k, hi] >= spec.min_signal_corr]
+                shaped = [a for k, f in kind_features.items() if kind_corr[k][hi] >= spec.min_signal_corr for a in f]
                 horizons[str(h)] = {
-                    "informative": [
-                        a
-                        for k, a in enumerate(planted)
-                        if correlations[k, hi] >= spec.min_signal_corr and spec.with_signal
-                    ],
+                    "informative": linear + shaped if spec.with_signal else [],
                     "expected_corr": {a: round(float(correlations[k, hi]), 4) for k, a in enumerate(planted)}
+                    | {a: round(float(kind_corr[k][hi]), 4) for k, f in kind_features.items() for a in f}
                     if spec.with_signal
                     else {},
                 }
             manifest["pairs"][pair] = {
-                "planted": planted if spec.with_signal else [],
+                "planted": planted + [a for f in kind_features.values() for a in f] if spec.with_signal else [],
                 "horizons": horizons,
                 "leaky": [f"base_{pair}{FEATURE_SEPARATOR}{c}" for c in leaky],
+                # each planted feature's shape: linear, or the nonlinear kind it is a feature of
+                "shapes": {a: "linear" for a in planted} | {a: k for k, f in kind_features.items() for a in f}
+                if spec.with_signal
+                else {},
             }
+            if shares:
+                nonlinear_horizons |= {
+                    kind: [h for i, h in enumerate(HORIZONS) if kind_corr[kind][i] >= spec.min_signal_corr]
+                    for kind in kind_features
+                }
         manifest["planted_families"] = {
             f"{family}{FEATURE_SEPARATOR}{column}": {
                 "signal": k,
+                "kind": "linear",
                 "pairs": sharing,
                 "informative_horizons": [
                     h for i, h in enumerate(HORIZONS) if correlations[k, i] >= spec.min_signal_corr
                 ],
             }
             for k, (family, column) in enumerate(shared_columns or [])
+        }
+        # a nonlinear kind's informative horizons vary a little between pairs (its series are
+        # each pair's own): those of the last sharing pair are recorded
+        kinds = [k for k, count in NONLINEAR_KINDS.items() for _ in range(count)]
+        manifest["planted_families"] |= {
+            f"{family}{FEATURE_SEPARATOR}{column}": {
+                "kind": kind,
+                "pairs": sharing,
+                "informative_horizons": nonlinear_horizons.get(kind, []),
+            }
+            for kind, (family, column) in zip(kinds, shared_nonlinear or [], strict=bool(shared_nonlinear))
         }
         con.execute(f"CREATE TABLE {META_SCHEMA}.manifest AS SELECT ? AS body", [json.dumps(manifest)])
         con.close()
