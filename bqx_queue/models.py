@@ -268,6 +268,17 @@ class HorizonMetrics(Record):
     baseline: Metrics
 
 
+class DependenceCurve(Record):
+    """A confirmed nonlinear feature's mean target per decile of its held-out values (one series,
+    or one per side of its partner's median)."""
+
+    feature: str
+    shape: Literal["absolute", "product", "gate"]
+    partner: str | None = None
+    x: list[float]
+    series: dict[str, list[float | None]]
+
+
 class HorizonResult(Record):
     """One horizon of a pair that was analysed: stable features, the model beside a baseline,
     held-out verdicts, SHAP, substitutes and eras."""
@@ -287,6 +298,7 @@ class HorizonResult(Record):
     shap_top: list[ShapFeature]
     substitutes: Substitutes | None = None
     eras: Eras | None = None  # None when nothing was confirmed
+    dependence: list[DependenceCurve] = []  # confirmed features selected through a nonlinear column
 
     @property
     def ok(self) -> bool:
@@ -442,6 +454,7 @@ class ReportHorizon(Record):
     confirmation: Confirmation | None = None
     substitutes: Substitutes | None = None
     eras: Eras | None = None
+    dependence: list[DependenceCurve] = []
 
     @classmethod
     def of(cls, result: HorizonResult) -> ReportHorizon:
@@ -459,6 +472,7 @@ class ReportHorizon(Record):
             confirmation=result.confirmation,
             substitutes=result.substitutes,
             eras=result.eras,
+            dependence=result.dependence,
         )
 
 
@@ -689,6 +703,8 @@ class VerdictRow(Record):
     horizon: int
     feature: str
     frequency: Fraction
+    shape: Literal["linear", "absolute", "product", "gate"] = "linear"
+    partner: str | None = None
     effect: float
     effect_low: float
     effect_high: float

@@ -117,7 +117,7 @@ def test_warehouse_values_cannot_break_report_md() -> None:
     )
     assert len(PIPE.findall(quality_row)) == 6  # five cells
     verdict_row = next(line for line in markdown.splitlines() if line.startswith("| eurusd | h15 | `"))
-    assert len(PIPE.findall(verdict_row)) == 9  # eight cells, the feature named in two of them
+    assert len(PIPE.findall(verdict_row)) == 10  # nine cells, the feature named in two of them
     assert r"- gbpusd: table &lt;b&gt;gone&lt;/b&gt; \| line one line two" in markdown.splitlines()
 
 

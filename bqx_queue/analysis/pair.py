@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from bqx_queue.analysis.basis import BasisParams, GramColumns, Shape, basis_memory, nonlinear_basis
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
+from bqx_queue.analysis.dependence import dependence_curve
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
@@ -79,7 +80,8 @@ def run_stability_selection_local(
 
     Complementary-pairs stability selection (Shah & Samworth 2013) over contiguous time blocks
     of the rows selection may read (the held-out end of the history and its purge gap are left
-    out), with randomized LARS stopped after q steps as the base selector.
+    out), with randomized LARS as the base selector over every feature's linear column and, by
+    default (``selection_basis``), the nonlinear columns each half chooses (|x|, products, gates).
 
     Parameters
     ----------
@@ -361,6 +363,7 @@ def process_pair_all_horizons(
                     entry |= {"shape": shape, "partner": prepared.features[partner] if partner >= 0 else None}
                 if (per_fit := selections[horizon].features_per_fit) is not None:
                     result["features_per_fit"] = round(per_fit, 3)
+                result["dependence"] = _dependence(view, result, holdout_start, horizon)
                 return result | stable_structure(view, selection_rows, result, horizon, settings)
 
             with threadpool_limits(max(1, threads // workers)), ThreadPoolExecutor(workers) as pool:
@@ -392,6 +395,26 @@ def process_pair_all_horizons(
     }
     ledger = _ledger(pair, prepared, selections, selection.screened)
     return PairResult(summary, _with_verdicts(ledger, horizon_results))
+
+
+def _dependence(
+    prepared: PreparedPair, horizon_result: dict[str, Any], holdout_start: int, horizon: int
+) -> list[dict[str, Any]]:
+    """Return a dependence curve on the held-out rows for each confirmed feature selected
+    through a nonlinear column (analysis/dependence.py)."""
+    confirmed = set(horizon_result["confirmation"]["confirmed"])
+    index = {name: j for j, name in enumerate(prepared.features)}
+    heldout = prepared.rows[holdout_start:]
+    target = prepared.targets[target_column(horizon)].to_numpy()[holdout_start:]
+    curves = []
+    for entry in horizon_result["stable"]:
+        if entry["feature"] not in confirmed or entry["shape"] == Shape.LINEAR:
+            continue
+        values = prepared.matrix[heldout, index[entry["feature"]]]
+        partner = None if entry["partner"] is None else prepared.matrix[heldout, index[entry["partner"]]]
+        curve = dependence_curve(np.asarray(values, dtype=np.float64), target, partner)
+        curves.append({"feature": entry["feature"], "shape": entry["shape"], "partner": entry["partner"], **curve})
+    return curves
 
 
 def _horizon_result(

@@ -2,11 +2,14 @@
 
 The rows are cut into contiguous time blocks; each subsample is a union of half of the blocks
 and its complement is the other half (Shah & Samworth 2013). The base selector is randomized
-LARS stopped after q steps. LAR reads the Gram only through the rows of the features it enters,
-so each half's Gram is formed one row at a time from per-block Grams (grams.py): the blocks'
-X'X are computed once per pair, every horizon reuses them, and a horizon only changes X'y.
-Selection frequency >= threshold makes a feature stable; the Meinshausen-Buehlmann bound
-E[false selections] <= q^2 / ((2 threshold - 1) p) is reported with the result.
+LARS stopped once it has entered q features. Its columns are every feature's linear column and
+the nonlinear basis columns the half chose from its own blocks (analysis/basis.py: |x|, products,
+gates); a feature is selected when any column reading it enters. LAR reads the Gram only through
+the rows of the columns it enters, so each half's Gram is formed one row at a time from per-block
+Grams (grams.py): the blocks' X'X are computed once per pair, every horizon reuses them, and a
+horizon only changes X'y. Selection frequency >= threshold makes a feature stable; the
+Meinshausen-Buehlmann bound E[false selections] <= q^2 / ((2 threshold - 1) p), q the mean number
+of features a fit selected, is reported with the result.
 """
 
 from __future__ import annotations

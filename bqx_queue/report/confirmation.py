@@ -53,13 +53,15 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
             if verdict is None:  # a summary written before held-out verdicts existed
                 continue
             evaluated += 1
-            frequency = {s.feature: s.frequency for s in result.stable}
+            stable = {s.feature: s for s in result.stable}
             for feature in verdict.features:
                 row = VerdictRow(
                     pair=p.pair,
                     horizon=int(horizon),
                     feature=feature.feature,
-                    frequency=frequency.get(feature.feature, 0.0),
+                    frequency=stable[feature.feature].frequency if feature.feature in stable else 0.0,
+                    shape=stable[feature.feature].shape if feature.feature in stable else "linear",
+                    partner=stable[feature.feature].partner if feature.feature in stable else None,
                     effect=feature.effect,
                     effect_low=feature.effect_low,
                     effect_high=feature.effect_high,

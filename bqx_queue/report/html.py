@@ -13,10 +13,11 @@ from datetime import datetime
 from markupsafe import Markup
 
 from bqx_queue.models import Report, ReportPair, RunManifest
-from bqx_queue.report.svg import FAILED_COLOUR, Bar, Span, bar_chart, heatmap, timeline
-from bqx_queue.report.templating import HTML
+from bqx_queue.report.svg import FAILED_COLOUR, Bar, Series, Span, bar_chart, heatmap, line_chart, timeline
+from bqx_queue.report.templating import HTML, shape_text
 
 SHAP_FEATURES_PER_HORIZON = 8
+DEPENDENCE_PLOTS_SHOWN = 60  # the page stays light; report.json keeps every curve
 STABLE_FEATURES_SHOWN = 20
 FAMILIES_SHOWN = 40  # family heatmap and table rows: the families with the smallest p-values
 
@@ -175,6 +176,19 @@ def timeline_chart(report: Report) -> Markup | None:
     return timeline(spans, f"Pair tasks per worker process ({lanes} processes), seconds since the run was created")
 
 
+def dependence_plots(report: Report) -> list[Markup]:
+    """Return a small plot per confirmed nonlinear feature: its held-out mean target per decile
+    (for a pair, one line per side of the partner), pairs in order, then horizons."""
+    plots = []
+    for p in report.pairs:
+        for horizon, result in p.horizons.items():
+            for curve in result.dependence:
+                title = f"{p.pair} h{horizon}: {curve.feature} ({shape_text(curve)})"
+                series = [Series(label, values) for label, values in curve.series.items()]
+                plots.append(line_chart(curve.x, series, title, width=max(300, 6 * len(title))))
+    return plots[:DEPENDENCE_PLOTS_SHOWN]
+
+
 def render_html(report: Report, manifest: RunManifest) -> str:
     """Return report.html for a report and its run manifest."""
     estimate = manifest.estimate  # the producer's, when the manifest has one
@@ -193,4 +207,6 @@ def render_html(report: Report, manifest: RunManifest) -> str:
         stable_across_chart=stable_across_chart(report),
         shap_charts=shap_charts(report),
         timeline_chart=timeline_chart(report),
+        dependence_plots=dependence_plots(report),
+        dependence_plots_shown=DEPENDENCE_PLOTS_SHOWN,
     )

@@ -243,3 +243,45 @@ def timeline(spans: Sequence[Span], title: str, width: int = 900) -> Markup:
         if x1 - x0 > 7 * len(span.label) + 6:
             shapes.append(Text((x0 + x1) / 2, y + 16, span.label, 10, "middle", "#ffffff"))
     return _figure(width, height, shapes, title)
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: Sequence[float | None]  # one per x; None leaves a gap
+
+
+def line_chart(x: Sequence[float], series: Sequence[Series], title: str, width: int = 300, height: int = 190) -> Markup:
+    """Return a small plot of each series against `x` (points joined where both ends are known),
+    with a zero line: a confirmed feature's dependence curve."""
+    known = [v for s in series for v in s.values if v is not None]
+    low, high = min(known + [0.0]), max(known + [0.0])
+    span = (high - low) or 1.0
+    left, right, top, bottom = 46, 10, 24, 34 + 14 * len(series)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_low, x_high = min(x), max(x)
+    x_span = (x_high - x_low) or 1.0
+
+    def at(xv: float, yv: float) -> tuple[float, float]:
+        return left + plot_w * (xv - x_low) / x_span, top + plot_h * (high - yv) / span
+
+    shapes: list[Shape] = [Text(0, 14, title, 11, bold=True)]
+    for value, anchor_y in ((high, 0.0), (low, 1.0)):
+        shapes.append(Text(left - 4, top + plot_h * anchor_y + 4, f"{value:+.3f}", 9, "end", MUTED))
+    zero_y = at(x_low, 0.0)[1]
+    shapes.append(Line(left, zero_y, left + plot_w, zero_y))
+    shapes.append(Text(left, top + plot_h + 14, f"{x_low:+.2f}", 9, "start", MUTED))
+    shapes.append(Text(left + plot_w, top + plot_h + 14, f"{x_high:+.2f}", 9, "end", MUTED))
+    for k, line in enumerate(series):
+        colour = PALETTE[k % len(PALETTE)]
+        points = [(xv, yv) for xv, yv in zip(x, line.values, strict=True)]
+        for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
+            if y0 is None or y1 is None:
+                continue
+            (a, b), (c, d) = at(x0, y0), at(x1, y1)
+            tip = f"{line.label}: {y0:+.4f} at {x0:+.2f}, {y1:+.4f} at {x1:+.2f}"
+            shapes.append(Line(a, b, c, d, colour, 2, tip))
+        legend_y = top + plot_h + 28 + 14 * k
+        shapes.append(Line(left, legend_y - 4, left + 16, legend_y - 4, colour, 2))
+        shapes.append(Text(left + 22, legend_y, line.label, 9, fill=MUTED))
+    return _figure(width, height, shapes, title)

@@ -45,6 +45,17 @@ def era_frequencies_text(row: EraRow) -> str:
     return ", ".join(f"{label}: {'-' if f is None else f'{f:.2f}'}" for label, f in pairs)
 
 
+SHAPE_WORDS = {"absolute": "|x|: threshold, square or U shape", "product": "product with", "gate": "gated by"}
+
+
+def shape_text(row: Any) -> str:
+    """Return how a selected feature acts, in words: linear, |x|, or a pair with its partner
+    (any row with `shape` and `partner`)."""
+    if row.shape == "linear":
+        return "linear"
+    return SHAPE_WORDS[row.shape] + (f" {row.partner}" if row.partner else "")
+
+
 def _environment(**options: Any) -> Environment:
     environment = Environment(
         loader=PackageLoader("bqx_queue.report", "templates"),
@@ -54,7 +65,9 @@ def _environment(**options: Any) -> Environment:
         keep_trailing_newline=True,
         **options,
     )
-    environment.filters.update(number=number, gib=gib, interval=interval_text, era_frequencies=era_frequencies_text)
+    environment.filters.update(
+        number=number, gib=gib, interval=interval_text, era_frequencies=era_frequencies_text, shape=shape_text
+    )
     return environment
 
 
