@@ -171,6 +171,10 @@ class StableFeature(Record):
     frequency: Fraction
     shape: Literal["linear", "absolute", "product", "gate"] = "linear"
     partner: str | None = None
+    cluster: list[str] | None = Field(
+        default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"
+    )
+    cluster_frequency: Fraction | None = Field(default=None, description="share of fits that selected any member")
 
 
 class ShapFeature(Record):
@@ -705,6 +709,10 @@ class VerdictRow(Record):
     frequency: Fraction
     shape: Literal["linear", "absolute", "product", "gate"] = "linear"
     partner: str | None = None
+    cluster: list[str] | None = Field(
+        default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"
+    )
+    cluster_frequency: Fraction | None = Field(default=None, description="share of fits that selected any member")
     effect: float
     effect_low: float
     effect_high: float

@@ -114,3 +114,39 @@ def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
     linear = select_stable(grams, {15: _cross(x, blocks, None, y)}, params)[15]
     assert trees.stable == [5] and trees.fits == 10
     assert 5 not in linear.stable
+
+
+@pytest.mark.unit
+def test_a_cluster_of_substitutes_is_stable_when_no_member_is():
+    from bqx_queue.analysis.clusters import stable_clusters
+
+    # 10 fits: feature 0 in 7, its near-copy 1 in the other 3, noise 2 in 5 of them
+    fits = [np.array([0, 2])] * 5 + [np.array([0])] * 2 + [np.array([1])] * 3
+    frequencies = np.array([0.7, 0.3, 0.5])
+    correlations = np.array([[1.0, 0.86, 0.1], [0.86, 1.0, 0.05], [0.1, 0.05, 1.0]])
+    (cluster,) = stable_clusters(fits, frequencies, correlations, np.arange(3), threshold=0.8, level=0.7)
+    assert cluster.members == [0, 1] and cluster.representative == 0 and cluster.frequency == 1.0
+    # a member stable alone needs no cluster; below the threshold together, no cluster either
+    assert stable_clusters(fits, np.array([0.9, 0.3, 0.5]), correlations, np.arange(3), 0.8, 0.7) == []
+    assert stable_clusters(fits[:7] + [np.array([2])] * 3, frequencies, correlations, np.arange(3), 0.8, 0.7) == []
+
+
+@pytest.mark.integration
+def test_a_planted_feature_split_with_its_noisier_copy_is_stable_as_a_cluster(tmp_path):
+    from bqx_queue.analysis.pair import run_stability_selection_local
+    from bqx_queue.config import load_settings
+    from bqx_queue.warehouse.source import query_pair_all_horizons
+    from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
+
+    spec = WarehouseSpec(
+        pairs=("eurusd", "gbpusd"), days=20, features_per_pair=120, decoy_correlation=0.86, nonlinear_r2=0, seed=3
+    )
+    manifest = build_warehouse(tmp_path / "decoys.duckdb", spec)
+    settings = load_settings(warehouse=tmp_path / "decoys.duckdb", runs_dir=tmp_path / "runs")
+    df = query_pair_all_horizons("eurusd", settings)
+    table = run_stability_selection_local(df, 45, settings).table.set_index("feature")
+    planted = "lag_eurusd__lag_ret_90"  # planted; its noisier copy (corr 0.86) takes a third of the fits
+    assert planted in manifest["pairs"]["eurusd"]["horizons"]["45"]["informative"]
+    copy = df.select_dtypes("number").corrwith(df[planted]).drop(planted).abs().idxmax()
+    assert table.loc[planted, "frequency"] < 0.8 and table.loc[copy, "frequency"] > 0.2  # split below the threshold
+    assert table.loc[planted, "stable"] and not table.loc[copy, "stable"]  # the cluster stands in for both

@@ -137,7 +137,7 @@ def run_stability_selection_local(
         {
             "feature": prepared.features,
             "frequency": result.frequencies,
-            "stable": result.frequencies >= result.threshold,
+            "stable": np.isin(np.arange(len(prepared.features)), result.stable),
         }
     ).sort_values("frequency", ascending=False, kind="stable")
     return StabilitySelection(
@@ -358,9 +358,13 @@ def process_pair_all_horizons(
                 # its own map of a spilled matrix: the pages it read leave the RSS with it
                 view = prepared if selection.spilled is None else replace(prepared, matrix=selection.spilled.mapped())
                 result = _horizon_result(view, selections[horizon], holdout_start, settings, train)
+                clusters = selections[horizon].clusters
                 for entry, feature in zip(result["stable"], selections[horizon].stable, strict=True):
                     shape, partner = selection.shape(horizon, feature)
                     entry |= {"shape": shape, "partner": prepared.features[partner] if partner >= 0 else None}
+                    if feature in clusters:  # stable as a cluster of substitutes: it stands for them
+                        entry["cluster"] = [prepared.features[j] for j in clusters[feature].members[1:]]
+                        entry["cluster_frequency"] = round(clusters[feature].frequency, 4)
                 if (per_fit := selections[horizon].features_per_fit) is not None:
                     result["features_per_fit"] = round(per_fit, 3)
                 result["dependence"] = _dependence(view, result, holdout_start, horizon)
@@ -471,7 +475,7 @@ def _ledger(
                     "horizon": horizon,
                     "feature": prepared.features,
                     "frequency": selection.frequencies,
-                    "selected": selection.frequencies >= selection.threshold,
+                    "selected": np.isin(np.arange(len(prepared.features)), selection.stable),
                     "excluded": reasons,
                 }
             )

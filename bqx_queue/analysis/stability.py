@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import Field
 
 from bqx_queue.analysis.basis import GramColumns
+from bqx_queue.analysis.clusters import MIN_MEMBER_FREQUENCY, StableCluster, stable_clusters
 from bqx_queue.analysis.grams import BlockGrams, HalfGram
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
@@ -38,6 +39,7 @@ class SelectionParams(AnalysisParams):
     expected_false_max: float = Field(gt=0)
     blocks: int = Field(ge=2)  # a complementary pair needs two halves
     weakness: float = Field(gt=0, le=1)  # randomized-lasso feature weights drawn from [weakness, 1]
+    cluster_level: float = Field(gt=0, lt=1)  # |corr| joining substitutes into a cluster (analysis/clusters.py)
     seed: np.random.SeedSequence
 
     @classmethod
@@ -55,6 +57,7 @@ class SelectionParams(AnalysisParams):
             expected_false_max=settings.expected_false_max,
             blocks=settings.selection_blocks,
             weakness=settings.selection_weakness,
+            cluster_level=settings.substitute_correlation,
             seed=seed_sequence(settings.seed, pair, Stream.SELECTION),
         )
 
@@ -69,6 +72,7 @@ class SelectionResult:
     fits: int
     error_bound: float  # expected number of falsely selected features (MB bound)
     features_per_fit: float | None = None  # the bound's q: mean features a fit selected (None: q)
+    clusters: dict[int, StableCluster] = field(default_factory=dict)  # representative -> its stable cluster
     column_frequencies: np.ndarray | None = None  # per Gram column (linear and basis), when they differ from features
 
 
@@ -189,6 +193,7 @@ def select_stable(
     rng = np.random.default_rng(params.seed)
     counts = {h: np.zeros(columns.features) for h in crosses}
     column_counts = {h: np.zeros(width) for h in crosses}
+    fit_sets: dict[int, list[np.ndarray]] = {h: [] for h in crosses}
     selected_total = 0
     halves = complementary_halves(params, len(grams.blocks))
     for index, in_half in enumerate(halves):
@@ -202,11 +207,50 @@ def select_stable(
             column_counts[h][path] += 1
             selected = columns.features_read(path)
             counts[h][selected] += 1
+            fit_sets[h].append(selected)
             selected_total += len(selected)
     fits = len(halves)
     features_per_fit = selected_total / (fits * len(crosses)) if crosses else float(q)
     results = selection_results(counts, fits, q, p, params.threshold, features_per_fit)
-    return {h: replace(r, column_frequencies=column_counts[h] / fits) for h, r in results.items()}
+    everything = HalfGram(grams, np.ones(len(grams.blocks), dtype=bool), np.ones(width))  # correlations
+    return {
+        h: with_clusters(
+            replace(r, column_frequencies=column_counts[h] / fits), fit_sets[h], everything, columns, params
+        )
+        for h, r in results.items()
+    }
+
+
+def with_clusters(
+    result: SelectionResult,
+    fit_sets: list[np.ndarray],
+    correlation: HalfGram,
+    columns: GramColumns,
+    params: SelectionParams,
+) -> SelectionResult:
+    """Return the result with its stable clusters (analysis/clusters.py): each one's most frequent
+    member joins the stable features, and the bound counts the cluster as one feature."""
+    position = {int(feature): k for k, feature in enumerate(columns.linear)}
+    candidates = np.array(
+        [j for j in np.flatnonzero(result.frequencies >= MIN_MEMBER_FREQUENCY) if int(j) in position], dtype=np.int64
+    )
+    if len(candidates) < 2:
+        return result
+    rows = np.stack([correlation.row(position[int(j)]) for j in candidates])
+    correlations = rows[:, [position[int(j)] for j in candidates]]
+    found = stable_clusters(
+        fit_sets, result.frequencies, correlations, candidates, params.threshold, params.cluster_level
+    )
+    if not found:
+        return result
+    merged = sum(len(c.members) - 1 for c in found)
+    per_fit = result.features_per_fit if result.features_per_fit is not None else result.q
+    return replace(
+        result,
+        stable=result.stable + [c.representative for c in found],
+        clusters={c.representative: c for c in found},
+        error_bound=error_bound(per_fit, max(1, columns.entered - merged), params.threshold),
+    )
 
 
 def complementary_halves(params: SelectionParams, n_blocks: int) -> list[np.ndarray]:

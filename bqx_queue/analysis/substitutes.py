@@ -32,10 +32,15 @@ def absolute_correlation(values: np.ndarray) -> np.ndarray:
 def substitute_clusters(values: np.ndarray, names: list[str], level: float) -> list[list[str]]:
     """Return the features grouped into clusters (every feature in exactly one, singletons
     included), each cluster in the order of `names`, clusters by their first member."""
-    k = len(names)
-    if k == 0:
+    if not names:
         return []
-    linked = absolute_correlation(values) >= level
+    return linked_clusters(absolute_correlation(values) >= level, names)
+
+
+def linked_clusters(linked: np.ndarray, names: list[str]) -> list[list[str]]:
+    """Return the connected components of a (k, k) boolean link matrix (single linkage), each in
+    the order of `names`, components by their first member."""
+    k = len(names)
     label = np.full(k, -1)
     for start in range(k):
         if label[start] >= 0:

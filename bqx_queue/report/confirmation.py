@@ -62,6 +62,8 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
                     frequency=stable[feature.feature].frequency if feature.feature in stable else 0.0,
                     shape=stable[feature.feature].shape if feature.feature in stable else "linear",
                     partner=stable[feature.feature].partner if feature.feature in stable else None,
+                    cluster=stable[feature.feature].cluster if feature.feature in stable else None,
+                    cluster_frequency=stable[feature.feature].cluster_frequency if feature.feature in stable else None,
                     effect=feature.effect,
                     effect_low=feature.effect_low,
                     effect_high=feature.effect_high,

@@ -49,11 +49,12 @@ SHAPE_WORDS = {"absolute": "|x|: threshold, square or U shape", "product": "prod
 
 
 def shape_text(row: Any) -> str:
-    """Return how a selected feature acts, in words: linear, |x|, or a pair with its partner
-    (any row with `shape` and `partner`)."""
-    if row.shape == "linear":
-        return "linear"
-    return SHAPE_WORDS[row.shape] + (f" {row.partner}" if row.partner else "")
+    """Return how a selected feature acts, in words: linear, |x|, or a pair with its partner, and
+    the cluster of substitutes it stands for (any row with `shape` and `partner`)."""
+    words = "linear" if row.shape == "linear" else SHAPE_WORDS[row.shape] + (f" {row.partner}" if row.partner else "")
+    if getattr(row, "cluster", None):
+        words += f"; stable as a cluster with {', '.join(row.cluster)} (together {row.cluster_frequency:.2f})"
+    return words
 
 
 def _environment(**options: Any) -> Environment:
