@@ -29,8 +29,9 @@ first 75% of them (label: target > 0; rows without a target dropped; non-numeric
 all-NULL and duplicate columns dropped, NULLs filled with the column mean). The product gets the
 whole frame: `run_stability_selection_local` selects on the first 75% less its purge gap (the
 same rows as the peers, less the last horizon + 45 rows and 1%), and `process_pair_all_horizons`
-on the export selects on those rows again and confirms on the held-out last 25%, rows no peer
-sees. Everything runs on one thread.
+on the export runs the whole pair at every horizon, as a run does (selection on the first 75% less
+the longest horizon + 45 rows and 1%), and confirms on the held-out last 25%, rows no peer sees.
+Everything runs on one thread.
 
 `--quick` builds the two planted frames at 10 days x 40 features, runs h15 only and gives the peers
 smaller budgets (about two minutes in all); the full run benches h15 on the planted frames and
@@ -366,11 +367,13 @@ class Outcome:
 
 
 def product_settings(frame: Frame, folder: Path, seed: int) -> Any:
+    """Return the product's settings for a frame: its defaults (every horizon, as a run does and as
+    tests/test_real_prices.py runs the real export), with max_rows above the frame's rows."""
     from bqx_queue.config import load_settings
 
     return load_settings(
-        warehouse=frame.export, runs_dir=folder / f"runs-{frame.name}", max_rows=frame.max_rows,
-        horizons=frame.horizons, seed=seed, extract_cache=False,
+        warehouse=frame.export, runs_dir=folder / f"runs-{frame.name}", max_rows=frame.max_rows, seed=seed,
+        extract_cache=False,
     )  # fmt: skip
 
 
@@ -407,7 +410,7 @@ def run_product_pair(frame: Frame, folder: Path, seed: int) -> tuple[float, dict
     text = (
         f"{_product_settings_text(settings)}; LightGBM {settings.lgbm_rounds} rounds, {settings.cv_folds} "
         f"walk-forward folds on the last {settings.holdout_fraction:.0%}, confirmation alpha "
-        f"{settings.confirmation_alpha} (Bonferroni); the whole pair: {len(frame.horizons)} horizon(s), query, "
+        f"{settings.confirmation_alpha} (Bonferroni); the whole pair: {len(settings.horizons)} horizons, query, "
         "models, SHAP, substitutes, eras"
     )
     return seconds, result.summary, text
@@ -416,7 +419,7 @@ def run_product_pair(frame: Frame, folder: Path, seed: int) -> tuple[float, dict
 def product_confirmed(summary: dict[str, Any], horizon: int, seconds: float, text: str) -> Outcome:
     entry = summary.get("horizons", {}).get(str(horizon), {})
     verdict = entry.get("confirmation", {})
-    note = f"s: the whole pair, {len(summary.get('horizons', {}))} horizon(s)"
+    note = f"s: the whole pair, {len(summary.get('horizons', {}))} horizons"
     if entry.get("status") == "failed" or not verdict:
         note += f"; horizon not evaluated: {entry.get('reason') or entry.get('status') or 'no confirmation'}"
     elif verdict.get("flagged"):
