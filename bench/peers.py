@@ -18,7 +18,8 @@ Frames (`--frames`, default all three):
   `_targets` in bqx_queue/warehouse/synthetic.py computes it). Every third row is kept.
 - linear: the product's own synthetic warehouse (`build_warehouse`, one pair, 60 days), read with
   `query_pair_all_horizons`, every third row kept; the truth is its manifest (planted features
-  informative at the horizon; noise = every column the manifest does not name).
+  informative at the horizon; noise = every column the manifest does not name). A warehouse that
+  plants nonlinear kinds as well names each feature's shape, and those are counted as nonlinear.
 - real: the Parquet export `tests/support/real_prices.py` builds from 5,000 hourly EUR/USD bars;
   the truth is that of tests/test_real_prices.py (ret_30 at h15, ret_15 at h30, nothing past 45
   rows; the noise columns are ar1_*; the other indicators count as "other").
@@ -60,6 +61,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
+from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -273,11 +275,22 @@ def linear_frame(folder: Path, days: int, features: int, seed: int, horizons: li
     named = _strings_in(entry)  # every alias the manifest names is planted (or leaky), never noise
     features_in_frame = [c for c in df.columns if SEPARATOR in c]
     noise = {c for c in features_in_frame if c not in named}
-    truth = {h: Truth(list(entry["horizons"][str(h)]["informative"]), {}, noise) for h in horizons}
+    # a warehouse that plants nonlinear kinds too names each planted feature's shape; one that
+    # does not plants linear signal only
+    shapes = entry.get("shapes", {})
+    truth = {}
+    for h in horizons:
+        informative = entry["horizons"][str(h)]["informative"]
+        linear = [a for a in informative if shapes.get(a, "linear") == "linear"]
+        truth[h] = Truth(linear, {a: shapes[a] for a in informative if a not in linear}, noise)
+    planted = entry["planted"]
+    nonlinear = [a for a in planted if shapes.get(a, "linear") != "linear"]
+    kinds = ", ".join(sorted({shapes[a] for a in nonlinear}))
+    also = f" and {len(nonlinear)} nonlinear (this warehouse plants those too: {kinds})" if nonlinear else ""
     description = (
         f"linear planted (the product's synthetic warehouse, seed {seed}): {days} days of 1-minute rows, every "
-        f"third kept; {len(features_in_frame)} feature columns, {len(entry['planted'])} planted "
-        f"(manifest: {', '.join(entry['planted'])})"
+        f"third kept; {len(features_in_frame)} feature columns, {len(planted) - len(nonlinear)} planted linear"
+        f"{also} (manifest: {', '.join(planted)})"
     )
     return Frame("linear", description, export, days * 1440 + 1, horizons, truth, 1.0, step)
 
@@ -698,8 +711,9 @@ def score(selected: list[str] | None, truth: Truth) -> dict[str, str]:
     nonlinear = "n/a"
     if truth.nonlinear:
         found = [name for name in truth.nonlinear if name in chosen]
-        missed = [truth.nonlinear[name] for name in truth.nonlinear if name not in chosen]
-        nonlinear = f"{len(found)}/{len(truth.nonlinear)}" + (f" (missed: {'; '.join(missed)})" if missed else "")
+        missed = Counter(truth.nonlinear[name] for name in truth.nonlinear if name not in chosen)
+        listed = "; ".join(kind if count == 1 else f"{kind} x{count}" for kind, count in missed.items())
+        nonlinear = f"{len(found)}/{len(truth.nonlinear)}" + (f" (missed: {listed})" if missed else "")
     noise = f"{len(chosen & truth.noise)}"
     other = len(chosen - set(truth.linear) - set(truth.nonlinear) - truth.noise)
     return {"linear": linear, "nonlinear": nonlinear, "noise": noise, "other": str(other)}
