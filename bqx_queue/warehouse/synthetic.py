@@ -100,6 +100,10 @@ class WarehouseSpec:
     # and column in every one of them, as a feature that matters in many markets would); None:
     # each pair's planted features are drawn at random from its own columns
     planted_share: float | None = None
+    # each planted linear feature's R^2 of the h=45 target (its squared expected correlation, before
+    # null_fraction's missing cells), the same for every signal whatever its persistence; when set
+    # it replaces signal_r2's equal split of the drift's variance
+    feature_r2: float | None = None
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.pairs if p not in PAIRS]
@@ -109,6 +113,8 @@ class WarehouseSpec:
             raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..4 signals")
         if not 0 < self.signal_r2 < 1:
             raise WarehouseError(f"signal_r2 must be in (0, 1), got {self.signal_r2}")
+        if self.feature_r2 is not None and not 0 < self.feature_r2 < 1:
+            raise WarehouseError(f"feature_r2 must be in (0, 1), got {self.feature_r2}")
         if not 0 <= self.nonlinear_r2 < 1:
             raise WarehouseError(f"nonlinear_r2 must be in [0, 1), got {self.nonlinear_r2}")
         if self.planted_share is not None and not 0 < self.planted_share <= 1:
@@ -217,9 +223,31 @@ def _coefficients(spec: WarehouseSpec, pair_noise_var: float) -> np.ndarray:
     """Return drift loadings giving the signals `signal_r2` of the h=45 target variance, equally."""
     if not spec.with_signal:
         return np.zeros(spec.signals)
+    if spec.feature_r2 is not None:
+        return _feature_coefficients(spec, pair_noise_var, spec.feature_r2)
     drift_var = spec.signal_r2 / (1 - spec.signal_r2) * TARGET_WINDOW * pair_noise_var
     phis = SIGNAL_PHIS[: spec.signals]
     return np.array([math.sqrt(drift_var / spec.signals / (2 * _window_variance(phi))) for phi in phis])
+
+
+def _feature_coefficients(spec: WarehouseSpec, pair_noise_var: float, r2: float) -> np.ndarray:
+    """Return drift loadings giving each planted linear feature `r2` of the h=45 target's variance.
+
+    With S_k the window sum of signal k's autocorrelation over the target's rows, V_k its window
+    variance, F the feature's variance and m the nonlinear kinds' share, corr_k^2 = 4 b_k^2 S_k^2 /
+    (F T (1 + m)) with T = N + sum 2 b_k^2 V_k; setting it to r2 gives T = N / (1 - c), c = r2 F
+    (1 + m) sum V_k / (2 S_k^2), and b_k = sqrt(r2 F T (1 + m)) / (2 S_k)."""
+    phis = SIGNAL_PHIS[: spec.signals]
+    noise = TARGET_WINDOW * pair_noise_var
+    feature_var = 2 * (1 + OBSERVATION_NOISE**2)
+    nonlinear = 1 + len(NONLINEAR_KINDS) * spec.nonlinear_r2
+    sums = np.array([_window_sum(phi, range(1, TARGET_WINDOW + 1)) for phi in phis])
+    variances = np.array([_window_variance(phi) for phi in phis])
+    c = r2 * feature_var * nonlinear * float(np.sum(variances / (2 * sums**2)))
+    if c >= 1:
+        raise WarehouseError(f"feature_r2 {r2} is too large for {spec.signals} signals: they would explain it all")
+    target_var = noise / (1 - c)
+    return np.sqrt(r2 * feature_var * target_var * nonlinear) / (2 * sums)
 
 
 def linear_target_variance(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> float:
