@@ -293,9 +293,6 @@ class HorizonResult(Record):
     q: int = Field(ge=1)
     threshold: float = Field(gt=0.5, le=1)
     fits: int = Field(ge=1)
-    features_per_fit: float | None = Field(
-        None, ge=0, description="mean features a fit selected (a pair column selects both): the bound's q"
-    )
     error_bound: float = Field(ge=0)
     metrics: HorizonMetrics
     confirmation: Confirmation | None = None

@@ -3,24 +3,25 @@
 LAR on the linear columns finds a feature only through its correlation with the target. A feature
 that acts through a threshold on |x|, a square or a U shape has almost none, and a member of a
 product x*y or a regime gate x*sign(y) has none at all. So beside every feature's linear column,
-selection gets a few more columns, chosen once per pair on the selection rows:
+each half-sample of stability selection chooses a few more columns from its own blocks:
 
-- **shape** |z| (z the standardised feature) for the features whose binned association with a
-  target most exceeds their linear one: each feature is cut into quantile bins (uint8 codes), and
-  per time block and bin the row count and every horizon's label sums are kept, so the
-  correlation ratio eta^2 (between-bin share of the target's variance: any shape a step function
-  can follow) is a sum of blocks, as the Grams are; eta^2 - r^2 is what a line misses;
+- **shapes** |z| (z the standardised feature): each feature is cut at its quantiles, and per time
+  block and edge the row count and every horizon's label sums (y and y^2) of the rows above it
+  are kept, so a half's correlation ratio eta^2 (the target's between-bin share of variance: any
+  shape a step function can follow) is a sum of its blocks, as its Gram is. eta^2 - r^2 is what a
+  line misses; a half takes |z| for the features where it is largest and stands out of the bulk;
 - **pairs**: a pure product or gate has no signal in either member alone, so no one-feature
-  statistic finds it. But it leaves one trace in one member: Var(target | x) grows with |x|
-  (heteroscedasticity). The members are the features whose bins best explain the squared target
-  (the same binned sums, of y^2), and for each member every other feature is tried as its partner
-  at once, as one matrix product over the rows: corr(z_i z_j, y) (product) and
-  corr(z_i (sign z_j - mean), y) (gate) for every j and horizon. The best-scoring pairs enter.
+  statistic finds it. Every pair is scanned once, on a sample of the selection rows: the sum of
+  sign(y) z_i z_j for all i, j (one weighted X'X); the features in the strongest products, with
+  the most heteroscedastic ones (Var(y | x) grows with |x| for a member), are the members. Per
+  block, the sums behind corr(z_i z_j, y) (product) and corr(z_i (sign z_j - mean), y) (gate) of
+  every member with every other feature are kept (a few matrix products: no pair's column is
+  formed), and a half takes its best-scoring pairs.
 
-Every chosen column joins the block Grams like any feature, and LAR decides between them; a
-feature is selected in a fit when any of its columns enters (both members of a pair column).
-The choice uses the targets on all selection rows, so the error bound is conditional on it; the
-held-out rows, which the choice never saw, decide what is confirmed.
+The Grams hold the union of the halves' choices; a half's LAR may enter only the columns its own
+rows chose, so the choice is part of its base selector and the complementary-pairs argument
+covers it (the scan narrows whom a half may pair, and reads every selection row's sample). A
+feature is selected in a fit when any column reading it enters (both features of a pair column).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 from pydantic import Field
@@ -67,6 +69,13 @@ class BasisParams(AnalysisParams):
             pairs=settings.nonlinear_pairs if nonlinear else 0,
             min_z=settings.nonlinear_min_z,
         )
+
+    def within(self, q: int) -> BasisParams:
+        """Return the parameters with each half's shapes and pairs at most half of the q units a
+        fit selects each: a half's screened-in columns are its strongest statistics, noise or
+        not, and at small q (40 features: q = 6) they would otherwise outnumber LAR's steps."""
+        cap = max(1, q // 2)
+        return self.model_copy(update={"shapes": min(self.shapes, cap), "pairs": min(self.pairs, cap)})
 
 
 class Shape(StrEnum):
@@ -330,7 +339,9 @@ class PairMoments:
             corr = np.divide(np.abs(covariance), denominator, out=np.zeros_like(covariance), where=denominator > 0)
             return np.where(allowed & (column_var > 1e-6), corr.max(axis=0), 0.0)
 
-        candidates: dict[tuple[Shape, int, int], float] = {}
+        # each pair of features once, in the shape that scores it best (a gate and its product
+        # correlate at about 0.8, and would otherwise take two of the half's places)
+        candidates: dict[frozenset[int], BasisColumn] = {}
         for shape, table in ((Shape.PRODUCT, score(product_cov, product_var)), (Shape.GATE, score(gate_cov, gate_var))):
             outlying = robust_z(table) >= min_z
             top = min(2 * count, table.size - 1)
@@ -339,11 +350,12 @@ class PairMoments:
                 i, j = divmod(int(flat), p)
                 if not outlying[i, j] or table[i, j] <= 0:
                     break
-                member = int(features[i])
-                key = (shape, min(member, j), max(member, j)) if shape is Shape.PRODUCT else (shape, member, j)
-                candidates[key] = max(candidates.get(key, 0.0), float(table[i, j]))
-        best = sorted(candidates.items(), key=lambda item: -item[1])[:count]
-        return [BasisColumn(shape, feature, partner, value) for (shape, feature, partner), value in best]
+                member, value = int(features[i]), float(table[i, j])
+                key = frozenset((member, j))
+                if key not in candidates or candidates[key].score < value:
+                    feature, partner = (min(member, j), max(member, j)) if shape is Shape.PRODUCT else (member, j)
+                    candidates[key] = BasisColumn(shape, feature, partner, value)
+        return sorted(candidates.values(), key=lambda column: -column.score)[:count]
 
 
 @threadpool_limits.wrap(limits=1)  # thin products (pool rows): a second BLAS thread waits more than it works
@@ -438,6 +450,35 @@ class GramColumns:
     def features_read(self, path: list[int]) -> np.ndarray:
         """Return the distinct features read by the columns of one fit's path."""
         return np.fromiter({f for column in path for f in self.read_by(column)}, dtype=np.int64)
+
+    @cached_property
+    def units(self) -> np.ndarray:
+        """Return each column's unit of selection: its feature's linear column, its feature's |x|,
+        or its pair of features (the product and the gate of two features are one unit: they
+        correlate at about 0.8, and halves may choose either)."""
+        keys: dict[tuple[int, ...], int] = {}
+        units = list(range(self.entered))
+        for column in self.basis:
+            key = (-1, column.feature) if column.partner < 0 else tuple(sorted((column.feature, column.partner)))
+            units.append(keys.setdefault(key, self.entered + len(keys)))
+        return np.asarray(units, dtype=np.int64)
+
+    @property
+    def unit_count(self) -> int:
+        """Return the number of units: the p of the error bound."""
+        return int(self.units.max()) + 1 if len(self.units) else 0
+
+    def feature_frequencies(self, unit_frequencies: np.ndarray) -> np.ndarray:
+        """Return each feature's selection frequency: that of its most frequent unit (a pair
+        counts for both of its features)."""
+        frequencies = np.zeros(self.features)
+        np.maximum.at(frequencies, self.linear, unit_frequencies[: self.entered])
+        for offset, column in enumerate(self.basis):
+            frequency = unit_frequencies[self.units[self.entered + offset]]
+            for feature in (column.feature, column.partner):
+                if feature >= 0:
+                    frequencies[feature] = max(frequencies[feature], frequency)
+        return frequencies
 
     def shape_of(self, feature: int, column_frequencies: np.ndarray) -> tuple[Shape, int]:
         """Return how a feature was selected: the shape of its most frequent column, and the
@@ -543,11 +584,9 @@ def product_scan(matrix: np.ndarray, rows: np.ndarray, targets: np.ndarray, size
 def nonlinear_basis(
     matrix: np.ndarray, blocks: list[np.ndarray], targets: np.ndarray, halves: list[np.ndarray], params: BasisParams
 ) -> NonlinearBasis:
-    """Return the pair's nonlinear columns, each half choosing its own from its own blocks: |z| of
-    the features whose binned fit a line explains least, and products and gates of the most
-    heteroscedastic features with their best partners. A half's choice never reads the other
-    half's rows, so the choice is part of the half's base selector, and the complementary-pairs
-    bound covers it."""
+    """Return the pair's nonlinear columns, each half (`halves`: block masks) choosing its own from
+    its own blocks: |z| of the features whose binned fit a line explains least, and products and
+    gates of the scan's members and the most heteroscedastic features with their best partners."""
     rows = np.concatenate(blocks)
     # neighbouring minutes carry nearly the same labels (45-row sums) and feature values: the
     # statistics read every `step`-th row, at most BASIS_ROWS of them

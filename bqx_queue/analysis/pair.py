@@ -31,6 +31,7 @@ from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import (
     SelectionParams,
     SelectionResult,
+    choose_q,
     complementary_halves,
     select_stable,
     time_blocks,
@@ -200,7 +201,8 @@ def _select(
         return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
     xy, ysum, column_sums = block_crosses(prepared.matrix, blocks, targets)
     halves = complementary_halves(params, len(blocks))
-    basis_params = BasisParams.from_settings(settings)
+    q = params.q or choose_q(p, params.threshold, params.expected_false_max)
+    basis_params = BasisParams.from_settings(settings).within(q)
     basis = nonlinear_basis(prepared.matrix, blocks, targets, halves, basis_params)
     rows = prepared.matrix.shape[0]
     memory = plan_memory(
@@ -365,8 +367,6 @@ def process_pair_all_horizons(
                     if feature in clusters:  # stable as a cluster of substitutes: it stands for them
                         entry["cluster"] = [prepared.features[j] for j in clusters[feature].members[1:]]
                         entry["cluster_frequency"] = round(clusters[feature].frequency, 4)
-                if (per_fit := selections[horizon].features_per_fit) is not None:
-                    result["features_per_fit"] = round(per_fit, 3)
                 result["dependence"] = _dependence(view, result, holdout_start, horizon)
                 return result | stable_structure(view, selection_rows, result, horizon, settings)
 

@@ -2,14 +2,14 @@
 
 The rows are cut into contiguous time blocks; each subsample is a union of half of the blocks
 and its complement is the other half (Shah & Samworth 2013). The base selector is randomized
-LARS stopped once it has entered q features. Its columns are every feature's linear column and
-the nonlinear basis columns the half chose from its own blocks (analysis/basis.py: |x|, products,
-gates); a feature is selected when any column reading it enters. LAR reads the Gram only through
+LARS stopped after q steps. Its columns are every feature's linear column and the nonlinear basis
+columns the half chose from its own blocks (analysis/basis.py: |x|, products, gates); the unit of
+selection is a feature's linear column, its |x| or a pair of features. LAR reads the Gram only through
 the rows of the columns it enters, so each half's Gram is formed one row at a time from per-block
 Grams (grams.py): the blocks' X'X are computed once per pair, every horizon reuses them, and a
 horizon only changes X'y. Selection frequency >= threshold makes a feature stable; the
-Meinshausen-Buehlmann bound E[false selections] <= q^2 / ((2 threshold - 1) p), q the mean number
-of features a fit selected, is reported with the result.
+Meinshausen-Buehlmann bound E[false selections] <= q^2 / ((2 threshold - 1) p), p the units in
+selection, is reported with the result.
 """
 
 from __future__ import annotations
@@ -70,10 +70,9 @@ class SelectionResult:
     q: int
     threshold: float
     fits: int
-    error_bound: float  # expected number of falsely selected features (MB bound)
-    features_per_fit: float | None = None  # the bound's q: mean features a fit selected (None: q)
-    clusters: dict[int, StableCluster] = field(default_factory=dict)  # representative -> its stable cluster
+    error_bound: float  # expected number of falsely selected units (MB bound: GramColumns.units)
     column_frequencies: np.ndarray | None = None  # per Gram column (linear and basis), when they differ from features
+    clusters: dict[int, StableCluster] = field(default_factory=dict)  # representative -> its stable cluster
 
 
 def choose_q(p: int, threshold: float, expected_false_max: float) -> int:
@@ -82,7 +81,7 @@ def choose_q(p: int, threshold: float, expected_false_max: float) -> int:
     return max(1, min(q, p // 2 if p > 1 else 1))
 
 
-def error_bound(q: float, p: int, threshold: float) -> float:
+def error_bound(q: int, p: int, threshold: float) -> float:
     """Return the Meinshausen-Buehlmann bound on expected false selections."""
     return q * q / ((2 * threshold - 1) * p)
 
@@ -96,11 +95,7 @@ def time_blocks(rows: np.ndarray, n_blocks: int, gap: int) -> list[np.ndarray]:
 
 
 def lar_paths(
-    gram_row: Callable[[int], np.ndarray],
-    diagonal: np.ndarray,
-    crosses: np.ndarray,
-    q: int,
-    reads: Callable[[int], tuple[int, ...]] | None = None,
+    gram_row: Callable[[int], np.ndarray], diagonal: np.ndarray, crosses: np.ndarray, q: int
 ) -> list[list[int]]:
     """Return, for each row of `crosses`, the first q features least angle regression enters.
 
@@ -108,16 +103,13 @@ def lar_paths(
     standardised (and reweighted) features; `diagonal` is X'X's diagonal (0 marks a feature that
     cannot enter). LAR adds exactly one feature per step and never drops one, so q steps give q
     features (fewer if the remaining correlations vanish or the active set becomes collinear).
-    With `reads` (the features a column reads: a nonlinear basis column reads one or two), a path
-    stops once its columns read q distinct features, so no fit selects more than q features.
     The targets' paths run in lockstep, so each step's arithmetic over p features is one array
     operation for all of them (700 fits per pair spent most of their time in per-call overhead).
     """
     correlations = np.array(crosses, dtype=np.float64, ndmin=2)
     targets, p = correlations.shape
     usable = diagonal > 1e-12
-    steps_wanted = min(q if reads is None else 2 * q, int(usable.sum()))
-    read: list[set[int]] = [set() for _ in range(targets)]
+    steps_wanted = min(q, int(usable.sum()))
     rows = np.zeros((targets, steps_wanted, p))  # Gram rows of each path's active features
     active: list[list[int]] = [[] for _ in range(targets)]
     signs = np.zeros((targets, steps_wanted))
@@ -135,11 +127,6 @@ def lar_paths(
             rows[t, step] = gram_row(feature)
             active[t].append(feature)
             inactive[t, feature] = False
-            if reads is not None:
-                read[t].update(reads(feature))
-                if len(read[t]) >= q:  # this path is complete
-                    running[t] = False
-                    continue
             signs[t, step] = np.sign(correlations[t, feature])
             try:
                 weights = np.linalg.solve(rows[t, : step + 1, active[t]].T, signs[t, : step + 1])
@@ -182,19 +169,19 @@ def select_stable(
     (`grams.cross(y)`). `columns` says which features each Gram column reads (a nonlinear basis
     column reads one or two); without it column j is feature j. `allowed` gives, per half of
     `complementary_halves`, which basis columns (after the linear ones) that half's LAR may enter.
-    A feature is selected in a fit when any column reading it enters, and the error bound's q is
-    the mean number of features a fit selected (Meinshausen-Buehlmann's q is the expected size of
-    the selected set).
+    The unit of selection is a feature's linear column, its |x|, or a pair of features (its
+    product or gate column, `GramColumns.units`): each fit enters at most q units, and the
+    Meinshausen-Buehlmann bound counts every unit in the Grams. A feature's frequency is that of
+    its most frequent unit, and it is stable when one of its units is (both features of a pair).
     """
     width = grams.features
     columns = columns or GramColumns(np.arange(width), [])
-    p = columns.entered
-    q = min(params.q or choose_q(p, params.threshold, params.expected_false_max), width)
+    q = min(params.q or choose_q(columns.entered, params.threshold, params.expected_false_max), width)
     rng = np.random.default_rng(params.seed)
-    counts = {h: np.zeros(columns.features) for h in crosses}
+    units = columns.units
+    counts = {h: np.zeros(columns.unit_count) for h in crosses}
     column_counts = {h: np.zeros(width) for h in crosses}
     fit_sets: dict[int, list[np.ndarray]] = {h: [] for h in crosses}
-    selected_total = 0
     halves = complementary_halves(params, len(grams.blocks))
     for index, in_half in enumerate(halves):
         half = HalfGram(grams, in_half, rng.uniform(params.weakness, 1.0, width))
@@ -202,23 +189,20 @@ def select_stable(
         if allowed is not None:
             diagonal = np.where(np.r_[np.ones(columns.entered, dtype=bool), allowed[index]], diagonal, 0.0)
         half_crosses = np.stack([half.cross(xy, ysum) for xy, ysum in crosses.values()])
-        paths = lar_paths(half.row, diagonal, half_crosses, q, columns.read_by if columns.basis else None)
-        for h, path in zip(crosses, paths, strict=True):
+        for h, path in zip(crosses, lar_paths(half.row, diagonal, half_crosses, q), strict=True):
             column_counts[h][path] += 1
-            selected = columns.features_read(path)
-            counts[h][selected] += 1
-            fit_sets[h].append(selected)
-            selected_total += len(selected)
+            counts[h][np.unique(units[path])] += 1
+            fit_sets[h].append(columns.features_read(path))
     fits = len(halves)
-    features_per_fit = selected_total / (fits * len(crosses)) if crosses else float(q)
-    results = selection_results(counts, fits, q, p, params.threshold, features_per_fit)
     everything = HalfGram(grams, np.ones(len(grams.blocks), dtype=bool), np.ones(width))  # correlations
-    return {
-        h: with_clusters(
-            replace(r, column_frequencies=column_counts[h] / fits), fit_sets[h], everything, columns, params
-        )
-        for h, r in results.items()
-    }
+    results = {}
+    for h, count in counts.items():
+        frequencies = columns.feature_frequencies(count / fits)
+        stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= params.threshold]
+        bound = error_bound(q, columns.unit_count, params.threshold)
+        result = SelectionResult(h, frequencies, stable, q, params.threshold, fits, bound, column_counts[h] / fits)
+        results[h] = with_clusters(result, fit_sets[h], everything, columns, params)
+    return results
 
 
 def with_clusters(
@@ -244,12 +228,11 @@ def with_clusters(
     if not found:
         return result
     merged = sum(len(c.members) - 1 for c in found)
-    per_fit = result.features_per_fit if result.features_per_fit is not None else result.q
     return replace(
         result,
         stable=result.stable + [c.representative for c in found],
         clusters={c.representative: c for c in found},
-        error_bound=error_bound(per_fit, max(1, columns.entered - merged), params.threshold),
+        error_bound=error_bound(result.q, max(1, columns.unit_count - merged), params.threshold),
     )
 
 
@@ -274,14 +257,12 @@ def first_halves(rng: np.random.Generator, n_blocks: int, pairs: int) -> Iterato
 
 
 def selection_results(
-    counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float, features_per_fit: float | None = None
+    counts: dict[int, np.ndarray], fits: int, q: int, p: int, threshold: float
 ) -> dict[int, SelectionResult]:
-    """Return per-horizon results from how often each feature was selected in `fits` fits, each
-    fit selecting `features_per_fit` features on average (q when not given)."""
-    bound = error_bound(features_per_fit if features_per_fit is not None else q, p, threshold)
+    """Return per-horizon results from how often each feature was selected in `fits` fits."""
     results = {}
     for h, count in counts.items():
         frequencies = count / fits
         stable = [int(i) for i in np.argsort(-frequencies, kind="stable") if frequencies[i] >= threshold]
-        results[h] = SelectionResult(h, frequencies, stable, q, threshold, fits, bound, features_per_fit)
+        results[h] = SelectionResult(h, frequencies, stable, q, threshold, fits, error_bound(q, p, threshold))
     return results
