@@ -199,7 +199,7 @@ def _select(
     if settings.selection_method == "lightgbm":
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
         return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
-    xy, ysum, column_sums = block_crosses(prepared.matrix, blocks, targets)
+    xy, ysum, _ = block_crosses(prepared.matrix, blocks, targets)
     halves = complementary_halves(params, len(blocks))
     q = params.q or choose_q(p, params.threshold, params.expected_false_max)
     basis_params = BasisParams.from_settings(settings).within(q)

@@ -481,8 +481,13 @@ def _own_tables(
     hazard_table["ext_missing_2880"] = np.full(len(sim.times), np.nan)
     hazard_table["ext_const_45"] = np.full(len(sim.times), 1.0)
     planted_anywhere = set(planted_aliases) | set(nonlinear_aliases)
-    duplicated = next(c for c in first_table if f"{next(iter(tables))}{FEATURE_SEPARATOR}{c}" not in planted_anywhere)
-    hazard_table["ext_copy_45"] = first_table[duplicated].copy()
+    duplicated = next(
+        values
+        for table, columns in tables.items()
+        for column, values in columns.items()
+        if f"{table}{FEATURE_SEPARATOR}{column}" not in planted_anywhere and not column.startswith("ext_")
+    )
+    hazard_table["ext_copy_45"] = duplicated.copy()
     return tables, planted_aliases, kind_features
 
 
