@@ -378,9 +378,13 @@ def nonlinear_planted(spec: WarehouseSpec) -> int:
 
 def _own_layout(spec: WarehouseSpec, partners: int) -> list[tuple[str, list[str]]]:
     """Return the table families and column names of every pair's own tables (the same in each)."""
-    planted = spec.signals + nonlinear_planted(spec)
-    own_count = max(planted + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
-    per_table = max(2, math.ceil(own_count / (len(OWN_FAMILIES) + partners)))
+    asked = max(spec.signals + 4, round(spec.features_per_pair * (1 - spec.shared_fraction)))
+    per_table = max(2, math.ceil(asked / (len(OWN_FAMILIES) + partners)))
+    tables = min(len(OWN_FAMILIES), math.ceil(asked / per_table))
+    # room for every planted feature: a narrow warehouse gets wider tables, never more of them
+    # (its table count is what the billing and plan tests count)
+    own_count = max(spec.signals + nonlinear_planted(spec) + 4, asked)
+    per_table = max(per_table, math.ceil(own_count / tables))
     layout = []
     remaining = own_count
     for family in OWN_FAMILIES:
