@@ -16,9 +16,12 @@ from bqx_queue.models import (
 
 NOTE = (
     "Stable means selected in at least pi_thr of the 2B block-half subsamples of the first 75% of "
-    "the history; the error bound (Meinshausen-Buehlmann) bounds the expected number of features "
-    "selected in-sample by chance under that block-half subsampling, and says nothing about held-out "
-    "rows. Confirmed means that on the held-out last 25% (purged walk-forward folds) permuting the "
+    "the history, through the feature's linear column, its |x|, or a product or gate with a partner "
+    "(each half chooses its nonlinear columns from its own blocks); the error bound "
+    "(Meinshausen-Buehlmann) bounds the expected number of such units selected in-sample by chance "
+    "under that block-half subsampling (given the all-pairs scan that names the members a half may "
+    "pair, which reads every selection row), and says nothing about held-out rows. Confirmed means "
+    "that on the held-out last 25% (purged walk-forward folds) permuting the "
     "feature within each fold's test window raises log loss, with a one-sided lower bound at level "
     "alpha / k above zero (Bonferroni over the horizon's k stable features), and that the horizon's "
     "model beats the constant baseline (log-loss gain lower bound at alpha above zero). Intervals are "
