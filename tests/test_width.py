@@ -48,7 +48,10 @@ def test_screening_keeps_the_strongest_features_in_column_order():
 @pytest.fixture(scope="module")
 def wide_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("wide") / "wide.duckdb"
-    build_warehouse(path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=5, features_per_pair=5_000, seed=5))
+    # the nonlinear kinds planted weakly: the screen must keep them, and five days of linear signal
+    # must still be found beside the variance they add to the targets
+    spec = WarehouseSpec(pairs=("eurusd", "gbpusd"), days=5, features_per_pair=5_000, seed=5, nonlinear_r2=0.02)
+    build_warehouse(path, spec)
     return path
 
 
