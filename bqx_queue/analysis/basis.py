@@ -52,7 +52,7 @@ SUBSTITUTE_LEVEL = 0.7  # a partner this correlated with its member is a shape o
 class BasisParams(AnalysisParams):
     """Which nonlinear columns a pair's selection gets (Settings' nonlinear_* fields)."""
 
-    bins: int = Field(ge=3, le=255)  # codes are uint8
+    bins: int = Field(ge=3, le=64)  # quantile bins per feature (their edges, bins - 1, are what is kept)
     shapes: int = Field(ge=0)
     members: int = Field(ge=0)
     pairs: int = Field(ge=0)
