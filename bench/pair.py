@@ -85,7 +85,11 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, out
         not_planted_confirmed=others_confirmed,
     )
     extra_columns, basis_bytes = basis_memory(
-        summary["rows"], summary["features_usable"], BasisParams.from_settings(settings)
+        summary["rows"],
+        summary["features_usable"],
+        BasisParams.from_settings(settings),
+        settings.selection_blocks,
+        len(settings.horizons),
     )
     out.update(
         wall_s=wall, cpu_s=cpu, peak_rss_bytes=peak, rows=summary["rows"], features=summary["features_tested"],

@@ -194,7 +194,9 @@ def refuse_if_too_wide(
     per-child cap, so no worker has to find out."""
     features = features + [f for part in parts for f in part.features]
     width = sum(1 if f.type in NUMERIC_TYPES else 1 + MAX_STRING_LEVELS for f in features)
-    extra_columns, basis_bytes = basis_memory(rows, width, BasisParams.from_settings(settings))
+    extra_columns, basis_bytes = basis_memory(
+        rows, width, BasisParams.from_settings(settings), settings.selection_blocks, len(settings.horizons)
+    )
     peak = plan_memory(
         rows,
         width,

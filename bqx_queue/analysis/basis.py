@@ -498,14 +498,13 @@ class GramColumns:
         return best
 
 
-def basis_memory(rows: int, width: int, params: BasisParams) -> tuple[int, int]:
+def basis_memory(rows: int, width: int, params: BasisParams, blocks: int, horizons: int) -> tuple[int, int]:
     """Return the most basis columns a pair's Grams hold beside its features, and the bytes the
     basis statistics hold beside the matrix while they are formed (the largest of the binned
     sums, the pair sums with their row chunk, and the scan's row sample, with the columns' values)."""
     if not params.shapes and not params.pairs:
         return 0, 0
-    blocks = 16  # selection_blocks: 12 by default; the sums are kept per block
-    binned = blocks * (params.bins - 1) * (1 + 2 * 7) * width * 8
+    binned = blocks * (params.bins - 1) * (1 + 2 * horizons) * width * 8  # kept per block
     pair_sums = blocks * 2 * params.members * width * (2 * 4 + 2 * 8) + 3 * _row_chunk(width) * width * 4
     scan = min(rows, SCAN_ROWS) * width * 4 + width * SCAN_PANEL * 4
     columns = UNION_FACTOR * (params.shapes + params.pairs)

@@ -212,7 +212,7 @@ def _select(
         settings.memory_budget_bytes,
         settings.selection_max_features,
         len(basis.columns),
-        basis_memory(rows, p, basis_params)[1],
+        basis_memory(rows, p, basis_params, len(blocks), len(horizons))[1],
     )
     entered = memory.selection_features
     columns = np.arange(p)
