@@ -19,6 +19,7 @@ from bqx_queue.celeryconfig import celery_config, check_worker_config
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import ConfigError
 from bqx_queue.log_context import install_context_formatter
+from bqx_queue.storage import artifact_root
 
 # Threads of the native libraries a child runs (LightGBM's OpenMP, BLAS, MKL).
 NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -66,13 +67,15 @@ def _refuse(exc: ConfigError) -> None:
 
 @celeryd_init.connect
 def _check_worker_settings(conf: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
-    """Refuse to start a worker on bad BQX_* settings, or on a configuration (a `--config` module
-    or `-O` may have changed it) that is not JSON only or whose visibility timeout is not above
-    the hard time limit. Then give each prefork child its threads."""
+    """Refuse to start a worker on bad BQX_* settings (a bucket runs_dir without its extra), or
+    on a configuration (a `--config` module or `-O` may have changed it) that is not JSON only or
+    whose visibility timeout is not above the hard time limit. Then give each prefork child its
+    threads."""
     try:
         settings = load_settings()
         celery_config(settings)
         check_worker_config(conf if conf is not None else app.conf)
+        artifact_root(settings.runs_dir)  # a bucket's filesystem must be installed (its extra)
     except ConfigError as exc:
         _refuse(exc)
         return

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from bqx_queue.config import Settings, load_settings, redact_url
-from bqx_queue.errors import BqxError, BrokerError
+from bqx_queue.errors import BqxError, BrokerError, DamagedArtifact
 
 if TYPE_CHECKING:
     from bqx_queue.models import RunManifest
@@ -225,11 +225,24 @@ def _follow_run(store: Any, result: Any, app: Any, console: Console) -> int:
 
 
 def _failed_pairs_exit(store: Any, console: Console) -> int:
-    failed = [p for p, s in store.pair_summaries().items() if not s.ok]
+    summaries = store.pair_summaries()
+    _warn_damaged(store.run_id, summaries)
+    failed = [p for p, s in summaries.items() if not s.ok]
     if failed:
         console.print(f"[red]{len(failed)} pairs failed: {', '.join(failed)}")
         return EXIT_FAILED_PAIRS
     return 0
+
+
+def _warn_damaged(run_id: str, summaries: dict[str, Any]) -> None:
+    """Print one line per damaged pair: the file, what is wrong, and how to recover."""
+    from bqx_queue.models import PairStatus
+
+    for pair, summary in summaries.items():
+        if summary.status is PairStatus.DAMAGED:
+            print(
+                f"warning: pair {pair} {summary.error}: `bqx-enqueue --resume {run_id}` runs it again", file=sys.stderr
+            )
 
 
 def _resume(args: argparse.Namespace, console: Console) -> int:
@@ -242,7 +255,13 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
 
     settings = _settings(args)
     store = RunStore(settings.runs_dir, args.resume)
-    manifest = store.manifest()  # one clear line for an unknown run
+    try:
+        manifest = store.manifest()  # one clear line for an unknown run
+    except DamagedArtifact as exc:
+        raise DamagedArtifact(
+            f"{exc}; --resume cannot repair a manifest (it holds the run's pairs, days and settings): "
+            "start the run again with bqx-enqueue"
+        ) from None
 
     from bqx_queue.producer import enqueue_run, prepare_resume, unfinished_pairs
     from bqx_queue.run import finish_run
@@ -368,7 +387,9 @@ def _report(args: argparse.Namespace) -> int:
     from bqx_queue.run import finish_run
     from bqx_queue.store import RunStore
 
-    print(finish_run(RunStore(_settings(args).runs_dir, args.run_id)))
+    store = RunStore(_settings(args).runs_dir, args.run_id)
+    print(finish_run(store))
+    _warn_damaged(store.run_id, store.pair_summaries())
     return 0
 
 

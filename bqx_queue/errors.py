@@ -40,3 +40,12 @@ class MemoryBudgetExceeded(BqxError):
 class PlanError(BqxError):
     """A reviewed plan cannot run: unapproved, edited after approval, or the warehouse catalog,
     the sampled days or the settings changed since it was written."""
+
+
+class DamagedArtifact(BqxError):
+    """A stored file that is missing, truncated, not JSON or Parquet, of the wrong schema, from an
+    unknown version, or not the bytes the summary that vouches for it recorded."""
+
+
+class MissingExtra(ConfigError):
+    """A setting needs an optional dependency that is not installed (`pip install 'bqx-queue[...]'`)."""

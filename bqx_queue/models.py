@@ -19,6 +19,9 @@ SMALL_ERROR_CHARS = 500
 # BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
 # referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
 CAP_MARGIN_PER_TABLE = 11 * 1024**2
+# The format of the run folder's JSON artifacts (manifest, pair summaries): a reader refuses a
+# newer one in one line rather than misreading it. Files written before it was recorded are 1.
+ARTIFACT_FORMAT = 1
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
@@ -46,6 +49,16 @@ class PairStatus(StrEnum):
 
     OK = "ok"
     FAILED = "failed"
+    # never written: how a reader sees a pair whose artifacts are damaged (it is run again on resume)
+    DAMAGED = "damaged"
+
+
+class ArtifactDigest(Record):
+    """What a pair summary records of a file it vouches for, so a reader can tell it is intact."""
+
+    file: str
+    bytes: Count
+    sha256: str = Field(pattern="^[0-9a-f]{64}$")
 
 
 # --- cost ------------------------------------------------------------------------------------
@@ -133,6 +146,7 @@ class RunManifest(Record):
 
     keep_none = frozenset({"shared_tables"})
 
+    format: int = ARTIFACT_FORMAT
     run_id: str
     created_at: str
     pairs: list[str]
@@ -406,9 +420,11 @@ class PairSummary(PairMeasures):
 
     keep_none = frozenset({"error"})
 
+    format: int = ARTIFACT_FORMAT
     pair: str
     status: PairStatus
     error: str | None = None
+    ledger: ArtifactDigest | None = None  # the ledger's size and SHA-256, for an ok pair
     host: str = ""
     pid: int = 0
     queries: Count = 0
@@ -531,6 +547,9 @@ class RunSection(Record):
     concurrency: Count
     processes: Count
     missing_pairs: list[str] | None = None
+    damaged_pairs: list[str] | None = Field(
+        default=None, description="pairs whose artifacts were damaged: `bqx-enqueue --resume` runs them again"
+    )
 
 
 class Totals(Record):

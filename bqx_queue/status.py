@@ -4,7 +4,8 @@ Finished pairs come from the run folder (each pair's summary is written when it 
 pairs come from the workers themselves (`inspect().active()`: every task whose arguments name
 this run), so the view works from any machine that reaches the broker and the run folder.
 `bqx status RUN_ID` prints it once; `bqx-enqueue --wait` and `bqx status --watch` follow it
-until the report is written.
+until the report is written. A pair whose artifacts are damaged shows as damaged, with the file
+and the problem (bqx_queue.store); `bqx-enqueue --resume` runs it again.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bqx_queue.errors import BrokerError
-from bqx_queue.models import PairSummary, RunEstimate, RunManifest
+from bqx_queue.errors import BrokerError, DamagedArtifact
+from bqx_queue.models import PairStatus, PairSummary, RunEstimate, RunManifest
 from bqx_queue.storage import modified_at
 from bqx_queue.store import RunStore
 
 log = logging.getLogger(__name__)
 
-PairStateName = Literal["done", "running", "failed", "queued"]
+PairStateName = Literal["done", "running", "failed", "damaged", "queued"]
+STATES: tuple[PairStateName, ...] = ("done", "running", "failed", "damaged", "queued")
 PROCESS_PAIR = "bqx.process_pair"
 
 
@@ -67,13 +69,14 @@ class RunStatus:
     estimate: RunEstimate | None = None  # the producer's, when the manifest has one
     report_path: Path | None = None
     workers_answered: bool = False
+    report_damage: str | None = None  # why a report.json that exists does not count
 
     def having(self, state: PairStateName) -> list[PairState]:
         return [p for p in self.pairs if p.state == state]
 
     @property
     def counts(self) -> dict[str, int]:
-        return {state: len(self.having(state)) for state in ("done", "running", "failed", "queued")}
+        return {state: len(self.having(state)) for state in STATES}
 
     @property
     def cost_usd(self) -> float:
@@ -94,7 +97,7 @@ class RunStatus:
         counts = self.counts
         if counts["running"] == 0 and counts["queued"] == 0:
             return 0.0
-        walls = [p.wall_s for p in self.pairs if p.state in ("done", "failed") and p.wall_s]
+        walls = [p.wall_s for p in self.pairs if p.state in ("done", "failed", "damaged") and p.wall_s]
         if not walls:
             return None
         mean = sum(walls) / len(walls)
@@ -161,6 +164,12 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     # (its file wins), never as still running in a finished run, nor as queued.
     report = store.report_path
     finished = report.exists() and store.modified_at(report) >= store.modified_at(store.manifest_path)
+    report_damage = None
+    if finished:
+        try:
+            store.report()
+        except DamagedArtifact as exc:
+            finished, report_damage = False, str(exc)
     asked = app is not None and not finished
     running = running_pairs(app, store.run_id, timeout_s) if asked else None
     summaries = _current_summaries(store.pair_summaries(), manifest)
@@ -175,7 +184,7 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
             states.append(
                 PairState(
                     pair,
-                    "done" if summary.ok else "failed",
+                    "done" if summary.ok else "damaged" if summary.status is PairStatus.DAMAGED else "failed",
                     worker=f"{summary.worker or summary.host}:{summary.pid}",
                     started_at=started,
                     wall_s=wall,
@@ -198,6 +207,7 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
         estimate=manifest.estimate,
         report_path=report if finished else None,
         workers_answered=running is not None or finished,
+        report_damage=report_damage,
     )
 
 
@@ -217,7 +227,8 @@ def status_line(status: RunStatus) -> str:
     tail = "report written" if status.finished else f"eta {_duration(status.eta_s)}"
     return (
         f"run {status.run_id}: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
-        f"{counts['queued']} queued of {len(status.pairs)}; cost so far ${status.cost_usd:.4f}{estimate}; "
+        + (f"{counts['damaged']} damaged, " if counts["damaged"] else "")
+        + f"{counts['queued']} queued of {len(status.pairs)}; cost so far ${status.cost_usd:.4f}{estimate}; "
         f"elapsed {_duration(status.elapsed_s)}; {tail}"
     )
 
@@ -232,7 +243,7 @@ def render_status(status: RunStatus) -> RenderableType:
     """Return the run's status for a terminal: a summary line, a bar, and a row per pair that
     is running or failed (queued and done pairs are listed by name)."""
     counts = status.counts
-    finished = counts["done"] + counts["failed"]
+    finished = counts["done"] + counts["failed"] + counts["damaged"]
     parts: list[RenderableType] = [
         Text(status_line(status), style="bold"),
         _bar(finished, len(status.pairs)),
@@ -244,14 +255,14 @@ def render_status(status: RunStatus) -> RenderableType:
                 style="yellow",
             )
         )
-    active = status.having("running") + status.having("failed")
+    active = status.having("running") + status.having("failed") + status.having("damaged")
     if active:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("pair", "state", "worker", "for", "note"):
             table.add_column(column)
         for pair in active:
             since = status.observed_at - pair.started_at if pair.state == "running" and pair.started_at else pair.wall_s
-            style = "red" if pair.state == "failed" else "cyan"
+            style = "cyan" if pair.state == "running" else "red"
             table.add_row(
                 pair.pair,
                 Text(pair.state, style=style),
@@ -267,6 +278,12 @@ def render_status(status: RunStatus) -> RenderableType:
             parts.append(Text(f"{state}: {', '.join(names)}", style="dim" if state == "queued" else "green"))
     if status.finished:
         parts.append(Text(f"report: {status.report_path}"))
+    if status.report_damage:
+        parts.append(Text(f"report not counted: {status.report_damage}: `bqx report {status.run_id}` rebuilds it"))
+    if counts["damaged"]:
+        parts.append(
+            Text(f"damaged pairs are not done: `bqx-enqueue --resume {status.run_id}` runs them again", style="yellow")
+        )
     return Group(*parts)
 
 

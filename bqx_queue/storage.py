@@ -21,12 +21,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bqx_queue.errors import ConfigError
+from bqx_queue.errors import ConfigError, MissingExtra
 
 ArtifactPath = Any  # pathlib.Path for a local folder, upath.UPath for a bucket (the same API)
 # fsspec's default gs:// class probes each bucket for a hierarchical namespace over gRPC; the GCS
 # emulator never answers and every first call stalls 60 s, so against an emulator use the core class
 EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
+# a bucket's protocol -> the extra that installs its filesystem, and the package it brings
+EXTRAS = {"gs": ("gcs", "gcsfs"), "gcs": ("gcs", "gcsfs"), "s3": ("s3", "s3fs"), "s3a": ("s3", "s3fs")}
 
 
 def is_url(location: str | Path) -> bool:
@@ -43,6 +45,7 @@ def artifact_root(location: str | Path) -> ArtifactPath:
     except ImportError:  # pragma: no cover - upath is a dependency
         raise ConfigError(f"runs_dir {location} is a URL, but universal_pathlib is not installed") from None
     protocol = str(location).split("://", 1)[0]
+    require_filesystem(location, protocol)
     # every host polls for other hosts' objects: a cached listing would hide them
     options: dict[str, Any] = {"use_listings_cache": False}
     if protocol in ("gs", "gcs"):
@@ -53,6 +56,24 @@ def artifact_root(location: str | Path) -> ArtifactPath:
         extra = "gcs" if protocol in ("gs", "gcs") else "s3" if protocol in ("s3", "s3a") else None
         hint = f" (install bqx-queue[{extra}])" if extra else ""
         raise ConfigError(f"runs_dir {location}: no filesystem for {protocol}://{hint}: {exc}") from None
+
+
+def require_filesystem(location: str | Path, protocol: str) -> None:
+    """Raise MissingExtra (one line naming the extra to install) when the protocol's fsspec
+    filesystem is not installed, and ConfigError when fsspec knows no such protocol."""
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        extra, package = EXTRAS.get(protocol, (None, None))
+        if extra:
+            raise MissingExtra(
+                f"runs_dir {location} needs {package}, which is not installed: install 'bqx-queue[{extra}]'"
+            ) from None
+        raise MissingExtra(f"runs_dir {location} needs a package that is not installed: {exc}") from None
+    except ValueError:
+        raise ConfigError(f"runs_dir {location}: no filesystem for {protocol}://") from None
 
 
 def _gcs_for_emulator(protocol: str, options: dict[str, Any]) -> None:

@@ -1,11 +1,14 @@
 """The run folder: manifest, one summary and ledger per pair, and the report, in a local folder
 or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.storage). Every write
 is whole or absent for readers on any host (storage.write_whole), so a pair's summary, written
-after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts."""
+after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts.
+
+Reading is where damage shows (bqx_queue.artifacts): a damaged manifest stops every command with
+one line; a damaged pair summary or ledger makes the pair DAMAGED, which is not done, so the report
+lists it and `bqx-enqueue --resume` runs it again."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from typing import Any
@@ -13,8 +16,9 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from bqx_queue.errors import BqxError
-from bqx_queue.models import PairSummary, Report, RunManifest
+from bqx_queue import artifacts
+from bqx_queue.errors import BqxError, DamagedArtifact
+from bqx_queue.models import ArtifactDigest, PairStatus, PairSummary, Report, RunManifest
 from bqx_queue.storage import ArtifactPath, artifact_root, children, modified_at, write_whole
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
@@ -35,6 +39,8 @@ class RunStore:
         self.run_id = check_run_id(run_id)
         self.runs_root = artifact_root(runs_dir)
         self.root = self.runs_root / run_id
+        # ledgers found intact, by (path, size, mtime): a watched run does not hash them every poll
+        self._intact: set[tuple[str, int, float]] = set()
 
     @property
     def manifest_path(self) -> ArtifactPath:
@@ -56,39 +62,80 @@ class RunStore:
     def write_text(self, path: ArtifactPath, text: str) -> None:
         write_whole(path, lambda handle: handle.write(text.encode()))
 
-    def write_parquet(self, path: ArtifactPath, frame: pd.DataFrame) -> None:
-        write_whole(path, lambda handle: frame.to_parquet(handle, index=False))
+    def write_parquet(self, path: ArtifactPath, frame: pd.DataFrame) -> ArtifactDigest:
+        """Write the frame as Parquet and return its digest (for the summary that vouches for it)."""
+        data = artifacts.parquet_bytes(frame)
+        write_whole(path, lambda handle: handle.write(data))
+        return artifacts.digest_of(path, data)
 
     def read_json(self, path: ArtifactPath) -> Any:
-        return json.loads(path.read_text())
-
-    def read_parquet(self, path: ArtifactPath) -> pd.DataFrame:
-        return pd.read_parquet(io.BytesIO(path.read_bytes()))
+        return artifacts.read_json(path)
 
     def modified_at(self, path: ArtifactPath) -> float:
         return modified_at(path)
 
     def manifest(self) -> RunManifest:
+        """Return the run's manifest; one clear line for an unknown run or a damaged manifest."""
         if not self.manifest_path.exists():
             raise BqxError(f"run {self.run_id} has no manifest at {self.manifest_path}")
-        return RunManifest.model_validate(self.read_json(self.manifest_path))
+        manifest = artifacts.read_model(self.manifest_path, RunManifest, "run manifest", seal=True)
+        if manifest.run_id != self.run_id:
+            raise DamagedArtifact(
+                f"{self.manifest_path}: holds the manifest of run {manifest.run_id}, not {self.run_id}"
+            )
+        return manifest
 
     def write_manifest(self, manifest: RunManifest) -> None:
-        self.write_json(self.manifest_path, manifest.model_dump(mode="json"))
+        self.write_json(self.manifest_path, artifacts.sealed(manifest.model_dump(mode="json")))
 
     def pair_summaries(self) -> dict[str, PairSummary]:
-        return {p.stem: PairSummary.model_validate(self.read_json(p)) for p in children(self.root / "pairs", "*.json")}
+        """Return pair -> its summary, for every pair with one; a damaged pair's is DAMAGED."""
+        return {p.stem: self._checked_summary(p.stem, p) for p in children(self.root / "pairs", "*.json")}
 
     def pair_summary(self, pair: str) -> PairSummary | None:
+        """Return the pair's summary (DAMAGED when its artifacts are), or None before it ends."""
         path = self.pair_path(pair)
-        return PairSummary.model_validate(self.read_json(path)) if path.exists() else None
+        return self._checked_summary(pair, path) if path.exists() else None
+
+    def _checked_summary(self, pair: str, path: ArtifactPath) -> PairSummary:
+        try:
+            summary = artifacts.read_model(path, PairSummary, "pair summary", seal=True)
+            if summary.pair != pair:
+                raise DamagedArtifact(f"{path}: holds the summary of pair {summary.pair}, not {pair}")
+            if summary.ok:
+                self._check_ledger(pair, summary)
+        except DamagedArtifact as exc:
+            return PairSummary(pair=pair, status=PairStatus.DAMAGED, error=f"damaged: {exc}")
+        return summary
+
+    def _check_ledger(self, pair: str, summary: PairSummary) -> None:
+        """Raise DamagedArtifact unless the ledger is the one the summary vouches for (a summary
+        written before digests were recorded: unless it reads as Parquet)."""
+        path = self.ledger_path(pair)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            raise DamagedArtifact(f"{path}: missing, though its summary says the pair finished") from None
+        seen = (str(path), int(stat.st_size), float(stat.st_mtime))
+        if seen in self._intact:
+            return
+        data = artifacts.read_bytes(path)
+        if summary.ledger is not None:
+            artifacts.check_digest(path, data, summary.ledger)
+        else:
+            artifacts.parse_parquet(path, data)
+        self._intact.add(seen)
+
+    def ledger(self, summary: PairSummary) -> pd.DataFrame:
+        """Return an ok pair's ledger, checked against its summary's digest."""
+        return artifacts.read_parquet(self.ledger_path(summary.pair), summary.ledger)
 
     def write_pair_summary(self, summary: PairSummary) -> None:
         """Write a pair's summary: the artifact that marks the pair done (ok or failed)."""
-        self.write_json(self.pair_path(summary.pair), summary.model_dump(mode="json"))
+        self.write_json(self.pair_path(summary.pair), artifacts.sealed(summary.model_dump(mode="json")))
 
     def report(self) -> Report:
-        return Report.model_validate(self.read_json(self.report_path))
+        return artifacts.read_model(self.report_path, Report, "run report")
 
     def write_report(self, report: Report) -> None:
         self.write_json(self.report_path, report.model_dump(mode="json"))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from celery import Celery
 from rich.console import Console
@@ -67,11 +68,14 @@ def _run_folder(tmp_path: Path, now: float) -> RunStore:
             "workers": {"w1@a": 1, "w2@b": 1},
         },
     )
+    # an ok pair's summary vouches for its ledger: without one the pair would read as damaged
+    ledger = store.write_parquet(store.ledger_path("eurusd"), pd.DataFrame({"feature": ["f1"], "horizon": [15]}))
     store.write_json(
         store.pair_path("eurusd"),
         {
             "pair": "eurusd",
             "status": "ok",
+            "ledger": ledger.model_dump(),
             "cost_usd": 0.25,
             "host": "a",
             "pid": 11,
@@ -116,7 +120,7 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
     }
     status = run_status(store, AppAnswering({"w2@b": [running], "w1@a": [other_run]}))
 
-    assert status.counts == {"done": 1, "running": 1, "failed": 1, "queued": 1}
+    assert status.counts == {"done": 1, "running": 1, "failed": 1, "damaged": 0, "queued": 1}
     assert [p.pair for p in status.having("queued")] == ["audusd"]  # another run's audusd does not count
     usdjpy = status.having("running")[0]
     assert usdjpy.pair == "usdjpy" and usdjpy.worker == "w2@b:77"
@@ -132,7 +136,9 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
 
     # Without anyone to ask, running pairs show as queued and the view says so.
     blind = run_status(store)
-    assert blind.counts == {"done": 1, "running": 0, "failed": 1, "queued": 2} and not blind.workers_answered
+    assert (
+        blind.counts == {"done": 1, "running": 0, "failed": 1, "damaged": 0, "queued": 2} and not blind.workers_answered
+    )
     console = Console(file=io.StringIO(), width=120)
     console.print(render_status(blind))
     assert "running pairs show as queued" in console.file.getvalue()
@@ -180,7 +186,7 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_wareho
         status = run_status(store, app)
         if status.counts["running"] == 2:
             break
-    assert status.counts == {"done": 0, "running": 2, "failed": 0, "queued": 1}, status
+    assert status.counts == {"done": 0, "running": 2, "failed": 0, "damaged": 0, "queued": 1}, status
     places = [p.worker for p in status.having("running")]
     assert all(w.startswith(f"{worker.name}:") for w in places) and len(set(places)) == 2  # two children
     assert status.eta_s is None  # nothing finished yet to measure by

@@ -35,6 +35,7 @@ from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.extract_cache import add_summaries
+from bqx_queue.warehouse.shared import read_shared_index
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
 
 # reports of runs whose manifest predates the across-pair settings read the defaults
@@ -54,14 +55,14 @@ def _shared_tables_cost(store: RunStore) -> SharedCost:
     index = store.root / "shared" / "index.json"
     if not index.exists():
         return SharedCost(queries=0, tables=0, bytes_processed=0, bytes_billed=0, cost_usd=0)
-    data = store.read_json(index)
+    data = read_shared_index(index)
     return SharedCost(
-        queries=data.get("queries_sent", data["queries"]),  # queries sent: an extract read from the cache sent none
-        tables=data["tables"],
-        bytes_processed=data["bytes_processed"],
-        bytes_billed=data["bytes_billed"],
-        cost_usd=data["cost_usd"],
-        extract_cache=data.get("extract_cache"),
+        queries=data.queries_sent if data.queries_sent is not None else data.queries,  # a cached extract sent none
+        tables=data.tables,
+        bytes_processed=data.bytes_processed,
+        bytes_billed=data.bytes_billed,
+        cost_usd=data.cost_usd,
+        extract_cache=data.extract_cache,
     )
 
 
@@ -75,6 +76,7 @@ def report_data(store: RunStore) -> Report:
     summaries = store.pair_summaries()
     shared = _shared_tables_cost(store)
     missing = [p for p in manifest.pairs if p not in summaries]
+    damaged = [p for p in manifest.pairs if p in summaries and summaries[p].status is PairStatus.DAMAGED]
     pairs = [ReportPair.of(summaries.get(pair) or _unrecorded(pair)) for pair in manifest.pairs]
     ok = [p for p in pairs if p.ok]
     finished = max((p.finished_at or 0 for p in pairs), default=0) or time.time()
@@ -99,6 +101,7 @@ def report_data(store: RunStore) -> Report:
             concurrency=manifest.slots,
             processes=len({(p.host, p.pid) for p in ok}),
             missing_pairs=missing,
+            damaged_pairs=damaged or None,
         ),
         totals=Totals(
             pairs_ok=len(ok),
@@ -182,7 +185,8 @@ def write_report(store: RunStore) -> Path:
     data = report.model_dump(mode="json")
     jsonschema.validate(data, report_schema())
     manifest = store.manifest()
-    ledgers = [store.read_parquet(store.ledger_path(p)) for p in report.run.pairs if store.ledger_path(p).exists()]
+    summaries = store.pair_summaries()  # checked: a damaged pair's ledger is not read
+    ledgers = [store.ledger(summaries[p.pair]) for p in report.pairs if p.ok]
     if ledgers:
         strip_tokens = tuple(manifest.settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
         ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)

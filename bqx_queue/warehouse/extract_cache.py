@@ -11,12 +11,15 @@ the targets table repeated no minute, so the kept rows cannot depend on which ta
 
 Layout: cache/<key>/<targets>-<token>-part-NNN.parquet, streamed while the consumer reads the
 rows, then cache/<key>/<targets>.json, the marker, written whole once every part is. Readers
-trust only markers, so a writer killed mid-upload leaves at most an unreferenced object.
+trust only markers, so a writer killed mid-upload leaves at most an unreferenced object. The marker
+records each part's size and SHA-256 (hashed as it is written): a marker that does not parse, or a
+part that is missing, cut or changed, makes the entry a miss, queried again, never an error.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import secrets
@@ -29,8 +32,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel
 
+from bqx_queue import artifacts
 from bqx_queue.config import Settings
+from bqx_queue.errors import DamagedArtifact
 from bqx_queue.models import CostEstimate
 from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
 from bqx_queue.store import write_json_atomic
@@ -49,6 +55,49 @@ FORMAT = 1  # bump when what a query returns for the same key changes
 BATCH_ROWS = 16_384
 UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
 Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
+
+
+class MarkerPart(BaseModel):
+    """One statement's rows: its file (None when it returned no columns), rows, size and SHA-256."""
+
+    file: str | None
+    rows: int
+    bytes: int
+    sha256: str | None = None  # absent in markers written before digests were recorded
+
+
+class Marker(BaseModel):
+    """cache/<key>/<targets>.json: a whole extract, the targets it holds and what its query cost."""
+
+    targets: list[str]
+    targets_repeat_free: bool
+    parts: list[MarkerPart]
+    bytes_billed: int
+    cost_usd: float
+    fetch_s: float
+
+
+class HashingFile(io.RawIOBase):
+    """A binary file that hashes what is written through it: a part's SHA-256 without reading
+    the part back (from a bucket, that would be a second download)."""
+
+    def __init__(self, handle: Any) -> None:
+        super().__init__()
+        self.handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.handle.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
 
 
 @dataclass
@@ -130,9 +179,9 @@ class ExtractCache:
         folder = self.root / _digest(identity)
         targets = list(plan.targets)
         if not self.refresh:
-            marker = self._find(folder, targets)
+            marker = self._find(folder, targets, verify=True)
             if marker is not None:
-                use = ExtractUse(plan.pair, True, marker["bytes_billed"], marker["cost_usd"], marker["fetch_s"])
+                use = ExtractUse(plan.pair, True, marker.bytes_billed, marker.cost_usd, marker.fetch_s)
                 log.info("extract cache hit", extra={"query": plan.pair, "key": folder.name})
                 return self._read(folder, marker, targets, use), {"bytes_processed": 0, "bytes_billed": 0}, use
         use = ExtractUse(plan.pair, False)
@@ -141,35 +190,39 @@ class ExtractCache:
 
     def covers(self, source: WarehouseSource, plan: QueryPlan, days: list[date]) -> bool:
         """Return whether a whole extract holds the plan's rows: a query a run would not send.
-        An empty cache answers without asking the warehouse for modification times."""
+        An empty cache answers without asking the warehouse for modification times. Parts are
+        checked by size only (the fetch hashes them before trusting them)."""
         if self.refresh or next(children(self.root, "*"), None) is None:
             return False
-        return self._find(self.root / _digest(extract_identity(source, plan, days)), list(plan.targets)) is not None
+        folder = self.root / _digest(extract_identity(source, plan, days))
+        return self._find(folder, list(plan.targets), verify=False) is not None
 
-    def _find(self, folder: ArtifactPath, targets: list[str]) -> dict[str, Any] | None:
-        """Return the marker of a whole extract holding these targets' rows, or None."""
+    def _find(self, folder: ArtifactPath, targets: list[str], verify: bool) -> Marker | None:
+        """Return the marker of a whole extract holding these targets' rows, or None; with
+        `verify`, only one whose parts have the SHA-256 the marker recorded."""
         for path in children(folder, "*.json"):
             try:
-                marker = json.loads(path.read_text())
-            except (OSError, ValueError):
+                marker = artifacts.read_model(path, Marker, "extract-cache marker")
+            except DamagedArtifact as exc:
+                log.warning("extract cache entry damaged: a miss", extra={"error": str(exc)})
                 continue
-            if not set(targets) <= set(marker["targets"]):
+            if not set(targets) <= set(marker.targets):
                 continue
-            if set(targets) != set(marker["targets"]) and not marker["targets_repeat_free"]:
+            if set(targets) != set(marker.targets) and not marker.targets_repeat_free:
                 continue
-            if all(part["file"] is None or _size(folder / part["file"]) == part["bytes"] for part in marker["parts"]):
+            if all(_whole(folder, part, verify) for part in marker.parts):
                 return marker
         return None
 
     def _read(
-        self, folder: ArtifactPath, marker: dict[str, Any], targets: list[str], use: ExtractUse
+        self, folder: ArtifactPath, marker: Marker, targets: list[str], use: ExtractUse
     ) -> list[Iterator[pa.RecordBatch]]:
-        extra = set(marker["targets"]) - set(targets)
-        remaining = [len(marker["parts"])]
+        extra = set(marker.targets) - set(targets)
+        remaining = [len(marker.parts)]
 
-        def stream(part: dict[str, Any]) -> Iterator[pa.RecordBatch]:
-            if part["file"] is not None:
-                with (folder / part["file"]).open("rb") as handle:
+        def stream(part: MarkerPart) -> Iterator[pa.RecordBatch]:
+            if part.file is not None:
+                with (folder / part.file).open("rb") as handle:
                     parquet = pq.ParquetFile(handle)
                     columns = [name for name in parquet.schema_arrow.names if name not in extra]
                     yield from parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns)
@@ -177,7 +230,7 @@ class ExtractCache:
             if not remaining[0]:
                 use.read_s = time.monotonic() - use.started
 
-        return [stream(part) for part in marker["parts"]]
+        return [stream(part) for part in marker.parts]
 
     def _store(
         self,
@@ -212,15 +265,16 @@ class ExtractCache:
 
         def stream(number: int, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             path = folder / f"{prefix}-part-{number:03d}.parquet"
-            handle, writer, rows = None, None, 0
+            handle, hashing, writer, rows = None, None, None, 0
 
             def open_writer(schema: pa.Schema) -> pq.ParquetWriter:
-                nonlocal handle
+                nonlocal handle, hashing
                 if is_local(path):
                     path.parent.mkdir(parents=True, exist_ok=True)
                 handle = path.open("wb")
+                hashing = HashingFile(handle)
                 # no dictionaries: float features rarely repeat, and trying made writing 3x slower
-                return pq.ParquetWriter(handle, schema, use_dictionary=False)
+                return pq.ParquetWriter(hashing, schema, use_dictionary=False)
 
             try:
                 for batch in batches:
@@ -245,7 +299,8 @@ class ExtractCache:
             written[number] = {
                 "file": path.name if writer else None,
                 "rows": rows,
-                "bytes": _size(path) if writer else 0,
+                "bytes": hashing.size if hashing else 0,
+                "sha256": hashing.digest.hexdigest() if hashing else None,
             }
             if all(w is not None for w in written):
                 publish()
@@ -265,6 +320,26 @@ def _size(path: ArtifactPath) -> int:
         return int(path.stat().st_size)
     except FileNotFoundError:
         return -1
+
+
+def _whole(folder: ArtifactPath, part: MarkerPart, verify: bool) -> bool:
+    """Return whether a part is the one its marker recorded: its size, and with `verify` its
+    SHA-256, hashed as it streams (a part can be gigabytes). A damaged part is logged: a miss."""
+    if part.file is None:
+        return True
+    path = folder / part.file
+    size = _size(path)
+    if size != part.bytes:
+        problem = "missing" if size < 0 else f"{size:,} bytes where its marker recorded {part.bytes:,}"
+        log.warning("extract cache part damaged: a miss", extra={"error": f"{path}: {problem}"})
+        return False
+    if not verify or part.sha256 is None:
+        return True
+    with path.open("rb") as handle:
+        if hashlib.file_digest(handle, "sha256").hexdigest() == part.sha256:
+            return True
+    log.warning("extract cache part damaged: a miss", extra={"error": f"{path}: SHA-256 differs from its marker's"})
+    return False
 
 
 def cached_estimate(estimate: CostEstimate) -> CostEstimate:

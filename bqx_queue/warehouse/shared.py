@@ -5,29 +5,31 @@ manifest is written and before any pair is enqueued, and stores the rows (the ru
 days) as Parquet in the run folder: `shared/part-NNN.parquet` with `shared/index.json`. Each pair
 then queries only its own tables and its targets, and joins the shared columns locally on
 interval_time. A run without that index (the local process pool, a standalone call) keeps the
-shared tables in each pair's query.
+shared tables in each pair's query. The index records each part's size and SHA-256: a damaged
+index or part is fetched again by the next pair that needs it, as if it had never been written.
 """
 
 from __future__ import annotations
 
 import fcntl
-import io
-import json
 import logging
 import tempfile
 from collections.abc import Iterable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
 
+from bqx_queue import artifacts
 from bqx_queue.config import Settings
-from bqx_queue.errors import DataError
+from bqx_queue.errors import DamagedArtifact, DataError
+from bqx_queue.models import ArtifactDigest, ExtractCacheSummary
 from bqx_queue.storage import ArtifactPath, is_local, write_whole
 from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
@@ -54,6 +56,56 @@ INDEX_FILE = "index.json"
 BATCH_ROWS = 16_384
 
 
+class SharedPart(BaseModel):
+    """One shared-table query's rows in shared/: which tables and features, and what it billed."""
+
+    model_config = ConfigDict(extra="allow")  # the query's job figures (maximum_bytes_billed...)
+
+    file: str
+    query: str
+    rows: int
+    tables: list[str]
+    features: list[tuple[str, str, str, str]]  # alias, table, column, type
+    excluded: list[tuple[str, str]]
+    bytes_processed: int
+    bytes_billed: int
+    digest: ArtifactDigest | None = None  # absent in indexes written before digests were recorded
+
+
+class SharedIndex(BaseModel):
+    """shared/index.json: the run's shared-table parts and what fetching them cost."""
+
+    queries: int
+    tables: int
+    columns: int
+    bytes_processed: int
+    bytes_billed: int
+    cost_usd: float
+    queries_sent: int | None = None
+    extract_cache: ExtractCacheSummary | None = None
+    parts: list[SharedPart]
+
+
+def read_shared_index(path: ArtifactPath) -> SharedIndex:
+    """Return the run's shared-table index; DamagedArtifact naming the file when it is damaged."""
+    return artifacts.read_model(path, SharedIndex, "shared-table index")
+
+
+def _intact(path: ArtifactPath) -> bool:
+    """Return whether the index and every part it names are whole; a damaged one is logged."""
+    try:
+        index = read_shared_index(path)
+        for part in index.parts:
+            part_path = path.parent / part.file
+            data = artifacts.read_bytes(part_path)
+            if part.digest is not None:
+                artifacts.check_digest(part_path, data, part.digest)
+    except DamagedArtifact as exc:
+        log.warning("shared tables damaged: fetching them again", extra={"error": str(exc)})
+        return False
+    return True
+
+
 def shared_once(source: WarehouseSource, settings: Settings) -> bool:
     """Return whether a run on this source fetches the shared tables once (billable sources)."""
     return settings.shared_tables_once and source.billable
@@ -68,13 +120,13 @@ def shared_index(settings: Settings, run_id: str | None, source: BigQuerySource)
         return None
     store = RunStore(settings.runs_dir, run_id)
     path = store.root / SHARED_DIR / INDEX_FILE
-    if path.exists():
+    if path.exists() and _intact(path):
         return path
     if not store.manifest_path.exists() or not store.manifest().shared_tables:
         return None
     with _host_lock(path.parent, run_id).open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one process on this host fetches, the others wait
-        if not path.exists():
+        if not (path.exists() and _intact(path)):
             prefetch_shared(store, settings, source)
     return path
 
@@ -106,10 +158,14 @@ def fetch_shared(
                 f"shared tables of {plan.name}: {len(times) - len(np.unique(times))} duplicate interval_time rows"
             )
         file = folder / f"part-{number:03d}.parquet"
-        write_whole(file, partial(pq.write_table, table))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        data: bytes = sink.getvalue().to_pybytes()
+        write_whole(file, partial(_write_bytes, data))
         parts.append(
             {
                 "file": file.name,
+                "digest": artifacts.digest_of(file, data).model_dump(mode="json"),
                 "query": plan.name,
                 "rows": table.num_rows,
                 "tables": list(plan.tables),
@@ -153,12 +209,12 @@ def attach_shared(
 ) -> tuple[pa.RecordBatchReader, PairPlan]:
     """Return the pair's rows with every shared column joined on interval_time (NULL where the
     shared tables lack a minute), and the plan that describes all of them."""
-    index = json.loads(index_path.read_text())
+    index = read_shared_index(index_path)
     parts = []
-    for part in index["parts"]:
-        features = [FeatureColumn(*feature) for feature in part["features"]]
-        excluded = [(alias, reason) for alias, reason in part["excluded"]]
-        parts.append((_read_parquet(index_path.parent / part["file"]), features, excluded, part["tables"]))
+    for part in index.parts:
+        features = [FeatureColumn(*feature) for feature in part.features]
+        table = artifacts.read_table(index_path.parent / part.file, part.digest)
+        parts.append((table, features, list(part.excluded), part.tables))
     return join_parts(reader, plan, parts)
 
 
@@ -195,8 +251,8 @@ def join_parts(
     return pa.RecordBatchReader.from_batches(joined.schema, joined.to_batches(BATCH_ROWS)), combined
 
 
-def _read_parquet(path: ArtifactPath) -> pa.Table:
-    return pq.read_table(io.BytesIO(path.read_bytes()))
+def _write_bytes(data: bytes, handle: IO[bytes]) -> None:
+    handle.write(data)
 
 
 def read_all(batches: pa.RecordBatchReader | Iterable[pa.RecordBatch]) -> pa.Table:

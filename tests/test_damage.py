@@ -1,0 +1,225 @@
+"""Damaged run folders: every command says in one line what it found, and `--resume` recovers.
+
+A finished run (three pairs, a real prefork worker, a real Redis) is copied under a new run id for
+each case, one of its artifacts is damaged (cut short, bytes flipped, replaced with other JSON,
+deleted), and the real CLI is run on it in-process: `bqx status`, `bqx report`, then
+`bqx-enqueue --resume --wait`. Nothing may end in a traceback; a damaged manifest is one line that
+says resume cannot repair it; anything else is repaired by the resume (the worker runs the damaged
+pair again), after which the report is complete and every pair is ok. The property runs on the
+local store and on a bucket (gcp-storage-emulator). BQX_DAMAGE_CASES sets the cases per store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import jsonschema
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_bucket import bucket_fs, gcs_emulator  # noqa: F401  (a fixture, used by name)
+from test_faults import FAST
+
+from bqx_queue.cli import enqueue_main, main
+from bqx_queue.models import Report
+from bqx_queue.report.build import report_schema
+
+pytestmark = pytest.mark.e2e
+
+PAIRS = ["eurusd", "gbpusd", "usdjpy"]
+CASES = int(os.environ.get("BQX_DAMAGE_CASES", "8"))
+KINDS = ("manifest", "summary", "ledger", "report", "cache-marker", "cache-part")
+DAMAGES = ("truncate", "flip", "other-json", "delete")
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@dataclass
+class Store:
+    """A runs_dir on an fsspec filesystem: a local folder or a bucket prefix."""
+
+    fs: Any
+    root: str  # the filesystem's path of runs_dir
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def read(self, *parts: str) -> bytes:
+        return bytes(self.fs.cat_file(self.path(*parts)))
+
+    def write(self, data: bytes, *parts: str) -> None:
+        if "file" in self.fs.protocol:  # a bucket has no folders to make
+            self.fs.makedirs(self.fs._parent(self.path(*parts)), exist_ok=True)
+        self.fs.pipe_file(self.path(*parts), data)
+
+    def files(self, *parts: str) -> list[str]:
+        return sorted(p.removeprefix(self.path(*parts) + "/") for p in self.fs.find(self.path(*parts)))
+
+
+def run_cli(
+    command: Callable[[list[str]], int], argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str]:
+    """Run a CLI entry point in-process: an exception escaping it is the traceback a user would see."""
+    code = command(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return code, err
+
+
+def finished_run(store: Store, warehouse: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """Run the base run to its report; return cache entry folder -> the pair whose rows it holds."""
+    args = ["--pairs", ",".join(PAIRS), "--horizons", "15", "--warehouse", str(warehouse), "--max-rows", "3000"]
+    code, err = run_cli(enqueue_main, [*args, "--run-id", "base", "--wait", "--worker-timeout", "5"], capsys)
+    assert code == 0, err
+    entries = {}
+    for name in store.files("cache"):
+        if name.endswith(".json"):
+            tables = json.loads(store.read("cache", name))["identity"]["tables"]
+            entries[name.split("/")[0]] = tables[0][0].rsplit("_", 1)[1]  # the pair's targets table
+    return entries
+
+
+def copy_run(store: Store, run_id: str) -> None:
+    """Copy the finished base run under a new run id (its manifest names the new id, resealed)."""
+    from bqx_queue import artifacts
+
+    for name in store.files("base"):
+        store.write(store.read("base", name), run_id, name)
+    manifest = json.loads(store.read(run_id, "manifest.json"))
+    body = {key: value for key, value in manifest.items() if key != artifacts.SEAL} | {"run_id": run_id}
+    store.write(json.dumps(artifacts.sealed(body), indent=2).encode(), run_id, "manifest.json")
+
+
+@st.composite
+def damage_cases(draw: st.DrawFn) -> dict[str, Any]:
+    return {
+        "kind": draw(st.sampled_from(KINDS)),
+        "damage": draw(st.sampled_from(DAMAGES)),
+        "pair": draw(st.sampled_from(PAIRS)),
+        "cut": draw(st.floats(0, 0.99)),
+        "flips": draw(st.lists(st.tuples(st.floats(0, 0.999), st.integers(1, 255)), min_size=1, max_size=4)),
+        "other": draw(st.one_of(JSON_VALUES, st.sampled_from(["summary", "manifest"]))),
+    }
+
+
+def damage(store: Store, run_id: str, case: dict[str, Any], entries: dict[str, str]) -> tuple[str, str]:
+    """Damage one artifact of the run (or of the extract cache) as the case says; return its path
+    (relative to runs_dir) and the pair that must run again on resume ('' for none)."""
+    pair = case["pair"]
+    rerun = ""
+    if case["kind"] == "manifest":
+        target = f"{run_id}/manifest.json"
+    elif case["kind"] == "summary":
+        target, rerun = f"{run_id}/pairs/{pair}.json", pair
+    elif case["kind"] == "ledger":
+        target, rerun = f"{run_id}/pairs/{pair}.ledger.parquet", pair
+    elif case["kind"] == "report":
+        target = f"{run_id}/report.json"
+    else:  # a cache entry of the pair: its summary goes too, so the resume must read the entry
+        entry = next(e for e, p in entries.items() if p == pair)
+        suffix = ".json" if case["kind"] == "cache-marker" else ".parquet"
+        target = next(f"cache/{n}" for n in store.files("cache") if n.startswith(entry) and n.endswith(suffix))
+        store.fs.rm_file(store.path(run_id, "pairs", f"{pair}.json"))
+        rerun = pair
+    data = store.read(target)
+    if case["damage"] == "delete":
+        store.fs.rm_file(store.path(target))
+        return target, rerun
+    if case["damage"] == "truncate":
+        data = data[: int(len(data) * case["cut"])]
+    elif case["damage"] == "flip":
+        changed = bytearray(data)
+        for where, mask in case["flips"]:
+            changed[int(where * len(changed))] ^= mask
+        data = bytes(changed)
+    elif case["other"] == "summary":
+        data = store.read(run_id, "pairs", f"{'gbpusd' if pair == 'eurusd' else 'eurusd'}.json")
+    elif case["other"] == "manifest":
+        data = store.read("base", "manifest.json")  # another run's manifest
+    else:
+        data = json.dumps(case["other"]).encode()
+    store.write(data, target)
+    return target, rerun
+
+
+def check_case(store: Store, number: int, case: dict[str, Any], entries: dict[str, str], capsys: Any) -> None:
+    run_id = f"case-{number}"
+    copy_run(store, run_id)
+    damage(store, run_id, case, entries)
+    manifest_reads = _manifest_reads(run_id)
+    status, status_err = run_cli(main, ["status", run_id], capsys)
+    report, report_err = run_cli(main, ["report", run_id], capsys)
+    resume, resume_err = run_cli(enqueue_main, ["--resume", run_id, "--wait", "--worker-timeout", "5"], capsys)
+    if not manifest_reads:  # the one thing resume cannot repair: each command says so in one line
+        for code, err in ((status, status_err), (report, report_err), (resume, resume_err)):
+            assert code == 2 and len(err.strip().splitlines()) == 1 and "manifest" in err, err
+        assert "--resume cannot repair a manifest" in resume_err or "has no manifest" in resume_err
+        return
+    assert status in (0, 1), status_err
+    assert report == 0, report_err
+    assert resume == 0, resume_err
+    written = json.loads(store.read(run_id, "report.json"))
+    jsonschema.validate(written, report_schema())
+    Report.model_validate(written)
+    assert [p["pair"] for p in written["pairs"]] == PAIRS
+    assert all(p["status"] == "ok" for p in written["pairs"]), [(p["pair"], p.get("error")) for p in written["pairs"]]
+    code, err = run_cli(main, ["status", run_id], capsys)
+    assert code == 0, err
+
+
+def _manifest_reads(run_id: str) -> bool:
+    from bqx_queue.config import load_settings
+    from bqx_queue.errors import BqxError
+    from bqx_queue.store import RunStore
+
+    try:
+        RunStore(load_settings().runs_dir, run_id).manifest()
+    except BqxError:
+        return False
+    return True
+
+
+def run_property(store: Store, warehouse: Path, capsys: Any, where: str) -> None:
+    entries = finished_run(store, warehouse, capsys)
+    assert sorted(entries.values()) == PAIRS
+    ran: list[dict[str, Any]] = []
+
+    @settings(max_examples=CASES, deadline=None, derandomize=False, suppress_health_check=list(HealthCheck))
+    @given(case=damage_cases())
+    def each(case: dict[str, Any]) -> None:
+        check_case(store, len(ran), case, entries, capsys)
+        ran.append(case)
+
+    each()
+    with capsys.disabled():
+        kinds = sorted({f"{c['kind']}/{c['damage']}" for c in ran})
+        print(f"\n{where}: {len(ran)} damage cases ran ({len(kinds)} kinds of damage: {', '.join(kinds)})")
+    assert len(ran) >= CASES
+
+
+def test_damaged_artifacts_on_the_local_store(queue_env, small_warehouse, start_worker, capsys, monkeypatch):
+    for key, value in FAST.items():
+        monkeypatch.setenv(key, value)
+    start_worker("damage", concurrency=2, **FAST)
+    store = Store(fsspec.filesystem("file"), queue_env["BQX_RUNS_DIR"])
+    run_property(store, small_warehouse, capsys, "local store")
+
+
+def test_damaged_artifacts_in_a_bucket(gcs_emulator, queue_env, small_warehouse, start_worker, capsys, monkeypatch):  # noqa: F811
+    bucket = "bqx-damage"
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "BQX_RUNS_DIR": f"gs://{bucket}/runs", **FAST}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    fs = bucket_fs()
+    fs.mkdir(bucket)
+    start_worker("damage-gcs", concurrency=2, **env)
+    run_property(Store(fs, f"{bucket}/runs"), small_warehouse, capsys, "bucket")
