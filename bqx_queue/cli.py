@@ -217,10 +217,14 @@ def _require_workers(settings: Settings, args: argparse.Namespace, console: Cons
 
 
 def _follow_run(store: Any, result: Any, app: Any, console: Console) -> int:
-    """Show the run until its report exists, print the report path; exit 1 if pairs failed."""
+    """Show the run until its report exists, then what it found and, last, the path of the page to
+    open (report.html; report.json is beside it); exit 1 if pairs failed."""
+    from bqx_queue.report.answer import answer_lines
     from bqx_queue.status import watch_run
 
-    print(watch_run(store, result, console, app=app))
+    watch_run(store, result, console, app=app)
+    print("\n".join(answer_lines(store.report())))
+    print(store.root / "report.html")
     return _failed_pairs_exit(store, console)
 
 
@@ -393,6 +397,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """bqx export RUN: the run's feature sets as JSON, CSV or YAML, to a file or stdout."""
+    from bqx_queue.report.feature_sets import export_text, feature_sets
+    from bqx_queue.store import RunStore
+
+    store = RunStore(_settings(args).runs_dir, args.run_id)
+    manifest = store.manifest()  # one clear line for an unknown run
+    if not store.report_path.exists():
+        raise BqxError(f"run {args.run_id} has no report yet: `bqx report {args.run_id}` builds it")
+    text = export_text(feature_sets(store.report(), manifest), args.format)
+    if args.output:
+        Path(args.output).write_text(text)
+        print(args.output, file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
     from bqx_queue.embedded_redis import EmbeddedRedis, redis_server_binary
@@ -406,12 +428,16 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"building demo warehouse {warehouse} ...", flush=True)
         build_warehouse(warehouse, WarehouseSpec(**DEMO_WAREHOUSE))
     concurrency = args.concurrency or settings.concurrency
-    with EmbeddedRedis() as server:
+    # the worker's banner and logs go to a file: the terminal shows progress, then the answer
+    log_path = Path(settings.runs_dir) / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"worker log: {log_path}", flush=True)
+    with EmbeddedRedis() as server, log_path.open("w") as log:
         env = os.environ | {"BQX_BROKER_URL": f"{server.url}/0", "BQX_RESULT_BACKEND": f"{server.url}/1"}
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", f"--concurrency={concurrency}",
              "-n", "demo@%h", "--loglevel=WARNING"],
-            env=env,
+            env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             os.environ.update(env)
@@ -506,6 +532,14 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="rebuild a run's report from its artifacts")
     report.add_argument("run_id")
     report.set_defaults(handler=_report)
+
+    export = commands.add_parser(
+        "export", help="a run's feature sets (confirmed features per pair and horizon) for a training job"
+    )
+    export.add_argument("run_id")
+    export.add_argument("--format", choices=["json", "csv", "yaml"], default="json")
+    export.add_argument("-o", "--output", help="file to write (default: stdout)")
+    export.set_defaults(handler=_export)
 
     args = parser.parse_args(argv)
     return _guard(args.handler, args)

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from bqx_queue.config import load_settings
 from bqx_queue.embedded_redis import EmbeddedRedis
 from bqx_queue.processes import stop_process
+from bqx_queue.run import run_parallel_testing
+from bqx_queue.store import RunStore
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 # Small enough to build in seconds, big enough that the planted signal is found.
@@ -59,6 +62,16 @@ def small_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "small.duckdb"
     build_warehouse(path, SMALL_SPEC)
     return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(small_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    """A real three-pair run (local pool of two processes) with its report written: what the
+    report's tests read (report.html, feature_sets.json); built once per session."""
+    runs = tmp_path_factory.mktemp("runs")
+    settings = load_settings(warehouse=small_warehouse, runs_dir=runs, horizons=(15, 30, 60, 105))
+    report_path = run_parallel_testing("eurusd,gbpusd,usdjpy", max_workers=2, settings=settings)
+    return RunStore(runs, report_path.parent.name)
 
 
 class Worker:

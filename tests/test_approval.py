@@ -145,7 +145,7 @@ def test_an_approved_one_pair_plan_runs_and_its_report_shows_the_approval_and_th
     done = subprocess.run([ENQUEUE, "--plan", str(path), "--wait"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "approved by ada" in done.stderr
-    report_path = Path(done.stdout.strip().splitlines()[-1])
+    report_path = Path(done.stdout.strip().splitlines()[-1]).with_name("report.json")  # the last line: report.html
     report = json.loads(report_path.read_text())
     jsonschema.validate(report, report_schema())
     plan = json.loads(path.read_text())

@@ -147,7 +147,7 @@ def test_two_workers_share_only_redis_and_a_bucket_and_a_rerun_costs_nothing(
     first = enqueue(producer, producer_cwd, "--run-id", "first", "--horizons", "15,60")
     assert first.returncode == 0, first.stderr[-3000:]
     # the report path printed is in the bucket, and so is everything the run wrote
-    assert first.stdout.strip().splitlines()[-1] == f"{bucket_env['BQX_RUNS_DIR']}/first/report.json"
+    assert first.stdout.strip().splitlines()[-1] == f"{bucket_env['BQX_RUNS_DIR']}/first/report.html"
     report = read_json(bucket_env, "first", "report.json")
     assert report["totals"]["pairs_ok"] == 3
     listing = {p.rsplit("/", 1)[-1] for p in bucket_fs().find(in_bucket(bucket_env, "first"))}

@@ -30,7 +30,10 @@ def test_all_pairs_through_celery_find_the_planted_features(small_warehouse, que
     assert done.stdout.startswith("run ")
     assert "sampled days" in done.stdout
     assert "1 live workers, total concurrency 2" in done.stderr
-    report_path = Path(done.stdout.strip().splitlines()[-1])
+    # the answer in a few lines, then the page to open
+    assert "Families that hold across pairs: " in done.stdout and "\nConfirmed: " in done.stdout
+    assert done.stdout.strip().endswith("report.html")
+    report_path = Path(done.stdout.strip().splitlines()[-1]).with_name("report.json")  # the last line: report.html
     report = json.loads(report_path.read_text())
     jsonschema.validate(report, report_schema())
 

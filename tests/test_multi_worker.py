@@ -33,7 +33,7 @@ def test_two_workers_share_one_chord_with_one_result_per_pair(small_warehouse, q
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 live workers, total concurrency 3" in done.stderr
-    report_path = Path(done.stdout.strip().splitlines()[-1])
+    report_path = Path(done.stdout.strip().splitlines()[-1]).with_name("report.json")  # the last line: report.html
     report = json.loads(report_path.read_text())
     run_id = report["run"]["run_id"]
 

@@ -23,27 +23,15 @@ import requests
 from PIL import Image
 from tornado.websocket import websocket_connect
 
-from bqx_queue.config import load_settings
 from bqx_queue.models import PairStatus
 from bqx_queue.processes import stop_process
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.report.html import render_html, shap_by_horizon
-from bqx_queue.run import run_parallel_testing
 from bqx_queue.store import RunStore
 
 pytestmark = pytest.mark.integration
 
-PAIRS = "eurusd,gbpusd,usdjpy"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-@pytest.fixture(scope="module")
-def finished_run(small_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> RunStore:
-    """A real three-pair run (local pool of two processes) with its report written."""
-    runs = tmp_path_factory.mktemp("runs")
-    settings = load_settings(warehouse=small_warehouse, runs_dir=runs, horizons=(15, 30, 60, 105))
-    report_path = run_parallel_testing(PAIRS, max_workers=2, settings=settings)
-    return RunStore(runs, report_path.parent.name)
 
 
 def test_report_html_is_written_beside_report_json_and_is_self_contained(
@@ -54,22 +42,31 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     page = page_path.read_text()
     data = json.loads(finished_run.report_path.read_text())
 
-    # one file: no script, stylesheet, image or font fetched from anywhere
-    assert not re.search(r"""(src|href)\s*=\s*['"]""", page)
-    assert "<script" not in page and "@import" not in page and "url(http" not in page
+    # one file: no script, stylesheet, image or font fetched from anywhere; links only within the page
+    assert not re.search(r"""src\s*=\s*['"]""", page)
+    assert page.count("<script") == 1 and "<script>\n" in page  # the inline one: sorting, filtering
+    assert "@import" not in page and "url(http" not in page
+    ids = set(re.findall(r"""\sid='([^']+)'""", page))
+    links = re.findall(r"""href\s*=\s*['"]([^'"]*)""", page)
+    assert links and all(link.startswith("#") and link[1:] in ids for link in links), set(links) - ids
     assert page.count("<svg") >= 5  # cost, heatmap, stable across pairs, SHAP (per horizon), timeline
 
-    for title in ("Cost per pair", "Stable features: pairs x horizons", "Features stable in the most pair-horizons",
-                  "SHAP: top features per horizon", "Timeline: pair tasks per worker process"):  # fmt: skip
+    for title in ("What this run found", "Pairs: confirmed findings per pair and horizon", "Cost per pair",
+                  "Features stable in the most pair-horizons", "SHAP: top features per horizon",
+                  "Timeline: pair tasks per worker process", "Operations: run, cost, workers"):  # fmt: skip
         assert title in page
+    # the answer before the pairs, the pairs before operations
+    assert page.index("What this run found") < page.index("<h2>Pairs") < page.index("<h2>Operations")
     # every pair in the cost table and the heatmap, with the process that ran it
     for pair in data["pairs"]:
         assert page.count(f">{pair['pair']}<") >= 3
         assert f"{pair['host']} pid {pair['pid']}" in page
-    # the heatmap has a cell per pair x horizon carrying its count
+    # the heatmap has a cell per pair x horizon carrying its count and linking to the pair's findings there
     for pair in data["pairs"]:
         for horizon, result in pair["horizons"].items():
             assert f"{pair['pair']} h{horizon}: {result['n_stable']} stable" in page
+            assert f"<a href='#pair-{pair['pair']}-h{horizon}'>" in page
+            assert f"<div class='horizon' id='pair-{pair['pair']}-h{horizon}'>" in page
     # the timeline has one lane per worker process, one bar per pair
     processes = {(p["host"], p["pid"]) for p in data["pairs"]}
     assert f"Pair tasks per worker process ({len(processes)} processes)" in page
@@ -86,10 +83,13 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     for pair in data["pairs"]:
         assert f"<td>${estimate.per_pair_usd[pair['pair']]:.4f}</td><td>${pair['cost_usd']:.4f}</td>" in page
     assert "no cost estimate" not in page
-    # answers across pairs: the family heatmap, error accounting, effect sizes, substitutes, eras, approval
-    for title in ("Feature families across pairs", "Effect sizes per pair and horizon", "Substitutes: stable features",
-                  "Eras: confirmed features per era", "Approval and pilot projection"):  # fmt: skip
+    # answers across pairs: the family heatmap, error accounting, approval; effect sizes in each pair's section
+    for title in ("Feature families across pairs", "Approval and pilot projection"):
         assert title in page
+    # every confirmed finding is in its pair-horizon's section, with its effect
+    for row in data["confirmation"]["findings"]:
+        section = page.split(f"id='pair-{row['pair']}-h{row['horizon']}'>", 1)[1].split("</div>", 1)[0]
+        assert f"<code>{row['feature']}</code>" in section and f"{row['effect']:+.4f}" in section
     assert f"up to {data['error_accounting']['error_bound_sum']:.1f} of them may be false" in page
     if data["families"]["cells"]:
         assert "Pairs in which each family is confirmed" in page
@@ -312,3 +312,99 @@ def test_report_html_renders_in_headless_chromium(finished_run: RunStore, browse
     assert size == (1200, facts["height"])
     assert colours >= 50, f"{colours} colours: the page looks blank ({screenshot})"
     assert 0.03 < ink < 0.6, f"{ink:.1%} of the page is not white ({screenshot})"
+
+
+async def _first_screen_then_click(websocket_url: str, url: str, cell: str) -> dict[str, Any]:
+    """Open `url` in a 1,400 x 1,000 window and return what the first screen shows (a screenshot
+    of it, where the families heatmap and the findings tile are), then click the heatmap cell
+    linking to `#cell` with the mouse and return where that landed."""
+    connection = await websocket_connect(websocket_url, max_message_size=256 * 1024**2)
+    ids = iter(range(1, 10_000))
+    problems: list[str] = []
+
+    async def call(method: str, **params: Any) -> dict[str, Any]:
+        number = next(ids)
+        await connection.write_message(json.dumps({"id": number, "method": method, "params": params}))
+        while True:
+            message = await asyncio.wait_for(connection.read_message(), 60)
+            assert message is not None, "DevTools connection closed"
+            event = json.loads(message)
+            if event.get("method") == "Runtime.exceptionThrown":
+                problems.append(json.dumps(event["params"]["exceptionDetails"])[:500])
+            if event.get("id") == number:
+                if "error" in event:
+                    raise RuntimeError(f"{method}: {event['error']}")
+                return event["result"]
+
+    async def evaluate(expression: str) -> Any:
+        found = await call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        return found["result"].get("value")
+
+    for domain in ("Page", "Runtime"):
+        await call(f"{domain}.enable")
+    await call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
+    started = time.monotonic()
+    await call("Page.navigate", url=url)
+    while await evaluate("document.readyState") != "complete":
+        await asyncio.sleep(0.02)
+    load_s = time.monotonic() - started
+    first_screen = await evaluate(
+        """(() => { const box = e => { const r = e.getBoundingClientRect(); return [r.top, r.bottom, r.width]; };
+            const families = [...document.querySelectorAll('svg')]
+                .find(s => s.getAttribute('aria-label').startsWith('Pairs in which each family'));
+            const findings = [...document.querySelectorAll('.card')]
+                .find(c => c.innerText.includes('confirmed findings'));
+            return { families: families ? box(families) : null, findings: findings ? box(findings) : null,
+                     findings_text: findings ? findings.innerText : '', scroll: window.scrollY }; })()"""
+    )
+    shot = await call("Page.captureScreenshot", format="png")
+    # the cell: scrolled into view, then clicked where a person would, on its centre
+    where = await evaluate(
+        f"""(() => {{ const a = document.querySelector("svg a[href='#{cell}']");
+            a.scrollIntoView({{block: 'center'}}); const r = a.querySelector('rect').getBoundingClientRect();
+            return [r.left + r.width / 2, r.top + r.height / 2]; }})()"""
+    )
+    for kind in ("mousePressed", "mouseReleased"):
+        await call("Input.dispatchMouseEvent", type=kind, x=where[0], y=where[1], button="left", clickCount=1)
+    await evaluate("new Promise(r => setTimeout(r, 300))")
+    landed = await evaluate(
+        f"""(() => {{ const t = document.getElementById('{cell}'); const r = t.getBoundingClientRect();
+            return {{ hash: location.hash, top: r.top, height: r.height, text: t.innerText,
+                      open: t.closest('details').open }}; }})()"""
+    )
+    connection.close()
+    return {"problems": problems, "load_s": load_s, "first_screen": first_screen, "landed": landed,
+            "png": base64.b64decode(shot["data"])}  # fmt: skip
+
+
+def test_the_first_screen_shows_the_answer_and_a_heatmap_cell_opens_its_pair(
+    finished_run: RunStore, browser: Browser
+) -> None:
+    """Done-when of issue 20: a 1,400 x 1,000 screenshot holds the families heatmap and the
+    confirmed-findings count, and a pair x horizon cell's link lands on that pair's findings."""
+    report = finished_run.report()
+    finding = report.confirmation.findings[0] if report.confirmation and report.confirmation.findings else None
+    assert finding is not None, "the small warehouse's planted signal is confirmed somewhere"
+    cell = f"pair-{finding.pair}-h{finding.horizon}"
+    page = finished_run.root / "report.html"
+    visit = asyncio.run(_first_screen_then_click(browser.page_websocket(), page.as_uri(), cell))
+    assert visit["problems"] == []
+    print(f"report.html: {page.stat().st_size:,} bytes, loaded in Chromium in {visit['load_s']:.2f} s")
+
+    screen = visit["first_screen"]
+    (finished_run.root / "first-screen.png").write_bytes(visit["png"])
+    assert Image.open(io.BytesIO(visit["png"])).size == (1400, 1000)
+    colours, ink, _ = _distinct_colours(visit["png"])
+    assert colours >= 50 and 0.03 < ink < 0.6
+    assert screen["scroll"] == 0
+    families_top, families_bottom, families_width = screen["families"]
+    assert families_top < 1000 and families_bottom <= 1000 and families_width > 200, screen
+    findings_top, findings_bottom, _ = screen["findings"]
+    assert 0 <= findings_top and findings_bottom <= 1000
+    confirmed = len(report.confirmation.findings)
+    assert screen["findings_text"].startswith(f"{confirmed}\n"), screen["findings_text"]
+
+    landed = visit["landed"]
+    assert landed["hash"] == f"#{cell}" and landed["open"], landed
+    assert -1 <= landed["top"] < 1000 and landed["height"] > 40, landed  # at the top of the window, shown
+    assert landed["text"].startswith(f"{finding.pair} h{finding.horizon}: ") and finding.feature in landed["text"]

@@ -1,5 +1,6 @@
-"""The run report: report.json (checked against the shipped JSON Schema), report.md, and the
-feature ledger (every tested feature x horizon) gathered from every pair's artifacts."""
+"""The run report: report.json (checked against the shipped JSON Schema), report.md, report.html,
+the feature ledger (every tested feature x horizon) gathered from every pair's artifacts, and
+feature_sets.json (what a training job reads; checked against its schema)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from bqx_queue.models import (
     Totals,
 )
 from bqx_queue.report import confirmation, families, pilot
+from bqx_queue.report.feature_sets import export_text, feature_sets, feature_sets_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
 from bqx_queue.store import RunStore
@@ -178,7 +180,8 @@ def data_quality(pairs: list[ReportPair]) -> DataQuality:
 
 
 def write_report(store: RunStore) -> Path:
-    """Write report.json, report.md, report.html and ledger.parquet; return the report.json path.
+    """Write report.json, report.md, report.html, ledger.parquet and feature_sets.json; return the
+    report.json path.
 
     report.json is written last: its presence means the run's report is complete."""
     report = report_data(store)
@@ -191,6 +194,9 @@ def write_report(store: RunStore) -> Path:
         strip_tokens = tuple(manifest.settings.get("family_strip_tokens") or DEFAULT_STRIP_TOKENS)
         ledger = families.ledger_columns(pd.concat(ledgers, ignore_index=True), data["pairs"], strip_tokens)
         store.write_parquet(store.root / "ledger.parquet", ledger)
+    sets = feature_sets(report, manifest)
+    jsonschema.validate(sets.model_dump(mode="json"), feature_sets_schema())
+    store.write_text(store.root / "feature_sets.json", export_text(sets, "json"))
     store.write_text(store.root / "report.md", render_markdown(report))
     store.write_text(store.root / "report.html", render_html(report, manifest))
     store.write_report(report)

@@ -33,7 +33,8 @@ NOTE = (
 )
 
 
-def _why_unconfirmed(feature: FeatureVerdict, verdict: Confirmation) -> str:
+def why_unconfirmed(feature: FeatureVerdict, verdict: Confirmation) -> str:
+    """Return why held-out rows did not confirm a stable feature, in words."""
     if verdict.flagged:
         return f"horizon flagged: {verdict.flag_reason}"
     if feature.lower_bound <= 0:
@@ -77,7 +78,7 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
                 if feature.confirmed:
                     findings.append(row)
                 else:
-                    why = _why_unconfirmed(feature, verdict)
+                    why = why_unconfirmed(feature, verdict)
                     unconfirmed.append(UnconfirmedRow(**row.model_dump(exclude={"why"}), why=why))
             if verdict.flagged:
                 flagged.append(

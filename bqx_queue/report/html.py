@@ -1,25 +1,57 @@
-"""report.html: the run report as one self-contained page (inline CSS and SVG, no script, no
-external file), for people: run summary, cost per pair (estimate vs actual), stable features per
-pair x horizon, features stable across pairs, SHAP top features per horizon, and a timeline of
-pair tasks per worker process.
+"""report.html: the run report as one self-contained page (inline CSS, SVG and one small script,
+no external file), for people, the answer first: the families that hold across pairs (k of N
+pairs per horizon) and the confirmed findings on the first screen; then every pair one click away
+(a pair x horizon heatmap whose cells open the pair's section: its confirmed and unconfirmed
+features with effects and intervals, SHAP, substitutes, eras, data quality); the families table;
+the shapes of nonlinear findings; and Operations at the end (cost, timeline, workers, approval).
 
-The markup is templates/report.html (autoescaped); this module lays out its plots."""
+The markup is templates/report.html (autoescaped); this module lays out its plots and groups the
+report's rows by pair. The page reads without its script, which only sorts, filters and opens the
+pair a link points at."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from markupsafe import Markup
 
-from bqx_queue.models import Report, ReportPair, RunManifest
+from bqx_queue.models import (
+    EffectSize,
+    EraRow,
+    NonFinite,
+    Report,
+    ReportHorizon,
+    ReportPair,
+    RunManifest,
+    SubstituteCluster,
+    TableRows,
+    UnconfirmedRow,
+    VerdictRow,
+)
+from bqx_queue.report.answer import run_answer, significant
 from bqx_queue.report.svg import FAILED_COLOUR, Bar, Series, Span, bar_chart, heatmap, line_chart, timeline
-from bqx_queue.report.templating import HTML, shape_text
+from bqx_queue.report.templating import HTML, anchor, shape_text
 
 SHAP_FEATURES_PER_HORIZON = 8
 DEPENDENCE_PLOTS_SHOWN = 60  # the page stays light; report.json keeps every curve
 STABLE_FEATURES_SHOWN = 20
-FAMILIES_SHOWN = 40  # family heatmap and table rows: the families with the smallest p-values
+FAMILIES_SHOWN = 40  # families table rows: the family x horizon cells with the strongest evidence
+ANSWER_FAMILIES = 12  # the first screen's heatmap: the significant families, then the next strongest
+
+
+def pair_anchor(pair: str, horizon: int | str | None = None) -> str:
+    """Return the id of a pair's section ("pair-eurusd") or of one of its horizons ("pair-eurusd-h15")."""
+    return f"pair-{pair}" + (f"-h{horizon}" if horizon is not None else "")
+
+
+def family_anchor(family: str, horizon: int) -> str:
+    return f"family-{anchor(family)}-h{horizon}"
+
+
+def shape_anchor(pair: str, horizon: int | str, feature: str) -> str:
+    return f"shape-{pair}-h{horizon}-{anchor(feature)}"
 
 
 def worker_label(pair: ReportPair) -> str:
@@ -44,46 +76,53 @@ def cost_chart(report: Report, estimates: dict[str, float]) -> Markup:
     return bar_chart(bars, "Cost per pair, USD (bar: actual; tick: estimate)", "${:,.4f}", "estimate")
 
 
-def stable_heatmap(report: Report) -> Markup:
-    """Return the pairs x horizons heatmap of stable features, each cell's tooltip its evidence."""
+def pairs_heatmap(report: Report) -> Markup:
+    """Return the pairs x horizons heatmap of confirmed features (stable ones where a horizon has
+    no held-out verdict), each cell's tooltip its evidence and its link the pair's findings there."""
     horizons = [str(h) for h in report.run.horizons]
     values: dict[tuple[str, str], float | None] = {}
     tips: dict[tuple[str, str], str] = {}
+    links: dict[tuple[str, str], str] = {}
     for p in report.pairs:
         for h in horizons:
             result = p.horizons.get(h)
             key = (p.pair, f"h{h}")
-            values[key] = result.n_stable if result is not None else None
+            links[key] = "#" + pair_anchor(p.pair, h if result is not None else None)
+            values[key] = None
             if result is not None:
                 names = ", ".join(s.feature for s in result.stable[:6])
                 tips[key] = (
                     f"{p.pair} h{h}: {result.n_stable} stable (AUC {result.metrics.auc:.3f} vs "
                     f"baseline {result.baseline.auc:.3f}; error bound {result.error_bound}) {names}"
                 )
-                if result.confirmation is not None:
-                    verdict = result.confirmation
+                verdict = result.confirmation
+                values[key] = result.n_stable if verdict is None else len(verdict.confirmed)
+                if verdict is not None:
                     tips[key] += f"; {len(verdict.confirmed)} confirmed on held-out rows"
                     tips[key] += f"; FLAGGED: {verdict.flag_reason}" if verdict.flagged else ""
             elif h in p.failed_horizons:
                 tips[key] = f"{p.pair} h{h}: horizon failed: {p.failed_horizons[h]}"
             else:
                 tips[key] = f"{p.pair} h{h}: no result ({p.status.value})"
-    return heatmap([p.pair for p in report.pairs], [f"h{h}" for h in horizons], values,
-                   "Stable features per pair and horizon", tips)  # fmt: skip
+    title = "Confirmed features per pair and horizon (a cell opens the pair's findings)"
+    return heatmap([p.pair for p in report.pairs], [f"h{h}" for h in horizons], values, title, tips, links=links)
 
 
 def families_heatmap(report: Report) -> Markup | None:
-    """Return the family x horizon heatmap of k, the cells significant across pairs outlined and
-    starred (by the pooled test; by the count test in reports written before it), or None when
-    no family had a stable member."""
+    """Return the family x horizon heatmap of k for the first screen: the families significant
+    across pairs (outlined and starred: by the pooled test, or by the count test in reports written
+    before it), then the next strongest up to ANSWER_FAMILIES rows; None when no family had a
+    stable member. A cell links to its row of the families table."""
     section = report.families
     if section is None or not section.cells:
         return None
-    shown: list[str] = []
+    shown = [f.family for f in run_answer(report).families][:ANSWER_FAMILIES]
     for cell in section.cells:
+        if len(shown) >= ANSWER_FAMILIES:
+            break
         if cell.family not in shown:
             shown.append(cell.family)
-    shown = shown[:FAMILIES_SHOWN]
+    in_table = {(c.family, f"h{c.horizon}") for c in section.cells[:FAMILIES_SHOWN]}
     columns = [f"h{h}" for h in report.run.horizons]
     values: dict[tuple[str, str], float | None] = {(f, c): 0 for f in shown for c in columns}
     tips: dict[tuple[str, str], str] = {(f, c): f"{f} {c}: stable in no pair" for f in shown for c in columns}
@@ -94,7 +133,6 @@ def families_heatmap(report: Report) -> Markup | None:
             continue
         values[key] = cell.k
         pooled = cell.pooled
-        significant = cell.significant if pooled is None else pooled.significant
         tips[key] = (
             f"{cell.family} h{cell.horizon}: confirmed alone in {cell.k} of {cell.n_pairs} pairs "
             f"({', '.join(cell.pairs)}); expected under the null {cell.expected_under_null:.2f}; "
@@ -106,12 +144,13 @@ def families_heatmap(report: Report) -> Markup | None:
                 f"[{pooled.low:+.4f}, {pooled.high:+.4f}], positive in {len(pooled.positive)}; "
                 f"pooled p {pooled.p_value:.3g}, BY q {pooled.q_value:.3g}"
             )
-        if significant:
+        if significant(cell):
             tips[key] += "; SIGNIFICANT"
             marked.add(key)
+    links = {(family, column): "#" + family_anchor(family, int(column[1:])) for family, column in in_table}
     longest = max(len(f) for f in shown)
     return heatmap(shown, columns, values, "Pairs in which each family is confirmed alone (* significant across pairs)",
-                   tips, marked=marked, left=min(360, 12 + 7 * longest))  # fmt: skip
+                   tips, marked=marked, left=min(360, 12 + 7 * longest), links=links)  # fmt: skip
 
 
 def stable_across_chart(report: Report) -> Markup | None:
@@ -176,37 +215,111 @@ def timeline_chart(report: Report) -> Markup | None:
     return timeline(spans, f"Pair tasks per worker process ({lanes} processes), seconds since the run was created")
 
 
-def dependence_plots(report: Report) -> list[Markup]:
-    """Return a small plot per confirmed nonlinear feature: its held-out mean target per decile
-    (for a pair, one line per side of the partner), pairs in order, then horizons."""
-    plots = []
+def dependence_plots(report: Report) -> dict[str, Markup]:
+    """Return a small plot per confirmed nonlinear feature by its id (shape_anchor): its held-out
+    mean target per decile (for a pair, one line per side of the partner), pairs in order, then
+    horizons; the first DEPENDENCE_PLOTS_SHOWN."""
+    plots: dict[str, Markup] = {}
     for p in report.pairs:
         for horizon, result in p.horizons.items():
             for curve in result.dependence:
+                if len(plots) == DEPENDENCE_PLOTS_SHOWN:
+                    return plots
                 title = f"{p.pair} h{horizon}: {curve.feature} ({shape_text(curve)})"
                 series = [Series(label, values) for label, values in curve.series.items()]
-                plots.append(line_chart(curve.x, series, title, width=max(300, 6 * len(title))))
-    return plots[:DEPENDENCE_PLOTS_SHOWN]
+                plot = line_chart(curve.x, series, title, width=max(300, 6 * len(title)))
+                plots[shape_anchor(p.pair, horizon, curve.feature)] = plot
+    return plots
+
+
+@dataclass(frozen=True)
+class HorizonView:
+    """One horizon of a pair's section: its result (None when it failed) and the report's rows for it."""
+
+    horizon: str
+    result: ReportHorizon | None
+    failed: str | None = None
+    confirmed: list[VerdictRow] = field(default_factory=list)
+    unconfirmed: list[UnconfirmedRow] = field(default_factory=list)
+    effect: EffectSize | None = None
+    eras: dict[str, EraRow] = field(default_factory=dict)  # confirmed feature -> its era frequencies
+    substitutes: list[SubstituteCluster] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PairView:
+    """A pair's section of the page: what the run found in it, horizon by horizon, and its data quality."""
+
+    pair: ReportPair
+    horizons: list[HorizonView]
+    tables: list[TableRows]
+    non_finite: list[NonFinite]
+
+    @property
+    def confirmed(self) -> int:
+        return sum(len(h.confirmed) for h in self.horizons)
+
+    @property
+    def stable(self) -> int:
+        return sum(h.result.n_stable for h in self.horizons if h.result is not None)
+
+    @property
+    def flagged(self) -> list[str]:
+        return [h.horizon for h in self.horizons if h.effect is not None and h.effect.flagged]
+
+
+def pair_views(report: Report) -> list[PairView]:
+    """Return every pair's section, in the run's order, from the report's run-wide rows."""
+    confirmation = report.confirmation
+    effects = {(e.pair, str(e.horizon)): e for e in report.effect_sizes or []}
+    keyed: dict[tuple[str, str], HorizonView] = {}
+    views = []
+    for p in report.pairs:
+        horizons = []
+        for h in (str(h) for h in report.run.horizons):
+            if h in p.horizons or h in p.failed_horizons:
+                view = HorizonView(h, p.horizons.get(h), p.failed_horizons.get(h), effect=effects.get((p.pair, h)))
+                keyed[(p.pair, h)] = view
+                horizons.append(view)
+        quality = report.data_quality
+        tables = [t for t in quality.tables if t.pair == p.pair] if quality else []
+        non_finite = [c for c in quality.non_finite if c.pair == p.pair] if quality else []
+        views.append(PairView(p, horizons, tables, non_finite))
+    for row in confirmation.findings if confirmation else []:
+        keyed[(row.pair, str(row.horizon))].confirmed.append(row)
+    for unconfirmed in confirmation.unconfirmed if confirmation else []:
+        keyed[(unconfirmed.pair, str(unconfirmed.horizon))].unconfirmed.append(unconfirmed)
+    for era in report.eras.features if report.eras else []:
+        keyed[(era.pair, str(era.horizon))].eras[era.feature] = era
+    for cluster in report.substitutes or []:
+        keyed[(cluster.pair, str(cluster.horizon))].substitutes.append(cluster)
+    return views
 
 
 def render_html(report: Report, manifest: RunManifest) -> str:
     """Return report.html for a report and its run manifest."""
     estimate = manifest.estimate  # the producer's, when the manifest has one
     per_pair_usd = estimate.per_pair_usd if estimate else {}
+    plots = dependence_plots(report)
     return HTML.get_template("report.html").render(
         report=report,
         run=report.run,
         totals=report.totals,
+        answer=run_answer(report),
         estimated_usd=estimate.cost_usd if estimate else None,
         per_pair_usd=per_pair_usd,
         worker_label=worker_label,
         families_shown=FAMILIES_SHOWN,
+        family_anchor=family_anchor,
+        pair_anchor=pair_anchor,
+        shape_anchor=shape_anchor,
         cost_chart=cost_chart(report, per_pair_usd),
-        stable_heatmap=stable_heatmap(report),
+        pairs_heatmap=pairs_heatmap(report),
+        pair_views=pair_views(report),
         families_heatmap=families_heatmap(report),
         stable_across_chart=stable_across_chart(report),
         shap_charts=shap_charts(report),
         timeline_chart=timeline_chart(report),
-        dependence_plots=dependence_plots(report),
+        dependence_plots=plots,
         dependence_plots_shown=DEPENDENCE_PLOTS_SHOWN,
     )

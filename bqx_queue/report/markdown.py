@@ -5,6 +5,7 @@ table names, errors and reasons come from the warehouse)."""
 from __future__ import annotations
 
 from bqx_queue.models import Report
+from bqx_queue.report.answer import FAMILIES_LISTED, run_answer
 from bqx_queue.report.templating import MARKDOWN
 
 
@@ -12,5 +13,10 @@ def render_markdown(report: Report) -> str:
     """Return report.md for a report."""
     run = report.run
     return MARKDOWN.get_template("report.md").render(
-        report=report, run=run, totals=report.totals, horizons=[str(h) for h in run.horizons]
+        report=report,
+        run=run,
+        totals=report.totals,
+        horizons=[str(h) for h in run.horizons],
+        answer=run_answer(report),
+        families_listed=FAMILIES_LISTED,
     )

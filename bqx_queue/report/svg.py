@@ -36,6 +36,7 @@ class Text:
     anchor: str = "start"
     fill: str = INK
     bold: bool = False
+    href: str = ""  # a link: a heatmap cell's value opens what the cell counts
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Rect:
     rx: float | None = None
     stroke: str | None = None
     stroke_width: float | None = None
+    href: str = ""
 
 
 @dataclass(frozen=True)
@@ -163,9 +165,11 @@ def heatmap(
     high: str = "#1d4f91",
     marked: set[tuple[str, str]] | None = None,
     left: int = 80,
+    links: dict[tuple[str, str], str] | None = None,
 ) -> Markup:
     """Return a grid of cells coloured by value (None: a hatched 'no result' cell), value inside;
-    `marked` cells get a heavy outline and a star after the value (e.g. significant)."""
+    `marked` cells get a heavy outline and a star after the value (e.g. significant); a cell in
+    `links` is a link to its address (e.g. "#pair-eurusd-h15")."""
     cell_w, cell_h, top = 58, 22, 44
     width = max(left + cell_w * len(columns) + 110, 8 * len(title))  # the bold title must fit
     height = top + cell_h * len(rows) + 16
@@ -182,18 +186,30 @@ def heatmap(
             x = left + cell_w * j
             value = values.get((row, column))
             tip = (tooltips or {}).get((row, column), f"{row} {column}: {value}")
+            href = (links or {}).get((row, column), "")
             if value is None:
-                shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, NO_RESULT_FILL, tip))
+                shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, NO_RESULT_FILL, tip, href=href))
                 continue
             share = value / peak
-            shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, _blend(low, high, share), tip))
+            shapes.append(Rect(x, y, cell_w - 2, cell_h - 2, _blend(low, high, share), tip, href=href))
             star = (row, column) in marked
             if star:
                 shapes.append(
-                    Rect(x + 1, y + 1, cell_w - 4, cell_h - 4, "none", tip, stroke=MARK_COLOUR, stroke_width=2.5)
+                    Rect(
+                        x + 1,
+                        y + 1,
+                        cell_w - 4,
+                        cell_h - 4,
+                        "none",
+                        tip,
+                        stroke=MARK_COLOUR,
+                        stroke_width=2.5,
+                        href=href,
+                    )
                 )
             label = f"{value:g}" + ("*" if star else "")
-            shapes.append(Text(x + cell_w / 2 - 1, y + 15, label, 11, "middle", "#ffffff" if share > 0.55 else INK))
+            colour = "#ffffff" if share > 0.55 else INK
+            shapes.append(Text(x + cell_w / 2 - 1, y + 15, label, 11, "middle", colour, href=href))
     legend_x = left + cell_w * len(columns) + 20
     for k in range(5):
         share = 1 - k / 4

@@ -8,6 +8,7 @@ so their results are escaped like any other value)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -27,6 +28,11 @@ def escape_markdown(value: Any) -> str:
 def number(value: float, spec: str) -> str:
     """Return `value` formatted by a format spec (",.1f", "+.4f", "g"): the report's numbers."""
     return format(value, spec)
+
+
+def anchor(text: str) -> str:
+    """Return text usable in an element id and a link to it (a feature or family name)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text)
 
 
 def gib(value: float) -> str:
