@@ -122,6 +122,9 @@ def test_the_report_lists_findings_apart_from_unconfirmed_features_and_marks_fla
     for horizon, _ in flagged:
         assert f"**FLAGGED** eurusd h{horizon}:" in unconfirmed_md
     page = (store.root / "report.html").read_text()
-    assert "<h3>Confirmed findings</h3>" in page and "<h3>Stable but not confirmed</h3>" in page
-    assert page.index(momentum_feature(30)) < page.index("<h3>Stable but not confirmed</h3>")
+    # eurusd h30's section: its confirmed momentum feature before the stable-but-unconfirmed ones
+    section = page.split("<div class='horizon' id='pair-eurusd-h30'>", 1)[1].split("</div>", 1)[0]
+    assert "confirmed of" in section and momentum_feature(30) in section
+    if "Stable but not confirmed:" in section:
+        assert section.index(momentum_feature(30)) < section.index("Stable but not confirmed:")
     assert ("<b>FLAGGED</b>" in page) == bool(flagged)
