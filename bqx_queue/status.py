@@ -165,11 +165,11 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     report = store.report_path
     finished = report.exists() and store.modified_at(report) >= store.modified_at(store.manifest_path)
     report_damage = None
-    if finished:
+    if finished:  # still finished (a watch ends), but the view says the report must be rebuilt
         try:
             store.report()
         except DamagedArtifact as exc:
-            finished, report_damage = False, str(exc)
+            report_damage = str(exc)
     asked = app is not None and not finished
     running = running_pairs(app, store.run_id, timeout_s) if asked else None
     summaries = _current_summaries(store.pair_summaries(), manifest)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +23,15 @@ from typing import Any
 import fsspec
 import jsonschema
 import pytest
+from conftest import FAULT_APP
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bucket import bucket_fs, gcs_emulator  # noqa: F401  (a fixture, used by name)
-from test_faults import FAST
+from test_faults import BIN, FAST, enqueue, run_dir, wait_for
 
 from bqx_queue.cli import enqueue_main, main
 from bqx_queue.models import Report
+from bqx_queue.processes import stop_process
 from bqx_queue.report.build import report_schema
 
 pytestmark = pytest.mark.e2e
@@ -223,3 +227,65 @@ def test_damaged_artifacts_in_a_bucket(gcs_emulator, queue_env, small_warehouse,
     fs.mkdir(bucket)
     start_worker("damage-gcs", concurrency=2, **env)
     run_property(Store(fs, f"{bucket}/runs"), small_warehouse, capsys, "bucket")
+
+
+@pytest.mark.parametrize("runs_dir, extra", [("gs://bucket/runs", "gcs"), ("s3://bucket/runs", "s3")])
+@pytest.mark.parametrize(
+    "command", [["bqx", "status", "r1"], ["bqx", "report", "r1"], ["bqx-enqueue", "--resume", "r1"], ["bqx-enqueue"]]
+)
+def test_a_bucket_without_its_extra_is_one_line_naming_it(runs_dir, extra, command, small_warehouse, tmp_path):
+    # the filesystem package is not importable, as when the extra was never installed
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gcsfs'] = None\nsys.modules['s3fs'] = None\n")
+    env = os.environ | {"PYTHONPATH": str(tmp_path), "BQX_RUNS_DIR": runs_dir, "BQX_WAREHOUSE": str(small_warehouse)}
+    done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"error: runs_dir {runs_dir} needs {extra}fs, which is not installed: install 'bqx-queue[{extra}]'"
+    ]
+
+
+def test_a_worker_without_the_extra_refuses_to_start_in_one_line(queue_env, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gcsfs'] = None\n")
+    env = os.environ | queue_env | {"PYTHONPATH": str(tmp_path), "BQX_RUNS_DIR": "gs://bucket/runs"}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", "-n", "noextra@%h", "--concurrency=1"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        "error: runs_dir gs://bucket/runs needs gcsfs, which is not installed: install 'bqx-queue[gcs]'" in done.stderr
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_a_full_scratch_disk_fails_that_pair_with_the_reason_and_the_worker_runs_the_next(
+    queue_env, small_warehouse, tmp_path
+):
+    # a real full disk: a 64 KiB tmpfs as the worker's scratch_dir, in a mount namespace of its own
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    if subprocess.run(
+        ["unshare", "-rm", "mount", "-t", "tmpfs", "tmpfs", str(scratch)], capture_output=True
+    ).returncode:
+        pytest.skip("no mount namespace here (unshare -rm): cannot mount a small scratch disk")
+    log = tmp_path / "worker.log"
+    celery = f"{sys.executable} -m celery -A {FAULT_APP} worker --concurrency=1 -n full@%h --loglevel=INFO"
+    env = os.environ | queue_env | FAST | {
+        "PYTHONPATH": str(Path(__file__).parent), "BQX_SCRATCH_DIR": str(scratch), "BQX_FAULT_SPILL": "eurusd",
+    }  # fmt: skip
+    worker = subprocess.Popen(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {scratch} && exec {celery}"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "ready." in log.read_text(), 60, "the worker to start")
+        args = ["--pairs", ",".join(PAIRS), "--horizons", "15", "--warehouse", str(small_warehouse)]
+        done = enqueue(queue_env, *args, "--max-rows", "3000", "--run-id", "full", "--wait")
+    finally:
+        stop_process(worker, 60)
+    assert done.returncode == 1, done.stderr  # exit 1: the run finished with a failed pair
+    pairs = {p["pair"]: p for p in json.loads((run_dir(queue_env, "full") / "report.json").read_text())["pairs"]}
+    assert pairs["eurusd"]["status"] == "failed"
+    assert pairs["eurusd"]["error"].startswith("scratch disk full: ")
+    assert str(scratch) in pairs["eurusd"]["error"]
+    assert pairs["gbpusd"]["status"] == pairs["usdjpy"]["status"] == "ok"  # the same worker went on

@@ -149,11 +149,12 @@ def test_watch_returns_the_report_and_says_when_it_is_written(tmp_path: Path) ->
     now = time.time()
     store = _run_folder(tmp_path, now)
     for pair in ("usdjpy", "audusd"):
+        ledger = store.write_parquet(store.ledger_path(pair), pd.DataFrame({"feature": ["f1"], "horizon": [15]}))
         store.write_json(
             store.pair_path(pair),
-            {"pair": pair, "status": "ok", "cost_usd": 0.5, "host": "a", "pid": 1, "wall_s": 3},
+            {"pair": pair, "status": "ok", "ledger": ledger.model_dump(), "cost_usd": 0.5, "host": "a", "pid": 1},
         )
-    store.write_json(store.report_path, {})
+    store.write_json(store.report_path, {})  # not a report: the watch still ends, and says so
     output = io.StringIO()
     assert watch_run(store, console=Console(file=output, width=200), poll_s=0.05) == store.report_path
     assert "3 done, 0 running, 1 failed, 0 queued of 4; cost so far $1.2500" in output.getvalue()

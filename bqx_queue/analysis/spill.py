@@ -8,12 +8,16 @@ column by column; the models' few columns through a memory map.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
 
 import numpy as np
+
+from bqx_queue.errors import BqxError
 
 WRITE_COLUMNS = 256  # columns copied and written at a time
 FLOAT32_BYTES = 4
@@ -33,6 +37,15 @@ class SpilledMatrix:
                 for first in range(0, matrix.shape[1], WRITE_COLUMNS):
                     # a column-major chunk's transpose is row-major: its bytes are the file's
                     np.asfortranarray(matrix[:, first : first + WRITE_COLUMNS]).T.tofile(handle)
+        except OSError as exc:
+            self.path.unlink(missing_ok=True)
+            # numpy's tofile reports a short write without an errno: ask the disk itself
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) or shutil.disk_usage(self.path.parent).free < matrix.nbytes:
+                raise BqxError(
+                    f"scratch disk full: {matrix.nbytes:,} bytes of the matrix did not fit in {self.path.parent} "
+                    f"({exc.strerror or exc}): free space there or point scratch_dir (BQX_SCRATCH_DIR) at a larger disk"
+                ) from None
+            raise
         except BaseException:
             self.path.unlink(missing_ok=True)
             raise

@@ -10,6 +10,8 @@ Each variable names pairs, comma-separated, optionally `pair:seconds`:
   BQX_FAULT_KILL_UPLOAD=eurusd  on the pair's first delivery, the child SIGKILLs itself halfway
                              through writing the pair's summary (its ledger already written); on
                              a bucket, with half of the upload request's body sent
+  BQX_FAULT_SPILL=eurusd     the pair's matrix goes to the scratch disk however small it is (the
+                             disk itself is real: a test mounts a small tmpfs as scratch_dir)
 
 The faults come where the product would meet them: at the start of the analysis, after the
 delivery was counted and the cap checked (bqx_queue.redelivery), and inside the real write path
@@ -31,6 +33,7 @@ import redis
 from celery.signals import worker_process_init
 
 from bqx_queue import redelivery
+from bqx_queue.analysis import pair as analysis
 from bqx_queue.celery import app
 from bqx_queue.config import load_settings
 from bqx_queue.keys import deliveries_key
@@ -39,6 +42,7 @@ from bqx_queue.storage import is_local, write_whole
 from bqx_queue.store import RunStore
 
 log = logging.getLogger(__name__)
+SPILL_MIN_BYTES = analysis.SPILL_MIN_BYTES
 
 __all__ = ["app"]
 
@@ -53,7 +57,8 @@ def fault_seconds(variable: str, pair: str) -> float | None:
 
 
 def inject_faults(pair: str) -> None:
-    """Kill, sleep or hang at the start of a pair's analysis, as BQX_FAULT_* say."""
+    """Kill, sleep, hang or spill at the start of a pair's analysis, as BQX_FAULT_* say."""
+    analysis.SPILL_MIN_BYTES = 0 if fault_seconds("BQX_FAULT_SPILL", pair) is not None else SPILL_MIN_BYTES
     if fault_seconds("BQX_FAULT_KILL", pair) is not None:
         os.kill(os.getpid(), signal.SIGKILL)
     sleep_s = fault_seconds("BQX_FAULT_SLEEP", pair)
