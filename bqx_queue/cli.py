@@ -1,4 +1,4 @@
-"""Command lines: `bqx-enqueue` (the producer) and `bqx` (warehouse, demo, status, report).
+"""Command lines: `bqx-enqueue` (the producer) and `bqx` (warehouse, demo, plan, status, report, export, compare).
 
 Thin: they parse arguments, call the library, and turn a BqxError into one line on stderr and
 exit status 2. Exit status 1 means the run finished with failed pairs.
@@ -415,6 +415,21 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """bqx compare RUN_A RUN_B: what changed, printed, and as a page (RUN_B's folder unless -o)."""
+    from bqx_queue.report.comparison import compare_runs, comparison_lines, render_comparison_html
+    from bqx_queue.store import RunStore
+
+    runs_dir = _settings(args).runs_dir
+    run_b = RunStore(runs_dir, args.run_b)
+    changes = compare_runs(RunStore(runs_dir, args.run_a), run_b)
+    print("\n".join(comparison_lines(changes)))
+    page = Path(args.output) if args.output else run_b.root / f"compare-{changes.run_a}.html"
+    run_b.write_text(page, render_comparison_html(changes))
+    print(page)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
     from bqx_queue.embedded_redis import EmbeddedRedis, redis_server_binary
@@ -540,6 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=["json", "csv", "yaml"], default="json")
     export.add_argument("-o", "--output", help="file to write (default: stdout)")
     export.set_defaults(handler=_export)
+
+    compare = commands.add_parser(
+        "compare", help="what changed between two runs: confirmed features and families, settings, days, tables"
+    )
+    compare.add_argument("run_a", help="the earlier run")
+    compare.add_argument("run_b", help="the later run")
+    compare.add_argument("-o", "--output", help="HTML page to write (default: RUN_B's folder, compare-RUN_A.html)")
+    compare.set_defaults(handler=_compare)
 
     args = parser.parse_args(argv)
     return _guard(args.handler, args)
