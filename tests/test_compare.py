@@ -19,6 +19,7 @@ from bqx_queue.report.comparison import (
     compare_runs,
     comparison,
     comparison_lines,
+    render_comparison_html,
     run_tables,
 )
 from bqx_queue.run import run_parallel_testing
@@ -112,6 +113,7 @@ def test_bqx_compare_prints_the_changes_and_writes_the_page(
     assert page == run_b.root / f"compare-{run_a.run_id}.html"
     html = page.read_text()
     assert family in html and "no longer confirmed" in html and run_a.run_id in html
+    assert "<td>warehouse</td>" in html and "only in" not in html  # no empty table of days and tables
     chosen = tmp_path / "changes.html"
     assert main(["compare", run_a.run_id, run_b.run_id, "-o", str(chosen)]) == 0
     assert chosen.read_text() == html
@@ -144,3 +146,5 @@ def test_settings_days_pairs_horizons_and_tables_that_differ_are_listed(two_runs
     text = "\n".join(comparison_lines(changes))
     assert f"  tables: only in {run_a.run_id}: -; only in {run_b.run_id}: new_eurusd" in text
     assert f"  setting selection_threshold: {manifest_a.settings['selection_threshold']!r} -> 0.9" in text
+    html = render_comparison_html(changes)
+    assert "<td>tables</td><td></td><td>new_eurusd</td>" in html and "<td>pairs</td>" not in html

@@ -83,11 +83,19 @@ class RunComparison(Record):
     families: list[FamilyChange]
     features: list[FeatureChange]
 
+    def listed_differences(self) -> list[tuple[str, list[Any], list[Any]]]:
+        """Return (what, only in A, only in B) for the days, pairs, horizons and tables that differ."""
+        listed: list[tuple[str, list[Any], list[Any]]] = [
+            ("sampled days", list(self.days_only_a), list(self.days_only_b)),
+            ("pairs", list(self.pairs_only_a), list(self.pairs_only_b)),
+            ("horizons", list(self.horizons_only_a), list(self.horizons_only_b)),
+            ("tables", list(self.tables_only_a), list(self.tables_only_b)),
+        ]
+        return [(what, only_a, only_b) for what, only_a, only_b in listed if only_a or only_b]
+
     @property
     def same_inputs(self) -> bool:
-        differences = (self.settings, self.days_only_a, self.days_only_b, self.pairs_only_a, self.pairs_only_b)
-        more = (self.horizons_only_a, self.horizons_only_b, self.tables_only_a, self.tables_only_b)
-        return not any(differences + more)
+        return not self.settings and not self.listed_differences()
 
 
 def run_tables(store: RunStore) -> set[str]:
@@ -220,16 +228,9 @@ def _listed(values: list[Any]) -> str:
 def input_lines(changes: RunComparison) -> list[str]:
     """Return what the two runs' inputs differ in, a line each (none when they are the same)."""
     lines = [f"  setting {s.name}: {s.a!r} -> {s.b!r}" for s in changes.settings]
-    for what, only_a, only_b in (
-        ("sampled days", changes.days_only_a, changes.days_only_b),
-        ("pairs", changes.pairs_only_a, changes.pairs_only_b),
-        ("horizons", changes.horizons_only_a, changes.horizons_only_b),
-        ("tables", changes.tables_only_a, changes.tables_only_b),
-    ):
-        if only_a or only_b:
-            lines.append(
-                f"  {what}: only in {changes.run_a}: {_listed(only_a)}; only in {changes.run_b}: {_listed(only_b)}"
-            )
+    for what, only_a, only_b in changes.listed_differences():
+        only = f"only in {changes.run_a}: {_listed(only_a)}; only in {changes.run_b}: {_listed(only_b)}"
+        lines.append(f"  {what}: {only}")
     return lines
 
 
