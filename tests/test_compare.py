@@ -16,6 +16,7 @@ from bqx_queue.cli import main
 from bqx_queue.config import load_settings
 from bqx_queue.models import Report
 from bqx_queue.report.comparison import (
+    FEATURES_LISTED,
     compare_runs,
     comparison,
     comparison_lines,
@@ -147,4 +148,6 @@ def test_settings_days_pairs_horizons_and_tables_that_differ_are_listed(two_runs
     assert f"  tables: only in {run_a.run_id}: -; only in {run_b.run_id}: new_eurusd" in text
     assert f"  setting selection_threshold: {manifest_a.settings['selection_threshold']!r} -> 0.9" in text
     html = render_comparison_html(changes)
+    many = changes.model_copy(update={"features": changes.features[:1] * (FEATURES_LISTED + 5)})
+    assert comparison_lines(many)[-1] == "  ... and 5 more on the page"  # the page lists them all
     assert "<td>tables</td><td></td><td>new_eurusd</td>" in html and "<td>pairs</td>" not in html

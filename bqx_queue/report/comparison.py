@@ -33,6 +33,7 @@ from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
 
 Change = Literal["confirmed", "no longer confirmed"]
 DEFAULT_STRIP_TOKENS = Settings.model_fields["family_strip_tokens"].default
+FEATURES_LISTED = 60  # the terminal names at most this many changed features; the page has them all
 
 
 class FeatureChange(Record):
@@ -251,11 +252,13 @@ def comparison_lines(changes: RunComparison) -> list[str]:
     lines.append(
         f"Features ({len(changes.features)} changed in {changes.pair_horizons_compared} pair-horizons compared):"
     )
-    for feature in changes.features:
+    for feature in changes.features[:FEATURES_LISTED]:
         effects = f"effect {_effect(feature.effect_a)} -> {_effect(feature.effect_b)}"
         lines.append(
             f"  {feature.pair} h{feature.horizon} {feature.feature}: {feature.change} ({effects}; {feature.why})"
         )
+    if len(changes.features) > FEATURES_LISTED:
+        lines.append(f"  ... and {len(changes.features) - FEATURES_LISTED} more on the page")
     return lines
 
 
