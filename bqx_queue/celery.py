@@ -53,10 +53,21 @@ def use_settings(settings: Settings) -> Celery:
     was configured once at import."""
     config = celery_config(settings)
     if (app.conf.broker_url, app.conf.result_backend) != (config["broker_url"], config["result_backend"]):
-        app.close()  # drops the broker connection pool
-        app._local = threading.local()  # and the per-thread result backend (Celery caches it there)
+        _forget_broker(app)
     app.conf.update(config)
     return app
+
+
+def _forget_broker(celery_app: Celery) -> None:
+    """Drop what the app bound to its last broker and backend: its connection pool, the producer
+    pool that publishes tasks, the control mailbox's copy of it (kept, `inspect` asked the first
+    run's broker for the second run's workers and heard none), and the per-thread result backend.
+    `app.close()` drops only the first. The pools themselves are kombu's, shared per broker, and
+    stay open for whoever uses that broker again."""
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    del celery_app.control.mailbox.producer_pool  # as Celery's own after-fork cleanup does
+    celery_app._local = threading.local()
 
 
 def _refuse(exc: ConfigError) -> None:

@@ -64,3 +64,21 @@ def test_two_workers_share_one_chord_with_one_result_per_pair(small_warehouse, q
     assert "Pair tasks per worker process (3 processes)" in page
     # `--wait` used the live view: its last line counts every pair done.
     assert f"run {run_id}: 3 done, 0 running, 0 failed, 0 queued of 3" in done.stderr
+
+
+def test_a_producer_process_follows_its_settings_to_another_broker(redis_server, queue_env, start_worker) -> None:
+    # one process, two brokers (a notebook, a test session): the second's workers answer, and its
+    # tasks go to the second broker, not to the first, whose pools the app used before
+    from bqx_queue.celery import use_settings
+    from bqx_queue.config import load_settings
+    from bqx_queue.producer import live_workers
+
+    first = f"{redis_server}/15"  # the result backend's database: queue_env emptied it
+    app = use_settings(load_settings(broker_url=first))
+    assert live_workers(app, 1) == {}  # the first broker's pools are now in use
+    worker = start_worker("second", concurrency=1)
+    app = use_settings(load_settings())
+    assert live_workers(app, 5) == {worker.name: 1}
+    app.send_task("bqx.nothing", queue="probe")
+    assert redis.Redis.from_url(queue_env["BQX_BROKER_URL"]).llen("probe") == 1
+    assert redis.Redis.from_url(first).llen("probe") == 0
