@@ -92,6 +92,7 @@ class Settings(BaseSettings):
 
     # Run
     runs_dir: str = "data/runs"  # a local folder, or a bucket URL (gs://bucket/prefix, s3://...)
+    bucket_stall_s: float = Field(60, gt=0)  # a gs:// request silent this long is abandoned and retried
     extract_cache: bool = True  # keep each query's rows under runs_dir/cache; a rerun reads them, unbilled
     refresh_extracts: bool = False  # query again even when the cache holds the rows (bqx-enqueue --refresh)
     horizons: tuple[int, ...] = HORIZONS
@@ -126,6 +127,8 @@ class Settings(BaseSettings):
     lgbm_learning_rate: float = Field(0.05, gt=0, le=1)
     lgbm_num_leaves: int = Field(31, ge=2)
     lgbm_min_data_in_leaf: int = Field(100, ge=1)
+    lgbm_patience: int = Field(20, ge=0)  # early-stopping rounds on each fold's training tail; 0: always lgbm_rounds
+    lgbm_validation_fraction: float = Field(0.2, gt=0, lt=1)  # the training tail early stopping scores on
     shap_rows: int = Field(10_000, ge=10)
     # held-out verdicts (analysis/confirmation.py)
     confirmation_alpha: float = Field(0.05, gt=0, lt=1)  # family-wise error rate over a horizon's stable features
@@ -205,7 +208,15 @@ class Settings(BaseSettings):
 
 
 # Settings that belong to a host (where its broker, files and cores are), not to a run.
-HOST_SETTINGS = {"broker_url", "result_backend", "runs_dir", "concurrency", "scratch_dir", "threads_per_child"}
+HOST_SETTINGS = {
+    "broker_url",
+    "result_backend",
+    "runs_dir",
+    "bucket_stall_s",
+    "concurrency",
+    "scratch_dir",
+    "threads_per_child",
+}
 
 
 def load_settings(**overrides: Any) -> Settings:

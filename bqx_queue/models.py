@@ -209,7 +209,14 @@ class FeatureVerdict(Record):
     effect: float = Field(description="mean increase in held-out log loss when the column is permuted")
     effect_low: float
     effect_high: float
-    lower_bound: float = Field(description="one-sided lower bound at level alpha / k")
+    lower_bound: float = Field(description="one-sided lower bound at the feature's level")
+    level: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="its level in Holm's step-down over the horizon's k features, alpha / k to alpha "
+        "(absent in older summaries: alpha / k)",
+    )
     block_rows: int = Field(ge=1)
     confirmed: bool
     day_effects: list[float] | None = Field(
@@ -224,7 +231,7 @@ class Confirmation(Record):
 
     k: Count = Field(description="stable features tested in this horizon")
     alpha: float = Field(gt=0, lt=1)
-    level: float = Field(gt=0, lt=1, description="alpha / k (Bonferroni)")
+    level: float = Field(gt=0, lt=1, description="alpha / k: the strictest level of Holm's step-down")
     min_block_rows: int = Field(ge=1, description="horizon + 45 rows, or a quarter of the held-out rows if fewer")
     block_rows: int = Field(ge=1, description="block length for the AUC and log-loss gain intervals")
     heldout_rows: int = Field(ge=1)

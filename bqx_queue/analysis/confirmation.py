@@ -9,8 +9,10 @@ held-out rows of the purged walk-forward folds decide:
   model needs it;
 - intervals come from a circular block bootstrap of the held-out rows, with blocks at least as
   long as the target's autocorrelation (horizon + 45 rows), so overlapping labels stay together;
-- a feature is confirmed when the one-sided lower bound of its effect at level alpha / k is above
-  zero, k the number of stable features tested in the horizon (Bonferroni);
+- a feature is confirmed when the one-sided lower bound of its effect is above zero at its level
+  in Holm's step-down over the k stable features tested in the horizon: the most significant at
+  alpha / k, the next at alpha / (k - 1), and so on until one fails (Holm 1979: the same
+  family-wise error rate as Bonferroni's alpha / k for all, and never fewer confirmed);
 - the horizon's pooled AUC and log-loss gain over the constant baseline get 95% intervals; a
   horizon whose AUC interval lies below 0.5 (the constant's AUC) or whose gain interval lies below
   zero is flagged: its model does worse than the baseline on held-out rows.
@@ -213,18 +215,37 @@ def day_sums(per_row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndar
     return labels, np.bincount(day_of_row, minlength=len(labels)), sums
 
 
+def holm_levels(p_values: np.ndarray, alpha: float) -> np.ndarray:
+    """Return the level each test is judged at in Holm's step-down procedure: the i-th smallest
+    p-value at alpha / (m - i), until the first that is not below its level; that one and every
+    later one at the level of that step (none of them is rejected).
+
+    >>> holm_levels(np.array([0.04, 0.001, 0.5]), 0.05).round(4).tolist()
+    [0.025, 0.0167, 0.025]
+    """
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    levels = np.empty(m)
+    for step, j in enumerate(order):
+        levels[j] = alpha / (m - step)
+        if p_values[j] > levels[j]:
+            levels[order[step:]] = levels[j]
+            break
+    return levels
+
+
 def confirm_horizon(
     folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams, days: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Return the horizon's held-out verdicts (JSON-serialisable): per stable feature its
-    permutation effect, 95% interval, Bonferroni lower bound and whether it is confirmed; the
+    permutation effect, 95% interval, Holm level, lower bound at it and whether it is confirmed; the
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is
     flagged. With `days` (the calendar day of each held-out row, in fold order) each feature's
     effect is also given summed per day (`day_effects`, over `heldout_days` and their
     `heldout_day_rows`).
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
-    lower bound of its effect at level alpha / k is above zero) and that the model beats the
+    lower bound of its effect at its Holm level is above zero) and that the model beats the
     baseline (the gain's one-sided lower bound at alpha is above zero): an intersection of tests,
     so the family-wise level stays alpha. A persistent noise column can line up with a persistent
     target over a short held-out stretch, and its permutation effect then looks real while the
@@ -285,11 +306,16 @@ def confirm_horizon(
             f"{gain_low:.4f} to {gain_high:.4f})"
         )
     by_day = day_sums(effects, days) if days is not None else None
+    estimates = effects.mean(axis=0)
+    dofs = np.maximum(1, np.ceil(n / feature_blocks) - 1)
+    # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
+    unspread = np.where(estimates > 0, np.inf, -np.inf)
+    statistic = np.divide(estimates, effect_se, out=unspread, where=effect_se > 0)
+    levels = holm_levels(student_t.sf(statistic, dofs), params.alpha)
     features = []
     for j, name in enumerate(names):
-        effect, se, length = float(effects[:, j].mean()), float(effect_se[j]), int(feature_blocks[j])
-        dof = max(1, math.ceil(n / length) - 1)
-        t_interval, t_family = float(student_t.ppf(0.975, dof)), float(student_t.ppf(1 - level, dof))
+        effect, se, length = float(estimates[j]), float(effect_se[j]), int(feature_blocks[j])
+        t_interval, t_family = float(student_t.ppf(0.975, dofs[j])), float(student_t.ppf(1 - levels[j], dofs[j]))
         lower_bound = effect - t_family * se
         features.append(
             {
@@ -298,6 +324,7 @@ def confirm_horizon(
                 "effect_low": effect - t_interval * se,
                 "effect_high": effect + t_interval * se,
                 "lower_bound": lower_bound,
+                "level": float(levels[j]),
                 "block_rows": length,
                 "confirmed": bool(lower_bound > 0 and beats_baseline),
             }

@@ -431,7 +431,7 @@ def _horizon_result(
     features = prepared.matrix[np.ix_(prepared.rows, columns)] if stable else np.empty((len(target), 0), np.float32)
     gap = horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * len(target))
     folds = walk_forward_folds(len(target), holdout_start, settings.cv_folds, gap)
-    model = evaluate_horizon(features, target, folds, train)
+    model = evaluate_horizon(features, target, folds, train, gap)
     names = [prepared.features[i] for i in stable]
     boosters: list[Any] = model.fold_boosters or [None] * len(folds)  # None: no stable feature, no model
     heldout = [

@@ -22,9 +22,10 @@ NOTE = (
     "under that block-half subsampling (given the all-pairs scan that names the members a half may "
     "pair, which reads every selection row), and says nothing about held-out rows. Confirmed means "
     "that on the held-out last 25% (purged walk-forward folds) permuting the "
-    "feature within each fold's test window raises log loss, with a one-sided lower bound at level "
-    "alpha / k above zero (Bonferroni over the horizon's k stable features), and that the horizon's "
-    "model beats the constant baseline (log-loss gain lower bound at alpha above zero). Intervals are "
+    "feature within each fold's test window raises log loss, with a one-sided lower bound above zero "
+    "at its level in Holm's step-down over the horizon's k stable features (alpha / k for the most "
+    "significant, alpha / (k - 1) for the next, ...; family-wise error rate alpha), and that the "
+    "horizon's model beats the constant baseline (log-loss gain lower bound at alpha above zero). Intervals are "
     "95% circular block-bootstrap intervals over the held-out rows (blocks of at least horizon + 45 "
     "rows, longer for persistent features; Student t on blocks - 1 degrees of freedom): they cover "
     "the sampling of held-out rows given the fold models, not the variability of selection or "
@@ -38,7 +39,8 @@ def why_unconfirmed(feature: FeatureVerdict, verdict: Confirmation) -> str:
     if verdict.flagged:
         return f"horizon flagged: {verdict.flag_reason}"
     if feature.lower_bound <= 0:
-        return f"effect lower bound {feature.lower_bound:+.4f} at level {verdict.level:.4g} is not above 0"
+        level = feature.level or verdict.level
+        return f"effect lower bound {feature.lower_bound:+.4f} at level {level:.4g} is not above 0"
     return (
         f"the horizon's model does not beat the baseline on held-out rows "
         f"(log-loss gain lower bound {verdict.gain_lower_bound:+.4f})"
@@ -73,7 +75,7 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
                     effect_high=feature.effect_high,
                     lower_bound=feature.lower_bound,
                     k=verdict.k,
-                    level=verdict.level,
+                    level=feature.level or verdict.level,
                 )
                 if feature.confirmed:
                     findings.append(row)

@@ -37,7 +37,7 @@ class SetFeature(Record):
     effect: float = Field(description="held-out: mean increase in log loss when the column is permuted")
     effect_low: float = Field(description="95% interval of the effect")
     effect_high: float
-    lower_bound: float = Field(description="one-sided lower bound at level alpha / k")
+    lower_bound: float = Field(description="one-sided lower bound at its Holm level (alpha / k to alpha)")
 
 
 class UnconfirmedSetFeature(SetFeature):
