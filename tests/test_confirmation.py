@@ -19,6 +19,7 @@ from bqx_queue.analysis.confirmation import (
     bootstrap_replicates,
     confirm_horizon,
     dependence_rows,
+    holm_levels,
     weighted_auc,
 )
 from bqx_queue.config import load_settings
@@ -118,12 +119,26 @@ def test_an_informative_feature_is_confirmed_and_persistent_noise_is_not(seed):
     verdict = confirm_horizon(_folds(features, up, 2500, 3, 60), names, 60, _params(seed))
     assert verdict["confirmed"] == ["informative"]
     assert verdict["k"] == 3 and verdict["level"] == pytest.approx(0.05 / 3)
+    levels = [f["level"] for f in verdict["features"]]
+    assert levels[0] == pytest.approx(0.05 / 3) and all(0.05 / 3 <= level <= 0.05 / 2 for level in levels[1:])
     assert verdict["heldout_rows"] == 1500 and verdict["block_rows"] >= 60
     effect = {f["feature"]: f for f in verdict["features"]}
     assert effect["informative"]["effect_low"] > 0 and effect["informative"]["lower_bound"] > 0
     for name in ("persistent_noise", "white_noise"):
         assert effect[name]["lower_bound"] <= 0 and effect[name]["effect_low"] <= effect[name]["effect"]
     assert not verdict["flagged"] and verdict["auc"]["low"] > 0.5 and verdict["log_loss_gain"]["low"] > 0
+
+
+def test_holm_steps_down_from_alpha_over_k_and_stops_at_the_first_failure():
+    p = np.array([0.001, 0.015, 0.012, 0.3, 0.04])
+    levels = holm_levels(p, 0.05)
+    # sorted: 0.001 at 0.05/5, 0.012 at 0.05/4, 0.015 at 0.05/3, 0.04 fails at 0.05/2; 0.3 at that step too
+    assert levels.tolist() == pytest.approx([0.01, 0.05 / 3, 0.0125, 0.025, 0.025])
+    rejected = p <= levels
+    assert rejected.tolist() == [True, True, True, False, False]
+    # never fewer than Bonferroni's alpha / k for all
+    assert (rejected >= (p <= 0.05 / len(p))).all()
+    assert holm_levels(np.array([0.2, 0.3]), 0.05).tolist() == [0.025, 0.025]
 
 
 def test_a_model_worse_than_the_baseline_is_flagged_and_confirms_nothing():
