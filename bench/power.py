@@ -60,7 +60,7 @@ from bqx_queue.report.build import report_data
 from bqx_queue.run import execute_pair, new_run_id, plan_run, write_manifest
 from bqx_queue.store import RunStore
 from bqx_queue.universe import PAIRS
-from bqx_queue.warehouse.synthetic import SIGNAL_PHIS, WarehouseSpec, build_warehouse, pairs_sharing_families
+from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse, pairs_sharing_families
 
 PERSISTENT_PHI = 0.98  # signals at least this persistent are "persistent", the others "short-lived"
 BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-power"
@@ -180,7 +180,7 @@ def power_rows(args: argparse.Namespace, pairs: list[str]) -> list[dict[str, Any
             found_x7 = found_families(report, 7 / len(args.horizons))
             real = planted_anywhere({p: source[p].manifest for p in pairs}, strip)
             kinds = {
-                kind: [f for f, v in families.items() if (SIGNAL_PHIS[v["signal"]] >= PERSISTENT_PHI) == (kind == "p")]
+                kind: [f for f, v in families.items() if (v["phi"] >= PERSISTENT_PHI) == (kind == "p")]
                 for kind in ("p", "s")
             }
             cells = {(c.family, c.horizon): c for c in report.cells}
@@ -189,7 +189,7 @@ def power_rows(args: argparse.Namespace, pairs: list[str]) -> list[dict[str, Any
                     cell = cells.get((family, h))
                     pooled = cell.pooled if cell else None
                     _say(
-                        f"    {share}% {family} (phi {SIGNAL_PHIS[planted['signal']]}) h{h}: "
+                        f"    {share}% {family} (phi {planted['phi']}) h{h}: "
                         + (
                             f"pooled over {len(pooled.pairs)} pairs ({len(set(pooled.pairs) & set(sharing_pairs))} "
                             f"sharing), {len(pooled.positive)} positive, {pooled.estimate:+.4f} "

@@ -31,6 +31,19 @@ def test_each_planted_linear_feature_explains_feature_r2_of_the_h45_target(r2, n
 
 
 @pytest.mark.unit
+def test_signal_phis_set_each_signals_persistence():
+    persistent = WarehouseSpec(signals=3, signal_phis=(0.999, 0.999, 0.999), feature_r2=0.01, nonlinear_r2=0.0)
+    table = expected_correlations(persistent, synthetic._coefficients(persistent, NOISE_VAR), NOISE_VAR)
+    assert table[:, HORIZONS.index(45)] ** 2 == pytest.approx([0.01] * 3, rel=1e-9)
+    # informative at every horizon: at h105 still most of its h45 strength
+    assert (table[:, -1] ** 2 > 0.8 * 0.01).all()
+    with pytest.raises(WarehouseError, match="signal_phis"):
+        WarehouseSpec(signal_phis=(0.999, 1.0))
+    with pytest.raises(WarehouseError, match="signals"):
+        WarehouseSpec(signals=3, signal_phis=(0.9, 0.9))
+
+
+@pytest.mark.unit
 def test_a_feature_r2_the_signals_cannot_carry_is_refused():
     with pytest.raises(WarehouseError, match="too large"):
         synthetic._coefficients(WarehouseSpec(feature_r2=0.3), NOISE_VAR)

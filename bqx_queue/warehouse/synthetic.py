@@ -84,6 +84,8 @@ class WarehouseSpec:
     features_per_pair: int = 120
     shared_fraction: float = 0.6
     signals: int = 4
+    # AR(1) coefficient of each planted linear signal (the first `signals` of them)
+    signal_phis: tuple[float, ...] = SIGNAL_PHIS
     signal_r2: float = 0.5
     min_signal_corr: float = 0.12
     null_fraction: float = 0.0
@@ -109,8 +111,10 @@ class WarehouseSpec:
         unknown = [p for p in self.pairs if p not in PAIRS]
         if unknown:
             raise WarehouseError(f"unknown pairs {unknown}")
-        if self.days < 2 or self.features_per_pair < 10 or not 1 <= self.signals <= len(SIGNAL_PHIS):
-            raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..4 signals")
+        if self.days < 2 or self.features_per_pair < 10 or not 1 <= self.signals <= len(self.signal_phis):
+            raise WarehouseError("warehouse needs days >= 2, features_per_pair >= 10, 1..len(signal_phis) signals")
+        if not all(0 <= phi < 1 for phi in self.signal_phis):
+            raise WarehouseError(f"signal_phis must be in [0, 1), got {self.signal_phis}")
         if not 0 < self.signal_r2 < 1:
             raise WarehouseError(f"signal_r2 must be in (0, 1), got {self.signal_r2}")
         if self.feature_r2 is not None and not 0 < self.feature_r2 < 1:
@@ -226,7 +230,7 @@ def _coefficients(spec: WarehouseSpec, pair_noise_var: float) -> np.ndarray:
     if spec.feature_r2 is not None:
         return _feature_coefficients(spec, pair_noise_var, spec.feature_r2)
     drift_var = spec.signal_r2 / (1 - spec.signal_r2) * TARGET_WINDOW * pair_noise_var
-    phis = SIGNAL_PHIS[: spec.signals]
+    phis = spec.signal_phis[: spec.signals]
     return np.array([math.sqrt(drift_var / spec.signals / (2 * _window_variance(phi))) for phi in phis])
 
 
@@ -237,7 +241,7 @@ def _feature_coefficients(spec: WarehouseSpec, pair_noise_var: float, r2: float)
     variance, F the feature's variance and m the nonlinear kinds' share, corr_k^2 = 4 b_k^2 S_k^2 /
     (F T (1 + m)) with T = N + sum 2 b_k^2 V_k; setting it to r2 gives T = N / (1 - c), c = r2 F
     (1 + m) sum V_k / (2 S_k^2), and b_k = sqrt(r2 F T (1 + m)) / (2 S_k)."""
-    phis = SIGNAL_PHIS[: spec.signals]
+    phis = spec.signal_phis[: spec.signals]
     noise = TARGET_WINDOW * pair_noise_var
     feature_var = 2 * (1 + OBSERVATION_NOISE**2)
     nonlinear = 1 + len(NONLINEAR_KINDS) * spec.nonlinear_r2
@@ -252,7 +256,7 @@ def _feature_coefficients(spec: WarehouseSpec, pair_noise_var: float, r2: float)
 
 def linear_target_variance(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> float:
     """Return the variance of the h=45 target from the pair's noise and linear signals."""
-    phis = SIGNAL_PHIS[: spec.signals]
+    phis = spec.signal_phis[: spec.signals]
     drift_var = sum(2 * b**2 * _window_variance(phi) for b, phi in zip(coefficients, phis, strict=True))
     return TARGET_WINDOW * pair_noise_var + drift_var
 
@@ -265,7 +269,7 @@ def target_variance(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_va
 
 def expected_correlations(spec: WarehouseSpec, coefficients: np.ndarray, pair_noise_var: float) -> np.ndarray:
     """Return (signals, horizons) correlations of each planted linear feature with each target."""
-    phis = SIGNAL_PHIS[: spec.signals]
+    phis = spec.signal_phis[: spec.signals]
     target_var = target_variance(spec, coefficients, pair_noise_var)
     feature_var = 2 * (1 + OBSERVATION_NOISE**2)
     attenuation = math.sqrt(1 - spec.null_fraction)  # missing cells are imputed at the mean
@@ -289,7 +293,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
     noise = rng.standard_normal((n, n_ccy)) @ np.linalg.cholesky(correlation).T * MINUTE_VOL
     pair_noise_var = 2 * MINUTE_VOL**2 * (1 - CURRENCY_CORRELATION)
     coefficients = _coefficients(spec, pair_noise_var)
-    signals = np.stack([_ar1(rng, phi, (n_ccy, n)) for phi in SIGNAL_PHIS[: spec.signals]], axis=1)
+    signals = np.stack([_ar1(rng, phi, (n_ccy, n)) for phi in spec.signal_phis[: spec.signals]], axis=1)
     # drift at t acts on the return from t to t+1: a signal observed at t predicts the future
     drift = np.einsum("k,ckn->nc", coefficients, signals)
     returns = noise.copy()
@@ -598,6 +602,7 @@ def build_warehouse(path: Path | str, spec: WarehouseSpec = WarehouseSpec()) -> 
         manifest["planted_families"] = {
             f"{family}{FEATURE_SEPARATOR}{column}": {
                 "signal": k,
+                "phi": spec.signal_phis[k],
                 "kind": "linear",
                 "pairs": sharing,
                 "informative_horizons": [
