@@ -47,5 +47,10 @@ class DamagedArtifact(BqxError):
     unknown version, or not the bytes the summary that vouches for it recorded."""
 
 
+class StoreUnwritable(BqxError):
+    """The run folder or bucket refused a write: read-only, full, permission denied, or a bucket
+    that kept failing (503, timeouts) through its filesystem's retries."""
+
+
 class MissingExtra(ConfigError):
     """A setting needs an optional dependency that is not installed (`pip install 'bqx-queue[...]'`)."""

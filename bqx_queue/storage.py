@@ -13,6 +13,7 @@ after them (bqx_queue.warehouse.extract_cache).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import secrets
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bqx_queue.errors import ConfigError, MissingExtra
+from bqx_queue.errors import ConfigError, MissingExtra, StoreUnwritable
 
 ArtifactPath = Any  # pathlib.Path for a local folder, upath.UPath for a bucket (the same API)
 # fsspec's default gs:// class probes each bucket for a hierarchical namespace over gRPC; the GCS
@@ -49,7 +50,7 @@ def artifact_root(location: str | Path) -> ArtifactPath:
     # every host polls for other hosts' objects: a cached listing would hide them
     options: dict[str, Any] = {"use_listings_cache": False}
     if protocol in ("gs", "gcs"):
-        _gcs_for_emulator(protocol, options)
+        _gcs_options(protocol, options)
     try:
         return UPath(str(location), **options)
     except (ImportError, ValueError) as exc:
@@ -76,7 +77,16 @@ def require_filesystem(location: str | Path, protocol: str) -> None:
         raise ConfigError(f"runs_dir {location}: no filesystem for {protocol}://") from None
 
 
-def _gcs_for_emulator(protocol: str, options: dict[str, Any]) -> None:
+def _gcs_options(protocol: str, options: dict[str, Any]) -> None:
+    """A request that stalls is abandoned after bucket_stall_s of silence and retried by gcsfs
+    (6 tries, backing off 1 to 16 s, as for 5xx, 408 and 429 answers). gcsfs's own timeout, a
+    number, is a total whose expiry it does not retry (and is 5 minutes unset)."""
+    import aiohttp
+
+    from bqx_queue.config import load_settings
+
+    stall_s = load_settings().bucket_stall_s
+    options["requests_timeout"] = aiohttp.ClientTimeout(sock_connect=stall_s, sock_read=stall_s)
     if not os.environ.get(EMULATOR_HOST):
         return
     import fsspec
@@ -91,27 +101,42 @@ def is_local(path: ArtifactPath) -> bool:
 
 
 def write_whole(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write an artifact so a reader on any host sees the old one or the whole new one."""
+    """Write an artifact so a reader on any host sees the old one or the whole new one; raises
+    StoreUnwritable when the folder or bucket refuses it (after the bucket filesystem's own
+    retries), leaving the old artifact or none under the name."""
     if is_local(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                write(handle)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+            _write_local(path, write)
+        except OSError as exc:  # read-only, full, or not ours to write
+            raise StoreUnwritable(f"cannot write {path}: {exc.strerror or exc}") from None
         return
     buffer = io.BytesIO()
     write(buffer)
     staged = f"{path.parent.path}/.{path.name}.{secrets.token_hex(4)}.tmp"
-    path.fs.pipe_file(staged, buffer.getvalue())
     try:
-        path.fs.copy(staged, path.path)  # server-side: the final name gets the whole object or none
-    finally:
-        path.fs.rm_file(staged)
+        path.fs.pipe_file(staged, buffer.getvalue())
+        try:
+            path.fs.copy(staged, path.path)  # server-side: the final name gets the whole object or none
+        finally:
+            with contextlib.suppress(Exception):  # a staged leftover is never read: it has no final name
+                path.fs.rm_file(staged)
+    except Exception as exc:  # gcsfs/s3fs raise their own errors once their retries are spent
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # HTTP errors span lines
+        raise StoreUnwritable(f"cannot write {path}: {reason}") from None
+
+
+def _write_local(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the folder may have become read-only meanwhile
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_streamed(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:

@@ -289,3 +289,91 @@ def test_a_full_scratch_disk_fails_that_pair_with_the_reason_and_the_worker_runs
     assert pairs["eurusd"]["error"].startswith("scratch disk full: ")
     assert str(scratch) in pairs["eurusd"]["error"]
     assert pairs["gbpusd"]["status"] == pairs["usdjpy"]["status"] == "ok"  # the same worker went on
+
+
+def test_a_run_folder_turned_read_only_mid_run_fails_that_pair_and_resume_recovers(
+    queue_env, small_warehouse, tmp_path
+):
+    # a real read-only run folder: runs_dir bind-mounted in the worker's own mount namespace, then
+    # remounted read-only there (the test still writes it) while eurusd is being analysed
+    runs = Path(queue_env["BQX_RUNS_DIR"])
+    runs.mkdir(parents=True)
+    if subprocess.run(["unshare", "-rm", "mount", "--bind", str(runs), str(runs)], capture_output=True).returncode:
+        pytest.skip("no mount namespace here (unshare -rm): cannot make the run folder read-only")
+    log = tmp_path / "worker.log"
+    celery = f"{sys.executable} -m celery -A {FAULT_APP} worker --concurrency=1 -n readonly@%h --loglevel=INFO"
+    env = os.environ | queue_env | FAST | {
+        "PYTHONPATH": str(Path(__file__).parent), "BQX_FAULT_SLEEP": "eurusd:4,gbpusd:8",
+    }  # fmt: skip
+    worker = subprocess.Popen(
+        ["unshare", "-rm", "sh", "-c", f"mount --bind {runs} {runs} && exec {celery}"],
+        env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+    def remount(mode: str) -> None:
+        nsenter = ["nsenter", "-t", str(worker.pid), "-U", "-m", "--preserve-credentials"]
+        subprocess.run([*nsenter, "mount", "-o", f"remount,bind,{mode}", str(runs)], check=True)
+
+    args = ["--pairs", ",".join(PAIRS), "--horizons", "15", "--warehouse", str(small_warehouse), "--max-rows", "3000"]
+    try:
+        wait_for(lambda: "ready." in log.read_text(), 60, "the worker to start")
+        assert enqueue(queue_env, *args, "--run-id", "ro").returncode == 0
+        remount("ro")  # eurusd (first, one slot) sleeps 4 s before it reads or writes anything
+        wait_for(lambda: "could not record the failure" in log.read_text(), 120, "eurusd to fail")
+        remount("rw")  # gbpusd is still asleep: it and usdjpy write as usual
+        wait_for(lambda: (run_dir(queue_env, "ro") / "report.json").exists(), 180, "the report")
+        assert worker.poll() is None  # the worker went on serving
+        text = log.read_text()
+        assert "cannot write " in text and "Read-only file system" in text and "eurusd" in text
+        pairs = run_dir(queue_env, "ro") / "pairs"
+        # nothing of eurusd under a final name: no summary, no ledger; no temporary file either
+        assert sorted(p.name for p in pairs.iterdir()) == [
+            f"{p}.{kind}" for p in ("gbpusd", "usdjpy") for kind in ("json", "ledger.parquet")
+        ]
+        report = json.loads((run_dir(queue_env, "ro") / "report.json").read_text())
+        assert report["run"]["missing_pairs"] == ["eurusd"]
+        resumed = enqueue(queue_env, "--resume", "ro", "--wait")
+    finally:
+        stop_process(worker, 60)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads((run_dir(queue_env, "ro") / "report.json").read_text())
+    assert [(p["pair"], p["status"]) for p in report["pairs"]] == [(p, "ok") for p in PAIRS]
+
+
+def test_a_bucket_answering_503_or_stalling_is_retried_then_fails_that_pair_with_the_reason(
+    gcs_emulator,  # noqa: F811
+    queue_env,
+    small_warehouse,
+    start_worker,
+    monkeypatch,
+):
+    from support.flaky_bucket import Fault, FlakyBucket
+
+    bucket = "bqx-flaky"
+    env = {"STORAGE_EMULATOR_HOST": gcs_emulator, "BQX_RUNS_DIR": f"gs://{bucket}/runs", **FAST}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    bucket_fs().mkdir(bucket)
+    faults = [
+        # the staged upload's name (the failed summary's reason names the ledger too)
+        Fault("/.eurusd.ledger.parquet.", "503", times=1000),  # down for good: gcsfs's 6 tries, then failed
+        Fault("/.gbpusd.ledger.parquet.", "stall", times=1, stall_s=6),  # silent past bucket_stall_s once
+        Fault("/.usdjpy.ledger.parquet.", "503", times=2),  # a passing outage
+    ]
+    with FlakyBucket(gcs_emulator, faults) as proxy:
+        start_worker("flaky", concurrency=2, **env | {"STORAGE_EMULATOR_HOST": proxy.url, "BQX_BUCKET_STALL_S": "2"})
+        args = ["--pairs", ",".join(PAIRS), "--horizons", "15", "--warehouse", str(small_warehouse)]
+        done = enqueue(queue_env | env, *args, "--max-rows", "3000", "--run-id", "flaky", "--wait", timeout_s=300)
+    assert done.returncode == 1, done.stderr  # exit 1: the run finished with a failed pair
+    # every fault was met and retried; eurusd's upload was tried 6 times (gcsfs's bound), then given up
+    assert [proxy.faulted[f"/.{p}.ledger.parquet."] for p in PAIRS] == [6, 1, 2]
+    fs = bucket_fs()
+    pairs = {p["pair"]: p for p in json.loads(fs.cat_file(f"{bucket}/runs/flaky/report.json"))["pairs"]}
+    assert pairs["eurusd"]["status"] == "failed"
+    error = pairs["eurusd"]["error"]
+    assert error.startswith(f"cannot write gs://{bucket}/runs/flaky/pairs/eurusd.ledger.parquet: ") and "503" in error
+    assert "\n" not in error
+    assert pairs["gbpusd"]["status"] == pairs["usdjpy"]["status"] == "ok"
+    # nothing half-written: no ledger of eurusd, and no staged upload left under any name
+    names = [name.rsplit("/", 1)[1] for name in fs.find(f"{bucket}/runs/flaky/pairs")]
+    assert "eurusd.ledger.parquet" not in names and not [n for n in names if n.endswith(".tmp")]
