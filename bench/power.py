@@ -127,6 +127,10 @@ def assemble(source: dict[str, Analysed], settings: Settings) -> Any:
     for pair, part in source.items():
         summary = part.store.pair_summary(pair)
         assert summary is not None, pair
+        # the summary vouches for its ledger's bytes: copy them, or the pair reads as damaged
+        ledger = Path(str(store.ledger_path(pair)))
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(str(part.store.ledger_path(pair)), ledger)
         store.write_pair_summary(summary)
     families = report_data(store).families
     assert families is not None

@@ -1,0 +1,127 @@
+"""Persistent families in a few pairs: does the pooled test find what no pair confirms alone?
+
+    python bench/persistent.py                 # 3 pairs, 60 days, R^2 0.5% and 1%, all 7 horizons
+
+Issue 18's case: three persistent features (AR(1) phi 0.999, half-life about 11.5 hours) planted
+in the same three families in every one of 3 pairs, informative at every horizon, each explaining
+`--r2` of the h45 target's variance (WarehouseSpec.feature_r2); 150 features per pair, no
+nonlinear kind. Each pair runs through the product's own path without a broker (bench/power.py's
+`analyse`: run.plan_run and execute_pair in this process, one thread), and the families found
+are the report's (`families.findings`: the pooled test, one finding per family across horizons,
+Bonferroni over its horizons, BY over families at family_fdr).
+
+Per planted family and horizon it prints each pair's held-out verdict (confirmed alone or not,
+its effect and 95% interval), the pooled effect with its interval and p-value, and whether the
+family is among the report's findings at that horizon; then per strength one line: planted
+family x horizon cells listed by a finding, families found, and families found that were not
+planted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from power import analyse, assemble  # bench/power.py: the same path, the same report
+from threadpoolctl import threadpool_limits
+
+from bqx_queue.universe import HORIZONS
+from bqx_queue.warehouse.synthetic import WarehouseSpec
+
+PAIRS = ("eurusd", "gbpusd", "usdjpy")
+BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-persistent"
+
+
+def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
+    """Run the 3 pairs at `r2` (in %) and print the per-family table; return cells listed,
+    cells planted, families found among the planted, and families found that were not planted."""
+    spec = WarehouseSpec(
+        pairs=PAIRS,
+        days=args.days,
+        features_per_pair=args.features,
+        signals=3,
+        signal_phis=(0.999, 0.999, 0.999),
+        feature_r2=r2 / 100,
+        nonlinear_r2=0.0,
+        planted_share=1.0,
+        seed=args.seed,
+    )
+    part = analyse(spec, list(PAIRS), f"persistent-{r2}", args)
+    families = assemble({p: part for p in PAIRS}, part.settings)
+    planted = part.manifest["planted_families"]
+    found = {f.family: f.horizons for f in families.findings or []}
+    summaries = {p: part.store.pair_summary(p) for p in PAIRS}
+    print(f"\nR^2 {r2}% per planted feature (phi 0.999, in {len(PAIRS)} of {len(PAIRS)} pairs):")
+    print("| family | h | per pair: effect [95% CI] (C = confirmed alone) | pooled [95% CI] | p | found |")
+    print("|---|---:|---|---|---:|---|")
+    cells = {(c.family, c.horizon): c for c in families.cells}
+    listed = 0
+    for family in planted:
+        column = "__" + family.split("__", 1)[1]
+        for h in args.horizons:
+            per_pair = []
+            for pair, summary in summaries.items():
+                verdicts = getattr(summary.horizons.get(str(h)), "confirmation", None) if summary else None
+                verdict = next((f for f in (verdicts.features if verdicts else []) if f.feature.endswith(column)), None)
+                per_pair.append(
+                    f"{pair} {verdict.effect:+.4f} [{verdict.effect_low:+.4f}, {verdict.effect_high:+.4f}]"
+                    + (" C" if verdict.confirmed else "")
+                    if verdict
+                    else f"{pair} not stable"
+                )
+            cell = cells.get((family, h))
+            pooled = cell.pooled if cell else None
+            pooled_text = (
+                f"{pooled.estimate:+.4f} [{pooled.low:+.4f}, {pooled.high:+.4f}] | {pooled.p_value:.2g}"
+                if pooled
+                else "- | -"
+            )
+            is_found = h in found.get(family, [])
+            listed += is_found
+            print(f"| {family} | {h} | {'; '.join(per_pair)} | " + pooled_text + f" | {'yes' if is_found else 'no'} |")
+    false = sorted(set(found) - set(planted))
+    print(
+        f"R^2 {r2}%: {listed}/{len(planted) * len(args.horizons)} planted family x horizon cells listed by a finding, "
+        f"{len(set(found) & set(planted))}/{len(planted)} families found, {len(false)} found that were not planted"
+        + (f" ({', '.join(false)})" if false else "")
+    )
+    if not args.keep:
+        shutil.rmtree(part.store.root, ignore_errors=True)
+    return listed, len(planted) * len(args.horizons), len(set(found) & set(planted)), len(false)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--r2", default="0.5,1", help="per planted feature R^2 of the h45 target, in %%")
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--features", type=int, default=150, help="features per pair")
+    parser.add_argument("--horizons", default=",".join(map(str, HORIZONS)))
+    parser.add_argument("--seed", type=int, default=11, help="the warehouse's seed")
+    parser.add_argument("--run-seed", type=int, default=42, help="the run's seed (selection, confirmation)")
+    parser.add_argument("--workdir", type=Path, default=BENCH_DIR)
+    parser.add_argument("--keep", action="store_true", help="keep the warehouses and run folders")
+    args = parser.parse_args(argv)
+    args.r2 = [float(v) for v in args.r2.split(",") if v]
+    args.horizons = [int(v) for v in args.horizons.split(",")]
+    args.basis = "nonlinear"
+    logging.basicConfig(level=logging.ERROR)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.workdir / "runs", ignore_errors=True)
+    if hasattr(os, "sched_setaffinity"):  # one core for every thread, as bench/power.py
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
+    started = time.perf_counter()
+    with threadpool_limits(1):
+        for r2 in args.r2:
+            strength(args, r2)
+    print(f"\n{(time.perf_counter() - started) / 60:.1f} min wall, one core")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
