@@ -641,7 +641,12 @@ class FamilyFinding(Record):
     family: str
     horizons: list[int]
     tested_horizons: list[int]
-    p_value: Fraction = Field(description="Bonferroni over the tested horizons' pooled p-values")
+    p_value: Fraction = Field(description="the smallest pooled p-value adjusted over the tested horizons")
+    across_horizons: Literal["max-T", "Bonferroni", "one horizon"] = Field(
+        default="Bonferroni",
+        description="how: max-T with the horizons' dependence from a shared day resampling, or Bonferroni "
+        "(absent in older reports: Bonferroni)",
+    )
     q_value: Fraction = Field(description="Benjamini-Yekutieli over the families tested")
 
 

@@ -178,9 +178,28 @@ def test_a_family_found_at_two_horizons_is_one_finding_at_both():
     [finding] = section["findings"]  # one family, not two cells
     assert finding["family"] == "mom__mom_0" and finding["horizons"] == [15, 30]
     assert finding["tested_horizons"] == [15, 30, 60] and finding["q_value"] <= FDR
-    # its p-value is Bonferroni over its three horizons
+    # its horizons' days were drawn independently: max-T costs about what Bonferroni over three costs
     p_values = [c["pooled"]["p_value"] for c in section["cells"] if c["family"] == "mom__mom_0"]
-    assert finding["p_value"] == pytest.approx(min(1.0, 3 * min(p_values)))
+    assert finding["across_horizons"] == "max-T"
+    assert 2 * min(p_values) < finding["p_value"] <= min(1.0, 3 * min(p_values))
+
+
+def test_a_persistent_family_is_one_test_at_its_dependent_horizons():
+    """Nearly the same day effects at seven horizons (a persistent feature, overlapping targets):
+    max-T adjusts the family's smallest p-value by far less than Bonferroni's 7 and finds it;
+    the same pairs without day records fall back to Bonferroni, which does not."""
+    rng = np.random.default_rng(8)
+    horizons = [15, 30, 45, 60, 75, 90, 105]
+    days = {p: 0.0025 + _scaled(rng.standard_normal(10), 0.006) for p in PAIRS[:4]}
+    stable = {p: {h: {f"mom_{p}__mom_0": (0.9, days[p] + _scaled(rng.standard_normal(10), 0.0005))} for h in horizons}
+              for p in PAIRS[:4]}  # fmt: skip
+    with_days = _section([_pair(p, stable[p]) for p in PAIRS[:4]], horizons)
+    smallest = min(c["pooled"]["p_value"] for c in with_days["cells"] if c["pooled"])
+    [finding] = with_days["findings"]
+    assert finding["across_horizons"] == "max-T" and finding["horizons"] == horizons
+    assert smallest <= finding["p_value"] < 2 * smallest and 7 * smallest > FDR
+    without_days = _section([_pair(p, stable[p], with_days=False) for p in PAIRS[:4]], horizons)
+    assert without_days["findings"] == []
 
 
 def test_family_findings_list_only_horizons_that_pass_the_selection_adjusted_level():

@@ -35,7 +35,7 @@ import numpy as np
 
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.analysis.params import Stream, seed_sequence
-from bqx_queue.analysis.pooled import HeldOutEvidence, pooled_effect, pooled_members
+from bqx_queue.analysis.pooled import HeldOutEvidence, horizon_correlation, pooled_effect, pooled_members
 
 
 def poisson_binomial_tail(probabilities: list[float], k: int) -> float:
@@ -217,3 +217,26 @@ def pooled_tests(
             "significant": bool(q <= fdr_level),
         }
     return rows
+
+
+def horizon_correlations(cells: list[FamilyCell], draws: int, seed: int) -> dict[str, tuple[list[int], np.ndarray]]:
+    """Return family -> its tested horizons and the correlation of its pooled effects across them,
+    for every family pooled at two or more horizons from day records only (analysis/pooled.py,
+    horizon_correlation); a family with an older summary among its pairs gets none.
+
+    The days are resampled from the family's own stream (horizon 0 of Stream.POOLED; its cells use
+    their horizons, 15 and up), so a family's result does not depend on the run's other families."""
+    by_family: dict[str, list[FamilyCell]] = defaultdict(list)
+    for cell in cells:
+        if cell.evidence:
+            by_family[cell.family].append(cell)
+    out = {}
+    for family, tested in by_family.items():
+        if len(tested) < 2 or any(e.days is None for c in tested for e in c.evidence.values()):
+            continue
+        records = [[e.days for e in c.evidence.values() if e.days is not None] for c in tested]
+        rng = np.random.default_rng(seed_sequence(seed, family, Stream.POOLED))
+        correlation = horizon_correlation(records, draws, rng)
+        if correlation is not None:
+            out[family] = ([c.horizon for c in tested], correlation)
+    return out

@@ -105,22 +105,51 @@ class PooledEffect:
         return float(student_t.sf(self.estimate / self.standard_error, self.dof))
 
 
-def day_bootstrap(by_day: list[dict[str, tuple[int, float]]], draws: int, rng: np.random.Generator) -> PooledEffect:
-    """Return the row-weighted mean effect over every pair's held-out days, its standard error
-    from resampling whole days (the same days in every pair), scaled by sqrt(D / (D - 1))."""
-    days = sorted(set().union(*by_day))
+def day_totals(by_day: list[dict[str, tuple[int, float]]], days: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the rows and the summed effect on each of `days`, over every pair's held-out days."""
     index = {day: i for i, day in enumerate(days)}
     rows, effects = np.zeros(len(days)), np.zeros(len(days))
     for pair_days in by_day:
         for day, (n, total) in pair_days.items():
             rows[index[day]] += n
             effects[index[day]] += total
-    count = len(days)
+    return rows, effects
+
+
+def resampled_days(count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Return (draws, count) multiplicities of `count` days drawn with replacement."""
     picks = rng.integers(0, count, size=(draws, count)) + count * np.arange(draws)[:, None]
-    weights = np.bincount(picks.ravel(), minlength=draws * count).reshape(draws, count)
+    return np.bincount(picks.ravel(), minlength=draws * count).reshape(draws, count)
+
+
+def day_bootstrap(by_day: list[dict[str, tuple[int, float]]], draws: int, rng: np.random.Generator) -> PooledEffect:
+    """Return the row-weighted mean effect over every pair's held-out days, its standard error
+    from resampling whole days (the same days in every pair), scaled by sqrt(D / (D - 1))."""
+    days = sorted(set().union(*by_day))
+    rows, effects = day_totals(by_day, days)
+    count = len(days)
+    weights = resampled_days(count, draws, rng)
     replicates = weights @ effects / (weights @ rows)
     standard_error = float(replicates.std(ddof=1)) * math.sqrt(count / (count - 1))
     return PooledEffect(float(effects.sum() / rows.sum()), standard_error, count - 1, DAYS, count)
+
+
+def horizon_correlation(
+    by_horizon: list[list[dict[str, tuple[int, float]]]], draws: int, rng: np.random.Generator
+) -> np.ndarray | None:
+    """Return the correlation between a family's pooled effects at its horizons (one list of the
+    pairs' day records per horizon) under one resampling of whole days shared by every horizon
+    and pair: the dependence their overlapping targets and the same held-out days give them.
+    None when a horizon's resampled effect does not vary."""
+    days = sorted(set().union(*(d for pairs in by_horizon for d in pairs)))
+    weights = resampled_days(len(days), draws, rng)
+    replicates = []
+    for pairs in by_horizon:
+        rows, effects = day_totals(pairs, days)
+        replicates.append(weights @ effects / np.maximum(weights @ rows, 1))
+    if min(float(np.std(r)) for r in replicates) == 0:
+        return None
+    return np.corrcoef(np.array(replicates))
 
 
 def worst_case_combination(evidence: list[HeldOutEvidence]) -> PooledEffect:

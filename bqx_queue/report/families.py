@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bqx_queue.analysis.across_pairs import family_cells, family_tests, pooled_tests
+from bqx_queue.analysis.across_pairs import family_cells, family_tests, horizon_correlations, pooled_tests
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.analysis.family_findings import family_findings
 
@@ -31,8 +31,10 @@ POOLED_NOTE = (
     "summaries without days are combined as if the pairs were perfectly correlated. The interval covers the "
     "held-out days given the fold models (not selection or training). Significant: Benjamini-Yekutieli q at or "
     "below the FDR level over every cell with a pooled test. Families found: a family is one finding whatever "
-    "its horizons (Bonferroni over its horizons, Benjamini-Yekutieli over families), listed with the horizons "
-    "where it holds."
+    "its horizons, listed with the horizons where it holds: its smallest p-value adjusted over its horizons by "
+    "max-T (the horizons' dependence measured by resampling the same days at every horizon; seven strongly "
+    "dependent horizons cost about what two or three independent ones would) or, without day records, "
+    "Bonferroni; then Benjamini-Yekutieli over families."
 )
 ERA_NOTE = (
     "Each confirmed feature's selection frequency per era (calendar years when the sample spans two or more, "
@@ -57,7 +59,8 @@ def families_section(
     found = family_cells(pairs, horizons, strip_tokens)
     pooled = pooled_tests(found.cells, fdr_level, draws, seed)
     rows = [row | {"pooled": pooled.get((row["family"], row["horizon"]))} for row in family_tests(found, fdr_level)]
-    findings, families_tested = family_findings(pooled, fdr_level)
+    correlations = horizon_correlations(found.cells, draws, seed)
+    findings, families_tested = family_findings(pooled, fdr_level, correlations)
     return {
         "note": FAMILY_NOTE,
         "strip_tokens": list(strip_tokens),
