@@ -96,8 +96,8 @@ def run_answer(report: Report) -> RunAnswer:
         error_bound_sum=totals.error_bound_sum,
         coverage=(
             f"{totals.pairs_ok} of {len(run.pairs)} pairs x {len(run.horizons)} horizons, {days}, {features}; "
-            f"confirmed: a held-out permutation effect above zero at alpha/k within its pair-horizon; "
-            f"families: pooled over pairs, Benjamini-Yekutieli FDR"
+            "confirmed: a held-out permutation effect above zero at its Holm level within its pair-horizon "
+            "(family-wise alpha); families: pooled over pairs and horizons, Benjamini-Yekutieli FDR"
         ),
     )
 
