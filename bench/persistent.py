@@ -86,6 +86,12 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
             listed += is_found
             print(f"| {family} | {h} | {'; '.join(per_pair)} | " + pooled_text + f" | {'yes' if is_found else 'no'} |")
     false = sorted(set(found) - set(planted))
+    for finding in families.findings or []:
+        print(
+            f"found: {finding.family} at h{','.join(map(str, finding.horizons))}, p {finding.p_value:.2g} "
+            f"({finding.across_horizons} over {len(finding.tested_horizons)} horizons), BY q {finding.q_value:.2g} "
+            f"over {families.families_tested} families tested"
+        )
     print(
         f"R^2 {r2}%: {listed}/{len(planted) * len(args.horizons)} planted family x horizon cells listed by a finding, "
         f"{len(set(found) & set(planted))}/{len(planted)} families found, {len(false)} found that were not planted"
