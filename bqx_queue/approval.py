@@ -15,19 +15,47 @@ import hashlib
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, Literal
 
+from pydantic import Field, ValidationError
+
+from bqx_queue.artifacts import validation_problem
 from bqx_queue.config import Settings
 from bqx_queue.errors import PlanError
-from bqx_queue.models import ApprovedPlan, RunManifest
+from bqx_queue.models import ApprovedPlan, Record, RunManifest
 from bqx_queue.run import HOST_SETTINGS, new_run_id, plan_run
 from bqx_queue.warehouse.catalog import Catalog
 from bqx_queue.warehouse.source import open_source
 
-PLAN_KIND = "bqx-plan"
-PLAN_VERSION = 1
+PLAN_KIND: Final = "bqx-plan"
+PLAN_VERSION: Final = 1
 # run-time fields of a manifest: they are set when the plan runs, not when it is written
 RUN_FIELDS = {"run_id", "created_at"}
+
+
+class PlanApproval(Record):
+    """Who approved a plan and when, with the digest of everything they reviewed."""
+
+    by: str
+    at: str
+    digest: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+class Plan(Record):
+    """The plan file (`bqx plan -o plan.json`): a run's manifest without its run fields, the
+    settings and fingerprints it was planned on, the plan command's options, and its approval."""
+
+    keep_none = frozenset({"approval"})
+
+    kind: Literal["bqx-plan"] = PLAN_KIND
+    version: Literal[1] = PLAN_VERSION
+    written_at: str
+    overrides: dict[str, Any]
+    settings: dict[str, Any]
+    fingerprints: dict[str, str]
+    # a RunManifest less RUN_FIELDS, kept as written (the approval digests it); read_plan checks it
+    manifest: dict[str, Any]
+    approval: PlanApproval | None = None
 
 
 def _digest(value: Any) -> str:
@@ -62,47 +90,52 @@ def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], 
     """Write the reviewed plan to `path` (unapproved) and return the manifest it plans.
     `overrides` are the plan command's options, applied again when the plan runs."""
     manifest = plan_run(settings, pairs, run_id="planned", enforce_budget=False)
-    planned = manifest.model_dump(mode="json", exclude=RUN_FIELDS)
-    plan = {
-        "kind": PLAN_KIND,
-        "version": PLAN_VERSION,
-        "written_at": datetime.now(UTC).isoformat(),
-        "overrides": {k: v for k, v in overrides.items() if v is not None},
-        "settings": run_settings_of(settings),
-        "fingerprints": fingerprints(settings, manifest.days),
-        "manifest": planned,
-        "approval": None,
-    }
-    path.write_text(json.dumps(plan, indent=2, default=str) + "\n")
+    plan = Plan(
+        written_at=datetime.now(UTC).isoformat(),
+        overrides={k: v for k, v in overrides.items() if v is not None},
+        settings=run_settings_of(settings),
+        fingerprints=fingerprints(settings, manifest.days),
+        manifest=manifest.model_dump(mode="json", exclude=RUN_FIELDS),
+    )
+    _write(path, plan)
     return manifest
 
 
-def read_plan(path: Path) -> dict[str, Any]:
-    """Return the plan in `path`; raises PlanError for a file that is missing or not a plan."""
+def _write(path: Path, plan: Plan) -> None:
+    Path(path).write_text(json.dumps(plan.model_dump(mode="json"), indent=2) + "\n")
+
+
+def read_plan(path: Path) -> Plan:
+    """Return the plan in `path`; raises PlanError for a file that is missing, not a plan, or a
+    plan with a field missing, misspelt or of the wrong type."""
     try:
-        plan = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise PlanError(f"plan {path} does not exist: write one with `bqx plan --pairs ... -o {path}`") from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"plan {path} is not JSON: {exc}") from None
-    if not isinstance(plan, dict) or plan.get("kind") != PLAN_KIND or plan.get("version") != PLAN_VERSION:
+    if not isinstance(data, dict) or data.get("kind") != PLAN_KIND or data.get("version") != PLAN_VERSION:
         raise PlanError(f"{path} is not a bqx plan (version {PLAN_VERSION})")
+    try:
+        plan = Plan.model_validate(data)
+        RunManifest.model_validate(plan.manifest | {"run_id": "planned", "created_at": plan.written_at})
+    except ValidationError as exc:
+        raise PlanError(f"plan {path} is damaged: {validation_problem(exc)}: write and approve a new plan") from None
     return plan
 
 
-def _reviewed(plan: dict[str, Any]) -> str:
+def _reviewed(plan: Plan) -> str:
     """Return the digest of what an approver reviews: everything in the plan but the approval."""
-    return _digest({k: v for k, v in plan.items() if k != "approval"})
+    return _digest(plan.model_dump(mode="json", exclude={"approval"}))
 
 
-def approve_plan(path: Path, by: str) -> dict[str, Any]:
+def approve_plan(path: Path, by: str) -> PlanApproval:
     """Record in the plan file who approved it and when; returns the approval."""
     if not by.strip():
         raise PlanError("--by must name the approver")
     plan = read_plan(path)
-    approval = {"by": by.strip(), "at": datetime.now(UTC).isoformat(), "digest": _reviewed(plan)}
-    plan["approval"] = approval
-    Path(path).write_text(json.dumps(plan, indent=2, default=str) + "\n")
+    approval = PlanApproval(by=by.strip(), at=datetime.now(UTC).isoformat(), digest=_reviewed(plan))
+    _write(path, plan.model_copy(update={"approval": approval}))
     return approval
 
 
@@ -111,39 +144,38 @@ def _changed_settings(planned: dict[str, Any], current: dict[str, Any]) -> list[
     return [f"{k}: {planned.get(k)!r} -> {current.get(k)!r}" for k in keys if planned.get(k) != current.get(k)]
 
 
-def manifest_from_plan(plan: dict[str, Any], settings: Settings, path: Path, run_id: str | None = None) -> RunManifest:
+def manifest_from_plan(plan: Plan, settings: Settings, path: Path, run_id: str | None = None) -> RunManifest:
     """Return the manifest of a run of an approved plan; raises PlanError (one line) when the
     plan is unapproved or was edited after approval, or when the settings, the warehouse catalog
     or the sampled days differ from the plan's."""
-    approval = plan.get("approval")
-    if not approval:
+    approval = plan.approval
+    if approval is None:
         raise PlanError(f"plan {path} is not approved: review it, then `bqx plan approve {path} --by NAME`")
-    if approval.get("digest") != _reviewed(plan):
-        raise PlanError(f"plan {path} was changed after {approval['by']} approved it: approve it again")
-    changed = _changed_settings(plan["settings"], run_settings_of(settings))
+    if approval.digest != _reviewed(plan):
+        raise PlanError(f"plan {path} was changed after {approval.by} approved it: approve it again")
+    changed = _changed_settings(plan.settings, run_settings_of(settings))
     if changed:
         raise PlanError(
             f"settings changed since plan {path} was written ({'; '.join(changed[:3])}"
             f"{f'; {len(changed) - 3} more' if len(changed) > 3 else ''}): write and approve a new plan"
         )
     run_id = run_id or new_run_id()
-    planned = plan["manifest"]
     manifest = RunManifest.model_validate(
-        planned
+        plan.manifest
         | {
             "run_id": run_id,
             "created_at": datetime.now(UTC).isoformat(),
             "plan": ApprovedPlan(
                 path=str(path),
-                written_at=plan["written_at"],
-                approved_by=approval["by"],
-                approved_at=approval["at"],
-                fingerprints=plan["fingerprints"],
+                written_at=plan.written_at,
+                approved_by=approval.by,
+                approved_at=approval.at,
+                fingerprints=plan.fingerprints,
             ),
         }
     )
     current = fingerprints(settings, manifest.days)
-    if current["catalog"] != plan["fingerprints"]["catalog"]:
+    if current["catalog"] != plan.fingerprints.get("catalog"):
         raise PlanError(f"the warehouse catalog changed since plan {path} was written: write and approve a new plan")
     replanned = plan_run(settings, manifest.pairs, run_id="check", enforce_budget=False)
     if replanned.days != manifest.days:

@@ -160,7 +160,7 @@ def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
         check_run_id(args.run_id)
     path = Path(args.plan)
     plan = read_plan(path)
-    settings = _settings(args, **plan["overrides"])
+    settings = _settings(args, **plan.overrides)
     manifest = manifest_from_plan(plan, settings, path, args.run_id)
     assert manifest.plan is not None  # manifest_from_plan records the approval
     console.print(f"plan {path}: approved by {manifest.plan.approved_by} at {manifest.plan.approved_at}")
@@ -185,9 +185,7 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
         for_run = run_settings(manifest.settings, settings)
         shared = prefetch_shared(store, for_run, BigQuerySource(for_run))
         if shared:
-            console.print(
-                f"shared tables: {shared['tables']} tables in {shared['queries']} queries, ${shared['cost_usd']:.4f}"
-            )
+            console.print(f"shared tables: {shared.tables} tables in {shared.queries} queries, ${shared.cost_usd:.4f}")
 
     from bqx_queue.producer import enqueue_run
 
@@ -324,7 +322,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     if args.plan_action == "approve":
         approval = approve_plan(Path(args.plan_file), args.by)
-        print(f"{args.plan_file}: approved by {approval['by']} at {approval['at']}")
+        print(f"{args.plan_file}: approved by {approval.by} at {approval.at}")
         return 0
     if not args.output:
         raise BqxError("bqx plan needs -o PLAN_JSON (where to write the plan)")

@@ -25,12 +25,16 @@ ARTIFACT_FORMAT = 1
 
 Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
+# the basis column through which a feature entered selection (analysis/basis.py Shape)
+FeatureShape = Literal["linear", "absolute", "product", "gate"]
 
 
 class Record(BaseModel):
-    """A model whose unset optional fields (None) stay out of its JSON, as the hand-written dicts
-    left them out; the fields named in `keep_none` are written even when None."""
+    """A model that refuses keys it does not declare (a misspelt key fails where it is written,
+    not silently downstream), and whose unset optional fields (None) stay out of its JSON; the
+    fields named in `keep_none` are written even when None."""
 
+    model_config = ConfigDict(extra="forbid")
     keep_none: ClassVar[frozenset[str]] = frozenset()
 
     @model_serializer(mode="wrap")
@@ -40,7 +44,7 @@ class Record(BaseModel):
         return {
             key: value
             for key, value in data.items()
-            if value is not None or key in self.keep_none or key not in fields or fields[key].is_required()
+            if value is not None or key in self.keep_none or fields[key].is_required()
         }
 
 
@@ -183,7 +187,7 @@ class StableFeature(Record):
 
     feature: str
     frequency: Fraction
-    shape: Literal["linear", "absolute", "product", "gate"] = "linear"
+    shape: FeatureShape = "linear"
     partner: str | None = None
     cluster: list[str] | None = Field(
         default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"
@@ -392,6 +396,14 @@ class PairMeasures(Record):
     tables: Count | None = None
     columns: Count | None = None
     bytes_processed: Count | None = None
+    maximum_bytes_billed: Count | None = Field(
+        default=None,
+        description="BigQuery: the caps sent as maximum_bytes_billed, summed over the pair's queries "
+        "(0 for rows the extract cache served)",
+    )
+    estimated_bytes_billed: Count | None = Field(
+        default=None, description="BigQuery: the dry runs' estimate of bytes billed, summed over the pair's queries"
+    )
     wall_s: float | None = Field(default=None, ge=0)
     timings: dict[str, float] | None = None
     peak_rss_bytes: Count | None = None
@@ -735,7 +747,7 @@ class VerdictRow(Record):
     horizon: int
     feature: str
     frequency: Fraction
-    shape: Literal["linear", "absolute", "product", "gate"] = "linear"
+    shape: FeatureShape = "linear"
     partner: str | None = None
     cluster: list[str] | None = Field(
         default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"

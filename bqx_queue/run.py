@@ -250,9 +250,8 @@ def execute_pair(store: RunStore, pair: str, settings: Settings | None = None) -
         result = process_pair_all_horizons(
             pair, settings, manifest.days, source=source, threads=threads, run_id=store.run_id
         )
-        summary = PairSummary.model_validate(result.summary)
         ledger = store.write_parquet(store.ledger_path(pair), result.ledger)
-        summary = summary.model_copy(update={"ledger": ledger})  # the summary vouches for its ledger
+        summary = result.summary.model_copy(update={"ledger": ledger})  # the summary vouches for its ledger
     except BqxError as exc:
         log.warning("pair failed", extra={"run": store.run_id, "pair": pair, "error": str(exc)})
         summary = failed_summary(pair, exc, wall_s=round(time.time() - started, 3))

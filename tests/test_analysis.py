@@ -92,7 +92,7 @@ def test_selection_on_one_frame_ranks_the_planted_features_first(small_warehouse
 def test_a_pair_reports_one_query_cost_and_every_horizon(small_warehouse):
     settings = load_settings(warehouse=small_warehouse, selection_pairs=10)
     result = process_pair_all_horizons("gbpjpy", settings, source=open_source(settings))
-    summary = result.summary
+    summary = result.summary.model_dump(mode="json")  # as pairs/PAIR.json holds it
     assert summary["status"] == "ok" and summary["queries"] == 1
     assert summary["bytes_billed"] >= summary["tables"] * 10 * 1024**2  # 10 MiB minimum per table
     assert sorted(summary["horizons"]) == sorted(str(h) for h in (15, 30, 45, 60, 75, 90, 105))
@@ -129,7 +129,7 @@ def test_parquet_export_runs_and_an_all_null_target_fails_only_its_horizon(small
     settings = load_settings(warehouse=tmp_path / "export", selection_pairs=5)
     source = DuckDBSource(tmp_path / "export")
     assert source.kind == "parquet" and "targets_usdcad" in source.catalog().tables["bqx_analytics"]
-    summary = process_pair_all_horizons("usdcad", settings, source=source).summary
+    summary = process_pair_all_horizons("usdcad", settings, source=source).summary.model_dump(mode="json")
     assert summary["status"] == "ok"
     assert summary["horizons"]["60"] == {
         "status": "failed",

@@ -80,6 +80,16 @@ def test_a_plan_edited_after_approval_is_refused(warehouse, tmp_path, capsys):
 
 
 @pytest.mark.integration
+def test_a_plan_with_a_misspelt_field_is_refused_naming_it(warehouse, tmp_path, capsys):
+    path = tmp_path / "plan.json"
+    plan = _plan(warehouse, path, capsys)
+    plan["manifest"]["horizon"] = plan["manifest"].pop("horizons")
+    path.write_text(json.dumps(plan))
+    err = _refused(["--plan", str(path)], capsys)
+    assert f"plan {path} is damaged: horizons: Field required" in err and "write and approve a new plan" in err
+
+
+@pytest.mark.integration
 def test_changed_settings_are_refused_naming_the_setting(warehouse, tmp_path, capsys, monkeypatch):
     path = tmp_path / "plan.json"
     _plan(warehouse, path, capsys)

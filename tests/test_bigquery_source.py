@@ -216,8 +216,9 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
     assert len(plans) == 4 and all(p.columns <= 5 for p in plans)
     sent_before = len(server.query_jobs(dry_run=False))
     index = fetch_shared(source, plans, days, settings, RunStore(tmp_path, "shared-run"))
-    assert index["queries"] == 4 and index["tables"] == 4
-    assert index["bytes_billed"] == sum(int(j["statistics"]["query"]["totalBytesBilled"])
+    assert index.queries == 4 and index.tables == 4
+    assert all(part.maximum_bytes_billed and part.estimated_bytes_billed for part in index.parts)  # the caps sent
+    assert index.bytes_billed == sum(int(j["statistics"]["query"]["totalBytesBilled"])
                                         for j in server.query_jobs(dry_run=False)[sent_before:])  # fmt: skip
 
     fetched = source.fetch_pair("eurusd", settings, days, run_id="shared-run")

@@ -234,6 +234,11 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
         billed = int(jobs[pair["pair"]]["statistics"]["query"]["totalBytesBilled"])
         assert pair["bytes_billed"] == billed  # the report's actual cost is what BigQuery billed
         assert billed <= manifest["estimate"]["pairs"][pair["pair"]]["bytes_billed"]  # within the estimate
+        # the cap sent and the dry run's estimate reach the pair's summary and the report
+        cap = int(jobs[pair["pair"]]["configuration"]["query"]["maximumBytesBilled"])
+        assert pair["maximum_bytes_billed"] == cap and billed <= cap and pair["estimated_bytes_billed"] > 0
+        summary = json.loads((Path(bq_env["BQX_RUNS_DIR"]) / "bq-full" / "pairs" / f"{pair['pair']}.json").read_text())
+        assert summary["maximum_bytes_billed"] == cap
     capsys.readouterr()
 
     # a budget that passes the gate (the estimate) but not one pair's bill plus the other's cap

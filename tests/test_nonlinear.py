@@ -98,7 +98,7 @@ def test_every_planted_kind_is_confirmed_with_its_shape_and_partner(nonlinear_wa
     kinds = {feature: truth["shapes"][feature] for feature in informative}
     assert set(kinds.values()) == {"linear", *NONLINEAR_KINDS}  # every kind carries signal at h15
     result = _run(nonlinear_warehouse, tmp_path)
-    h15 = result.summary["horizons"]["15"]
+    h15 = result.summary.model_dump(mode="json")["horizons"]["15"]
     stable = {s["feature"]: s for s in h15["stable"]}
     confirmed = set(h15["confirmation"]["confirmed"])
     assert set(informative) <= set(stable)
@@ -125,7 +125,7 @@ def test_the_linear_basis_misses_what_the_nonlinear_one_finds(nonlinear_warehous
     truth = DuckDBSource(nonlinear_warehouse).manifest()["pairs"]["eurusd"]
     nonlinear = {f for f in truth["horizons"]["15"]["informative"] if truth["shapes"][f] != "linear"}
     result = _run(nonlinear_warehouse, tmp_path, selection_basis="linear")
-    stable = {s["feature"] for s in result.summary["horizons"]["15"]["stable"]}
+    stable = {s.feature for s in result.summary.horizons["15"].stable}
     assert len(nonlinear & stable) <= 1  # a gate's x has a little linear signal where sign(v) is skewed
 
 
@@ -135,6 +135,6 @@ def test_a_warehouse_without_signal_confirms_nothing(tmp_path):
     build_warehouse(path, WarehouseSpec(pairs=("eurusd", "gbpusd"), days=30, features_per_pair=120, with_signal=False))
     settings = load_settings(warehouse=path, runs_dir=tmp_path / "runs", horizons=[15, 60])
     result = process_pair_all_horizons("eurusd", settings, source=open_source(settings), threads=2)
-    for horizon in result.summary["horizons"].values():
+    for horizon in result.summary.model_dump(mode="json")["horizons"].values():
         assert horizon["confirmation"]["confirmed"] == []
         assert len(horizon["stable"]) <= 3  # the MB bound is an expectation of about 1.7; a few may be stable

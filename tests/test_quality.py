@@ -33,7 +33,9 @@ def gate_results(tmp_path_factory):
         build_warehouse(path, spec)
         pair = spec.pairs[0]
         settings = load_settings(warehouse=path, lgbm_rounds=100)
-        summary = process_pair_all_horizons(pair, settings, source=open_source(settings)).summary
+        summary = process_pair_all_horizons(pair, settings, source=open_source(settings)).summary.model_dump(
+            mode="json"
+        )
         results[name] = (summary, DuckDBSource(path).manifest()["pairs"][pair], settings)
     return results
 
@@ -53,7 +55,8 @@ def false_selections(gate_results):
         runs = [summary]
         for seed in EXTRA_SEEDS:  # few boosting rounds: only the selection is under test here
             other = load_settings(warehouse=settings.warehouse, lgbm_rounds=5, seed=seed)
-            runs.append(process_pair_all_horizons(summary["pair"], other, source=open_source(other)).summary)
+            rerun = process_pair_all_horizons(summary["pair"], other, source=open_source(other))
+            runs.append(rerun.summary.model_dump(mode="json"))
         false = [
             len({s["feature"] for s in r["stable"]} - set(truth["planted"]))
             for run in runs

@@ -55,7 +55,7 @@ def _assert_the_truth(summary) -> None:
 
 
 def test_real_prices_confirm_the_shared_momentum_and_nothing_past_45_rows(real_run):
-    summary = real_run.summary
+    summary = real_run.summary.model_dump(mode="json")
     assert summary["rows_used"] > 4_500 and summary["features_usable"] == 40
     _assert_the_truth(summary)
     h15 = summary["horizons"]["15"]["confirmation"]
@@ -65,7 +65,7 @@ def test_real_prices_confirm_the_shared_momentum_and_nothing_past_45_rows(real_r
 
 
 def test_flagged_horizons_confirm_nothing_and_say_why(real_run):
-    for result in real_run.summary["horizons"].values():
+    for result in real_run.summary.model_dump(mode="json")["horizons"].values():
         verdict = result["confirmation"]
         if verdict["flagged"]:
             assert verdict["confirmed"] == [] and "baseline" in verdict["flag_reason"]
@@ -86,7 +86,7 @@ def test_the_ledger_carries_each_stable_feature_verdict(real_run):
 
 @pytest.mark.parametrize(("noise_seed", "seed"), [(1, 1), (2, 2), (3, 3), (7, 7)])
 def test_across_seeds_no_noise_column_is_ever_confirmed(tmp_path_factory, noise_seed, seed):
-    summary = _run(tmp_path_factory, noise_seed, seed).summary
+    summary = _run(tmp_path_factory, noise_seed, seed).summary.model_dump(mode="json")
     _assert_the_truth(summary)
 
 

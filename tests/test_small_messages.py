@@ -31,7 +31,7 @@ def test_a_task_result_is_bounded_whatever_the_pairs_width() -> None:
     summary = {
         "pair": "eurusd", "status": "failed", "error": "a table lacks columns: " + ", ".join(["c" * 40] * 400),
         "wall_s": 1234.5, "host": "h" * 64, "pid": 4_000_000, "cost_usd": 1.2345678, "queries": 3,
-        "features_tested": 17_000, "excluded": {f"col{i}": "constant" for i in range(5000)},
+        "features_tested": 17_000, "families": {f"family{i}": 1 for i in range(5000)},
         "horizons": {str(h): result for h in (15, 30, 45, 60, 75, 90, 105)},
     }  # fmt: skip
     assert len(json.dumps(summary)) > 100 * LIMIT

@@ -65,7 +65,7 @@ settings = load_settings(warehouse=sys.argv[1], worker_max_memory_per_child_kib=
 result = process_pair_all_horizons("eurusd", settings, source=open_source(settings, threads=2), threads=2)
 ledger = result.ledger[result.ledger["horizon"] == 15]
 screened = ledger["excluded"].str.startswith("screened out before selection", na=False)
-print(json.dumps(result.summary | {
+print(json.dumps(result.summary.model_dump(mode="json") | {
     "screened": int(screened.sum()), "screened_without_frequency": bool(ledger[screened]["frequency"].isna().all()),
     "screened_features": ledger[screened]["feature"].tolist(),
     "with_frequency": int(ledger["frequency"].notna().sum()), "budget": settings.memory_budget_bytes,

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,21 @@ from bqx_queue.analysis.width import plan_memory, screen
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.errors import DataError
 from bqx_queue.memory import MemoryWatch
+from bqx_queue.models import (
+    Confirmation,
+    DependenceCurve,
+    Eras,
+    FailedHorizon,
+    FeatureShape,
+    HorizonMetrics,
+    HorizonOutcome,
+    HorizonResult,
+    PairStatus,
+    PairSummary,
+    ShapFeature,
+    StableFeature,
+    Substitutes,
+)
 from bqx_queue.universe import TARGET_WINDOW, target_column
 from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.interface import WarehouseSource
@@ -53,7 +68,7 @@ SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file woul
 
 @dataclass
 class PairResult:
-    summary: dict[str, Any]  # JSON-serialisable: what the report shows for this pair
+    summary: PairSummary  # what the report shows for this pair (pairs/PAIR.json)
     ledger: pd.DataFrame  # every feature x horizon: frequency, selected, excluded reason
 
 
@@ -292,7 +307,7 @@ def process_pair_all_horizons(
     Returns
     -------
     PairResult
-        ``summary``: a JSON-serialisable dict (rows, cost of the query, features tested,
+        ``summary``: the pair's `PairSummary` (rows, cost of the query, features tested,
         usable and in selection, and per horizon its stable features, metrics, confirmation,
         SHAP, substitutes and eras); ``ledger``: a DataFrame of every feature x horizon with
         its selection frequency, whether it was selected and confirmed, or why it was excluded.
@@ -318,11 +333,12 @@ def process_pair_all_horizons(
     ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15], selection_pairs=10, lgbm_rounds=9
     ... )
     >>> result = process_pair_all_horizons("eurusd", settings, source=open_source(settings))
-    >>> result.summary["status"], result.summary["queries"], list(result.summary["horizons"])
+    >>> result.summary.status.value, result.summary.queries, list(result.summary.horizons)
     ('ok', 1, ['15'])
-    >>> sorted(result.summary["horizons"]["15"]["metrics"]["mean"])
+    >>> h15 = result.summary.horizons["15"]
+    >>> sorted(h15.metrics.mean.model_dump())
     ['accuracy', 'auc', 'directional_accuracy', 'log_loss']
-    >>> stable = [f["feature"] for f in result.summary["horizons"]["15"]["stable"]]
+    >>> stable = [f.feature for f in h15.stable]
     >>> planted = manifest["pairs"]["eurusd"]["horizons"]["15"]["informative"]
     >>> len(stable) > 0 and set(stable) <= set(planted)  # the warehouse's planted signal, nothing else
     True
@@ -356,74 +372,94 @@ def process_pair_all_horizons(
             workers = max(1, min(threads, len(horizons)))
             train = TrainParams.from_settings(settings, pair, max(1, threads // workers))
 
-            def one_horizon(horizon: int) -> dict[str, Any]:
+            def one_horizon(horizon: int) -> HorizonOutcome:
                 # its own map of a spilled matrix: the pages it read leave the RSS with it
                 view = prepared if selection.spilled is None else replace(prepared, matrix=selection.spilled.mapped())
-                result = _horizon_result(view, selections[horizon], holdout_start, settings, train)
-                clusters = selections[horizon].clusters
-                for entry, feature in zip(result["stable"], selections[horizon].stable, strict=True):
-                    shape, partner = selection.shape(horizon, feature)
-                    entry |= {"shape": shape, "partner": prepared.features[partner] if partner >= 0 else None}
-                    if feature in clusters:  # stable as a cluster of substitutes: it stands for them
-                        entry["cluster"] = [prepared.features[j] for j in clusters[feature].members[1:]]
-                        entry["cluster_frequency"] = round(clusters[feature].frequency, 4)
-                result["dependence"] = _dependence(view, result, holdout_start, horizon)
-                return result | stable_structure(view, selection_rows, result, horizon, settings)
+                stable = _stable_features(prepared.features, selection, horizon)
+                selected = selections[horizon]
+                return _horizon_result(view, selected, stable, selection_rows, holdout_start, settings, train)
 
             with threadpool_limits(max(1, threads // workers)), ThreadPoolExecutor(workers) as pool:
                 horizon_results = {str(h): r for h, r in zip(horizons, pool.map(one_horizon, horizons), strict=True)}
-        horizon_results |= {str(h): {"status": "failed", "error": reason} for h, reason in failed.items()}
+        horizon_results |= {str(h): FailedHorizon(error=reason) for h, reason in failed.items()}
         timings["models_s"] = time.perf_counter() - started - sum(timings.values())
-    summary = {
-        "pair": pair,
-        "status": "ok",
-        "error": None,
-        "rows": rows_fetched,
-        "rows_used": len(prepared.rows),
-        "days": len(days),
-        "features_tested": prepared.tested,
-        "features_usable": len(prepared.features),
-        "features_in_selection": selection.entered,
+    summary = PairSummary(
+        pair=pair,
+        status=PairStatus.OK,
+        rows=rows_fetched,
+        rows_used=len(prepared.rows),
+        days=len(days),
+        features_tested=prepared.tested,
+        features_usable=len(prepared.features),
+        features_in_selection=selection.entered,
         # family -> members that entered selection: the across-pair null model's family size
-        "families": family_sizes(
+        families=family_sizes(
             (f for j, f in enumerate(prepared.features) if j not in selection.screened), settings.family_strip_tokens
         ),
-        "gram_storage": selection.storage,
+        gram_storage=selection.storage,
         **cost,
-        "wall_s": round(time.perf_counter() - started, 3),
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "peak_rss_bytes": memory.peak_bytes,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "horizons": horizon_results,
-    }
+        wall_s=round(time.perf_counter() - started, 3),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        peak_rss_bytes=memory.peak_bytes,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        horizons=horizon_results,
+    )
     ledger = _ledger(pair, prepared, selections, selection.screened)
     return PairResult(summary, _with_verdicts(ledger, horizon_results))
 
 
+def _stable_features(features: list[str], selection: Selection, horizon: int) -> list[StableFeature]:
+    """Return a horizon's stable features, most frequent first, each with the shape of the basis
+    column that entered selection most often, its partner, and the cluster it stands for."""
+    result = selection.results[horizon]
+    stable = []
+    for feature in result.stable:
+        shape, partner = selection.shape(horizon, feature)
+        cluster = result.clusters.get(feature)  # stable as a cluster of substitutes: it stands for them
+        stable.append(
+            StableFeature(
+                feature=features[feature],
+                frequency=round(float(result.frequencies[feature]), 4),
+                shape=cast(FeatureShape, shape),  # validated by the model
+                partner=features[partner] if partner >= 0 else None,
+                cluster=[features[j] for j in cluster.members[1:]] if cluster else None,
+                cluster_frequency=round(cluster.frequency, 4) if cluster else None,
+            )
+        )
+    return stable
+
+
 def _dependence(
-    prepared: PreparedPair, horizon_result: dict[str, Any], holdout_start: int, horizon: int
-) -> list[dict[str, Any]]:
+    prepared: PreparedPair, stable: list[StableFeature], confirmed: list[str], holdout_start: int, horizon: int
+) -> list[DependenceCurve]:
     """Return a dependence curve on the held-out rows for each confirmed feature selected
     through a nonlinear column (analysis/dependence.py)."""
-    confirmed = set(horizon_result["confirmation"]["confirmed"])
     index = {name: j for j, name in enumerate(prepared.features)}
     heldout = prepared.rows[holdout_start:]
     target = prepared.targets[target_column(horizon)].to_numpy()[holdout_start:]
     curves = []
-    for entry in horizon_result["stable"]:
-        if entry["feature"] not in confirmed or entry["shape"] == Shape.LINEAR:
+    for entry in stable:
+        if entry.feature not in confirmed or entry.shape == Shape.LINEAR:
             continue
-        values = prepared.matrix[heldout, index[entry["feature"]]]
-        partner = None if entry["partner"] is None else prepared.matrix[heldout, index[entry["partner"]]]
+        values = prepared.matrix[heldout, index[entry.feature]]
+        partner = None if entry.partner is None else prepared.matrix[heldout, index[entry.partner]]
         curve = dependence_curve(np.asarray(values, dtype=np.float64), target, partner)
-        curves.append({"feature": entry["feature"], "shape": entry["shape"], "partner": entry["partner"], **curve})
+        curves.append(DependenceCurve.model_validate(entry.model_dump(include={"feature", "shape", "partner"}) | curve))
     return curves
 
 
 def _horizon_result(
-    prepared: PreparedPair, selection: SelectionResult, holdout_start: int, settings: Settings, train: TrainParams
-) -> dict[str, Any]:
+    prepared: PreparedPair,
+    selection: SelectionResult,
+    stable_features: list[StableFeature],
+    selection_rows: np.ndarray,
+    holdout_start: int,
+    settings: Settings,
+    train: TrainParams,
+) -> HorizonResult:
+    """Return one horizon's result: the walk-forward model beside its baseline, held-out verdicts
+    of the stable features, SHAP, their substitutes and eras, and nonlinear dependence curves."""
     horizon = selection.horizon
     target = prepared.targets[target_column(horizon)].to_numpy()
     stable = selection.stable
@@ -442,24 +478,26 @@ def _horizon_result(
     # the calendar day of each held-out row: the report pools pairs by resampling the same days
     heldout_rows = prepared.rows[np.concatenate([test for _, test in folds])]
     days = prepared.times[heldout_rows].astype("datetime64[D]")
-    confirmation = confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, days)
+    confirmation = Confirmation.model_validate(confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, days))
     shap_top = []
     if model.booster is not None:
         shap_seed = seed_sequence(settings.seed, prepared.pair, Stream.SHAP, horizon)
         ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, shap_seed)
-        shap_top = [{"feature": f, "mean_abs_shap": round(v, 6)} for f, v in ranking[:SHAP_TOP]]
-    return {
-        "stable": [
-            {"feature": prepared.features[i], "frequency": round(float(selection.frequencies[i]), 4)} for i in stable
-        ],
-        "q": selection.q,
-        "threshold": selection.threshold,
-        "fits": selection.fits,
-        "error_bound": round(selection.error_bound, 4),
-        "metrics": {"folds": model.folds, "mean": model.mean, "baseline": model.baseline},
-        "confirmation": confirmation,
-        "shap_top": shap_top,
-    }
+        shap_top = [ShapFeature(feature=f, mean_abs_shap=round(v, 6)) for f, v in ranking[:SHAP_TOP]]
+    structure = stable_structure(prepared, selection_rows, names, confirmation.confirmed, horizon, settings)
+    return HorizonResult(
+        stable=stable_features,
+        q=selection.q,
+        threshold=selection.threshold,
+        fits=selection.fits,
+        error_bound=round(selection.error_bound, 4),
+        metrics=HorizonMetrics.model_validate({"folds": model.folds, "mean": model.mean, "baseline": model.baseline}),
+        confirmation=confirmation,
+        shap_top=shap_top,
+        substitutes=Substitutes.model_validate(structure["substitutes"]),
+        eras=None if structure["eras"] is None else Eras.model_validate(structure["eras"]),
+        dependence=_dependence(prepared, stable_features, confirmation.confirmed, holdout_start, horizon),
+    )
 
 
 def _ledger(
@@ -498,7 +536,7 @@ def _ledger(
     return ledger
 
 
-def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, dict[str, Any]]) -> pd.DataFrame:
+def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, HorizonOutcome]) -> pd.DataFrame:
     """Return the ledger with each stable feature's held-out verdict: confirmed, its permutation
     effect on held-out log loss and 95% interval, and the Bonferroni lower bound that decided it
     (NaN and False for features that were not stable)."""
@@ -506,15 +544,16 @@ def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, dict[str, An
         [
             {
                 "horizon": int(horizon),
-                "feature": f["feature"],
-                "confirmed": f["confirmed"],
-                "heldout_effect": f["effect"],
-                "effect_low": f["effect_low"],
-                "effect_high": f["effect_high"],
-                "effect_lower_bound": f["lower_bound"],
+                "feature": f.feature,
+                "confirmed": f.confirmed,
+                "heldout_effect": f.effect,
+                "effect_low": f.effect_low,
+                "effect_high": f.effect_high,
+                "effect_lower_bound": f.lower_bound,
             }
             for horizon, result in horizon_results.items()
-            for f in result.get("confirmation", {}).get("features", [])  # a failed horizon has none
+            if isinstance(result, HorizonResult) and result.confirmation is not None  # a failed horizon has none
+            for f in result.confirmation.features
         ],
         columns=["horizon", "feature", "confirmed", "heldout_effect", "effect_low", "effect_high",
                  "effect_lower_bound"],

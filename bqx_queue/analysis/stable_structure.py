@@ -16,17 +16,20 @@ from bqx_queue.universe import target_column
 
 
 def stable_structure(
-    prepared: PreparedPair, selection_rows: np.ndarray, horizon_result: dict[str, Any], horizon: int, settings: Settings
+    prepared: PreparedPair,
+    selection_rows: np.ndarray,
+    stable_names: list[str],
+    confirmed: list[str],
+    horizon: int,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Return the horizon's `substitutes` (clusters of its stable features on the selection rows,
     at |corr| >= substitute_correlation) and `eras` (per-era selection frequency of its confirmed
     features; None when nothing was confirmed)."""
     index = {name: j for j, name in enumerate(prepared.features)}
-    stable_names = [s["feature"] for s in horizon_result["stable"]]
     stable = [index[name] for name in stable_names]
     values = prepared.matrix[np.ix_(selection_rows, np.asarray(stable, dtype=np.int64))] if stable else np.empty((0, 0))
     clusters = substitute_clusters(values, stable_names, settings.substitute_correlation)
-    confirmed = horizon_result.get("confirmation", {}).get("confirmed", [])
     eras = None
     if confirmed:
         params = EraParams.from_settings(settings, prepared.pair, horizon)

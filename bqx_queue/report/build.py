@@ -37,7 +37,7 @@ from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
 from bqx_queue.store import RunStore
 from bqx_queue.warehouse.extract_cache import add_summaries
-from bqx_queue.warehouse.shared import read_shared_index
+from bqx_queue.warehouse.shared import read_shared_index, shared_index_path
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
 
 # reports of runs whose manifest predates the across-pair settings read the defaults
@@ -54,7 +54,7 @@ def report_schema() -> dict[str, Any]:
 
 def _shared_tables_cost(store: RunStore) -> SharedCost:
     """Return what the run's once-per-run shared-table queries cost (BigQuery runs only)."""
-    index = store.root / "shared" / "index.json"
+    index = shared_index_path(store)
     if not index.exists():
         return SharedCost(queries=0, tables=0, bytes_processed=0, bytes_billed=0, cost_usd=0)
     data = read_shared_index(index)

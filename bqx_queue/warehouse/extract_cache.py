@@ -32,12 +32,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel
 
 from bqx_queue import artifacts
 from bqx_queue.config import Settings
 from bqx_queue.errors import DamagedArtifact
-from bqx_queue.models import CostEstimate
+from bqx_queue.models import CostEstimate, Record
 from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
 from bqx_queue.store import write_json_atomic
 from bqx_queue.universe import HORIZONS, target_column
@@ -57,8 +56,10 @@ UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "est
 Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
 
 
-class MarkerPart(BaseModel):
+class MarkerPart(Record):
     """One statement's rows: its file (None when it returned no columns), rows, size and SHA-256."""
+
+    keep_none = frozenset({"file"})
 
     file: str | None
     rows: int
@@ -66,15 +67,18 @@ class MarkerPart(BaseModel):
     sha256: str | None = None  # absent in markers written before digests were recorded
 
 
-class Marker(BaseModel):
+class Marker(Record):
     """cache/<key>/<targets>.json: a whole extract, the targets it holds and what its query cost."""
 
+    identity: dict[str, Any]  # what determines the rows (extract_identity); its digest names the folder
     targets: list[str]
     targets_repeat_free: bool
     parts: list[MarkerPart]
+    bytes_processed: int
     bytes_billed: int
     cost_usd: float
     fetch_s: float
+    created_at: str
 
 
 class HashingFile(io.RawIOBase):
@@ -244,23 +248,23 @@ class ExtractCache:
         """Return the parts as streams that also write each to the cache; the marker follows the
         last part's last batch."""
         prefix = f"{_digest(targets)}-{secrets.token_hex(4)}"
-        written: list[dict[str, Any] | None] = [None] * len(parts)
+        written: list[MarkerPart | None] = [None] * len(parts)
         repeats = [False]
         rows_column = rows_alias(identity["tables"][0][0].split(".", 1)[1])
 
         def publish() -> None:
             billed = int(job_bytes.get("bytes_billed", 0))
-            marker = {
-                "identity": identity,
-                "targets": targets,
-                "targets_repeat_free": not repeats[0],
-                "parts": written,
-                "bytes_processed": int(job_bytes.get("bytes_processed", 0)),
-                "bytes_billed": billed,
-                "cost_usd": billing.cost_usd(billed, self.price_per_tib_usd),
-                "fetch_s": round(time.monotonic() - use.started, 3),
-                "created_at": datetime.now(UTC).isoformat(),
-            }
+            marker = Marker(
+                identity=identity,
+                targets=targets,
+                targets_repeat_free=not repeats[0],
+                parts=[part for part in written if part is not None],
+                bytes_processed=int(job_bytes.get("bytes_processed", 0)),
+                bytes_billed=billed,
+                cost_usd=billing.cost_usd(billed, self.price_per_tib_usd),
+                fetch_s=round(time.monotonic() - use.started, 3),
+                created_at=datetime.now(UTC).isoformat(),
+            )
             write_json_atomic(folder / f"{_digest(targets)}.json", marker)
 
         def stream(number: int, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -296,12 +300,12 @@ class ExtractCache:
                     handle.close()
                     remove(path)
                 raise
-            written[number] = {
-                "file": path.name if writer else None,
-                "rows": rows,
-                "bytes": hashing.size if hashing else 0,
-                "sha256": hashing.digest.hexdigest() if hashing else None,
-            }
+            written[number] = MarkerPart(
+                file=path.name if writer else None,
+                rows=rows,
+                bytes=hashing.size if hashing else 0,
+                sha256=hashing.digest.hexdigest() if hashing else None,
+            )
             if all(w is not None for w in written):
                 publish()
 

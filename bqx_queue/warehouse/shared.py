@@ -18,18 +18,17 @@ from collections.abc import Iterable
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict
 
 from bqx_queue import artifacts
 from bqx_queue.config import Settings
 from bqx_queue.errors import DamagedArtifact, DataError
-from bqx_queue.models import ArtifactDigest, ExtractCacheSummary
+from bqx_queue.models import ArtifactDigest, ExtractCacheSummary, Record
 from bqx_queue.storage import ArtifactPath, is_local, write_whole
 from bqx_queue.store import RunStore, write_json_atomic
 from bqx_queue.warehouse import billing
@@ -56,12 +55,11 @@ INDEX_FILE = "index.json"
 BATCH_ROWS = 16_384
 
 
-class SharedPart(BaseModel):
+class SharedPart(Record):
     """One shared-table query's rows in shared/: which tables and features, and what it billed."""
 
-    model_config = ConfigDict(extra="allow")  # the query's job figures (maximum_bytes_billed...)
-
     file: str
+    digest: ArtifactDigest | None = None  # absent in indexes written before digests were recorded
     query: str
     rows: int
     tables: list[str]
@@ -69,10 +67,13 @@ class SharedPart(BaseModel):
     excluded: list[tuple[str, str]]
     bytes_processed: int
     bytes_billed: int
-    digest: ArtifactDigest | None = None  # absent in indexes written before digests were recorded
+    # the cap sent and the dry run's estimate (0 when the extract cache served the rows; absent
+    # in indexes written before they were recorded)
+    maximum_bytes_billed: int | None = None
+    estimated_bytes_billed: int | None = None
 
 
-class SharedIndex(BaseModel):
+class SharedIndex(Record):
     """shared/index.json: the run's shared-table parts and what fetching them cost."""
 
     queries: int
@@ -84,6 +85,11 @@ class SharedIndex(BaseModel):
     queries_sent: int | None = None
     extract_cache: ExtractCacheSummary | None = None
     parts: list[SharedPart]
+
+
+def shared_index_path(store: RunStore) -> ArtifactPath:
+    """Return where a run's shared-table index is (whether or not the run has one)."""
+    return store.root / SHARED_DIR / INDEX_FILE
 
 
 def read_shared_index(path: ArtifactPath) -> SharedIndex:
@@ -119,7 +125,7 @@ def shared_index(settings: Settings, run_id: str | None, source: BigQuerySource)
     if not run_id:
         return None
     store = RunStore(settings.runs_dir, run_id)
-    path = store.root / SHARED_DIR / INDEX_FILE
+    path = shared_index_path(store)
     if path.exists() and _intact(path):
         return path
     if not store.manifest_path.exists() or not store.manifest().shared_tables:
@@ -142,10 +148,10 @@ def _host_lock(folder: ArtifactPath, run_id: str) -> Path:
 
 def fetch_shared(
     source: BigQuerySource, plans: list[TablesPlan], days: list[date], settings: Settings, store: RunStore
-) -> dict[str, Any]:
+) -> SharedIndex:
     """Run each shared-table query once (capped, in the run's ledger), write its rows as Parquet
     under the run folder's shared/, and return the index (also written as shared/index.json)."""
-    folder = store.root / SHARED_DIR
+    folder = shared_index_path(store).parent
     parts = []
     uses: list[ExtractUse] = []
     for number, plan in enumerate(plans):
@@ -163,29 +169,29 @@ def fetch_shared(
         data: bytes = sink.getvalue().to_pybytes()
         write_whole(file, partial(_write_bytes, data))
         parts.append(
-            {
-                "file": file.name,
-                "digest": artifacts.digest_of(file, data).model_dump(mode="json"),
-                "query": plan.name,
-                "rows": table.num_rows,
-                "tables": list(plan.tables),
-                "features": [[f.alias, f.table, f.column, f.type] for f in plan.features],
-                "excluded": [list(e) for e in plan.excluded],
+            SharedPart(
+                file=file.name,
+                digest=artifacts.digest_of(file, data),
+                query=plan.name,
+                rows=table.num_rows,
+                tables=list(plan.tables),
+                features=[(f.alias, f.table, f.column, f.type) for f in plan.features],
+                excluded=list(plan.excluded),
                 **job_bytes,
-            }
+            )
         )
-    billed = sum(p["bytes_billed"] for p in parts)
-    index = {
-        "queries": len(parts),
-        "tables": sum(len(p["tables"]) for p in parts),
-        "columns": sum(len(p["features"]) for p in parts),
-        "bytes_processed": sum(p["bytes_processed"] for p in parts),
-        "bytes_billed": billed,
-        "cost_usd": billing.cost_usd(billed, settings.price_per_tib_usd),
-        "queries_sent": sum(not use.hit for use in uses) if uses else len(parts),
-        "extract_cache": summarize(uses),
-        "parts": parts,
-    }
+    billed = sum(p.bytes_billed for p in parts)
+    index = SharedIndex(
+        queries=len(parts),
+        tables=sum(len(p.tables) for p in parts),
+        columns=sum(len(p.features) for p in parts),
+        bytes_processed=sum(p.bytes_processed for p in parts),
+        bytes_billed=billed,
+        cost_usd=billing.cost_usd(billed, settings.price_per_tib_usd),
+        queries_sent=sum(not use.hit for use in uses) if uses else len(parts),
+        extract_cache=ExtractCacheSummary.model_validate(summarize(uses)),
+        parts=parts,
+    )
     write_json_atomic(folder / INDEX_FILE, index)  # other processes poll for it
     log.info(
         "shared tables fetched",
@@ -194,7 +200,7 @@ def fetch_shared(
     return index
 
 
-def prefetch_shared(store: RunStore, settings: Settings, source: BigQuerySource) -> dict[str, Any] | None:
+def prefetch_shared(store: RunStore, settings: Settings, source: BigQuerySource) -> SharedIndex | None:
     """Fetch a run's shared tables once if its manifest plans it; return the index or None.
     `settings` are the run's (run_settings of its manifest) and `source` the warehouse they name."""
     manifest = store.manifest()

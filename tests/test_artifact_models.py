@@ -1,0 +1,54 @@
+"""The pair summary is a model all the way to pairs/PAIR.json: a key its model does not declare is
+refused where it is read (the pair reads as damaged, naming the key), the cost fields the fetch
+adds reach the report, and summaries written before those fields existed still read."""
+
+from __future__ import annotations
+
+import pytest
+
+from bqx_queue import artifacts
+from bqx_queue.models import PairStatus, PairSummary, ReportPair
+from bqx_queue.store import RunStore
+
+pytestmark = pytest.mark.unit
+
+QUALITY = {"on_duplicate_timestamps": "drop", "tables": [], "non_finite": [], "missing_families": []}
+
+
+def _failed(**fields: object) -> PairSummary:
+    return PairSummary(pair="eurusd", status=PairStatus.FAILED, error="budget exhausted", **fields)
+
+
+def test_a_misspelt_nested_key_in_a_summary_reads_as_damaged_naming_it(tmp_path):
+    store = RunStore(tmp_path, "run")
+    body = _failed(data_quality=QUALITY).model_dump(mode="json")
+    body["data_quality"]["missing_familes"] = body["data_quality"].pop("missing_families")
+    store.write_json(store.pair_path("eurusd"), artifacts.sealed(body))  # sealed: only the model can tell
+    summary = store.pair_summary("eurusd")
+    assert summary is not None and summary.status is PairStatus.DAMAGED
+    assert "data_quality.missing_families: Field required" in (summary.error or "")
+
+
+def test_a_misspelt_key_is_refused_where_the_summary_is_built():
+    with pytest.raises(ValueError, match="maximum_bytes_biled"):
+        _failed(maximum_bytes_biled=1)
+
+
+def test_the_cap_and_estimate_reach_the_summary_file_and_the_report(tmp_path):
+    store = RunStore(tmp_path, "run")
+    store.write_pair_summary(_failed(bytes_billed=30, maximum_bytes_billed=50, estimated_bytes_billed=40))
+    written = store.read_json(store.pair_path("eurusd"))
+    assert (written["maximum_bytes_billed"], written["estimated_bytes_billed"]) == (50, 40)
+    summary = store.pair_summary("eurusd")
+    assert summary is not None
+    report_pair = ReportPair.of(summary).model_dump(mode="json")
+    assert (report_pair["maximum_bytes_billed"], report_pair["estimated_bytes_billed"]) == (50, 40)
+
+
+def test_a_summary_written_before_the_cap_was_recorded_still_reads(tmp_path):
+    store = RunStore(tmp_path, "run")
+    store.write_pair_summary(_failed(bytes_billed=30))
+    written = store.read_json(store.pair_path("eurusd"))
+    assert "maximum_bytes_billed" not in written  # absent, as in older files
+    summary = store.pair_summary("eurusd")
+    assert summary is not None and summary.status is PairStatus.FAILED and summary.maximum_bytes_billed is None
