@@ -421,10 +421,10 @@ def run_product_pair(frame: Frame, folder: Path, seed: int) -> tuple[float, dict
     result = process_pair_all_horizons(PAIR, settings, source=open_source(settings, threads=1), threads=1)
     seconds = time.perf_counter() - started
     text = (
-        f"{_product_settings_text(settings)}; LightGBM {settings.lgbm_rounds} rounds, {settings.cv_folds} "
-        f"walk-forward folds on the last {settings.holdout_fraction:.0%}, confirmation alpha "
-        f"{settings.confirmation_alpha} (Bonferroni); the whole pair: {len(settings.horizons)} horizons, query, "
-        "models, SHAP, substitutes, eras"
+        f"{_product_settings_text(settings)}; LightGBM up to {settings.lgbm_rounds} rounds (early stopping after "
+        f"{settings.lgbm_patience}), {settings.cv_folds} walk-forward folds on the last "
+        f"{settings.holdout_fraction:.0%}, confirmation alpha {settings.confirmation_alpha} (Holm); the whole pair: "
+        f"{len(settings.horizons)} horizons, query, models, SHAP, substitutes, eras"
     )
     return seconds, result.summary, text
 
