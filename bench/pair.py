@@ -63,7 +63,7 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, out
     store.write_parquet(store.ledger_path(pair), result.ledger)
     wall = time.perf_counter() - started
     cpu, peak = _usage()
-    summary = result.summary
+    summary = result.summary.model_dump(mode="json")
     truth = open_source(settings).manifest()["pairs"][pair]
     # per shape (linear, or a nonlinear kind): informative pair-horizons, stable, confirmed
     found: dict[str, list[int]] = {"linear": [0, 0, 0], "nonlinear": [0, 0, 0]}

@@ -426,7 +426,7 @@ def run_product_pair(frame: Frame, folder: Path, seed: int) -> tuple[float, dict
         f"{settings.holdout_fraction:.0%}, confirmation alpha {settings.confirmation_alpha} (Holm); the whole pair: "
         f"{len(settings.horizons)} horizons, query, models, SHAP, substitutes, eras"
     )
-    return seconds, result.summary, text
+    return seconds, result.summary.model_dump(mode="json"), text
 
 
 def product_confirmed(summary: dict[str, Any], horizon: int, seconds: float, text: str) -> Outcome:
