@@ -27,6 +27,7 @@ feature is selected in a fit when any column reading it enters (both features of
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from functools import cached_property
@@ -325,19 +326,29 @@ class PairMoments:
         sign_mean, member_y, member_sq = self.sign_sum / n, self.member_y / n, self.member_sq / n
         # covariances with y; the gate's column z_i (s_j - mean s_j) holds none of z_i's own linear
         # signal, and its variance is taken as if z_i and s_j were independent (a screen's approximation)
-        product_cov = self.product_y / n - cross[None] * y_mean[:, None, None]
-        gate_cov = self.gate_y / n - member_y[:, :, None] * sign_mean[None, None, :]
         product_var = product_sq - cross**2
         gate_var = member_sq[:, None] * (1 - sign_mean[None, :] ** 2)
-        p = product_cov.shape[-1]
+        p = cross.shape[-1]
         features = self.pool
         allowed = np.abs(cross) / np.sqrt(np.maximum(member_sq, 1e-12))[:, None] < SUBSTITUTE_LEVEL
         allowed[np.arange(len(features)), features] = False
 
-        def score(covariance: np.ndarray, column_var: np.ndarray) -> np.ndarray:
-            denominator = np.sqrt(np.maximum(column_var, 0)[None] * y_var[:, None, None])
-            corr = np.divide(np.abs(covariance), denominator, out=np.zeros_like(covariance), where=denominator > 0)
-            return np.where(allowed & (column_var > 1e-6), corr.max(axis=0), 0.0)
+        def score(covariance: Callable[[int], np.ndarray], column_var: np.ndarray) -> np.ndarray:
+            """Return each member x partner's largest |correlation| over the targets, one target
+            at a time (a (targets, members, features) table would be several times the sums)."""
+            spread = np.sqrt(np.maximum(column_var, 0))
+            best = np.zeros_like(spread)
+            for t in range(len(y_var)):
+                denominator = spread * math.sqrt(max(float(y_var[t]), 0.0))
+                corr = np.divide(np.abs(covariance(t)), denominator, out=np.zeros_like(spread), where=denominator > 0)
+                np.maximum(best, corr, out=best)
+            return np.where(allowed & (column_var > 1e-6), best, 0.0)
+
+        def product_cov(t: int) -> np.ndarray:
+            return self.product_y[t] / n - cross * y_mean[t]
+
+        def gate_cov(t: int) -> np.ndarray:
+            return self.gate_y[t] / n - member_y[t][:, None] * sign_mean[None, :]
 
         # each pair of features once, in the shape that scores it best (a gate and its product
         # correlate at about 0.8, and would otherwise take two of the half's places)
@@ -505,8 +516,10 @@ def basis_memory(rows: int, width: int, params: BasisParams, blocks: int, horizo
     if not params.shapes and not params.pairs:
         return 0, 0
     binned = blocks * (params.bins - 1) * (1 + 2 * horizons) * width * 8  # kept per block
-    pair_per_partner = 2 * 4 * (horizons + 1) + 2 * 8  # product and gate sums per target, cross and squares
-    pair_sums = blocks * 2 * params.members * width * pair_per_partner + 3 * _row_chunk(width) * width * 4
+    targets = horizons + 1  # each horizon's and their consensus
+    kept = blocks * (2 * 4 * targets + 2 * 8)  # per block: product and gate sums per target, cross and squares
+    half = 2 * 4 * targets + 8 * 8  # a half's summed sums, and PairMoments.pairs' tables of one target
+    pair_sums = 2 * params.members * width * (kept + half) + 3 * _row_chunk(width) * width * 4
     scan = min(rows, SCAN_ROWS) * width * 4 + width * SCAN_PANEL * 4
     columns = UNION_FACTOR * (params.shapes + params.pairs)
     return columns, max(binned, pair_sums, scan) + rows * columns * 4
