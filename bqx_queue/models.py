@@ -222,6 +222,9 @@ class FeatureVerdict(Record):
         "(absent in older summaries: alpha / k)",
     )
     block_rows: int = Field(ge=1)
+    dof: int | None = Field(
+        default=None, ge=1, description="Student t degrees of freedom of its bounds (absent in older summaries)"
+    )
     confirmed: bool
     day_effects: list[float] | None = Field(
         default=None, description="the effect summed over each held-out day's rows (Confirmation.heldout_days)"

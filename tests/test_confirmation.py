@@ -129,6 +129,21 @@ def test_an_informative_feature_is_confirmed_and_persistent_noise_is_not(seed):
     assert not verdict["flagged"] and verdict["auc"]["low"] > 0.5 and verdict["log_loss_gain"]["low"] > 0
 
 
+def test_a_column_persistent_past_its_capped_block_counts_its_independent_stretches():
+    """Blocks stop at a quarter of the held-out rows; a column correlated over most of them has
+    fewer independent stretches, and its Student t has that many degrees of freedom less one."""
+    rng = np.random.default_rng(3)
+    n = 4000
+    very_persistent = _ar1(n, 0.999, rng)
+    up = 0.3 * very_persistent + rng.normal(size=n) > 0
+    verdict = confirm_horizon(
+        _folds(very_persistent[:, None].astype(np.float32), up, 2500, 3, 60), ["x"], 60, _params()
+    )
+    [feature] = verdict["features"]
+    assert feature["block_rows"] == 1500 // 4  # capped
+    assert feature["dof"] < math.ceil(1500 / feature["block_rows"]) - 1  # 3 blocks' worth of dof would overstate it
+
+
 def test_holm_steps_down_from_alpha_over_k_and_stops_at_the_first_failure():
     p = np.array([0.001, 0.015, 0.012, 0.3, 0.04])
     levels = holm_levels(p, 0.05)

@@ -17,8 +17,12 @@ held-out rows of the purged walk-forward folds decide:
   horizon whose AUC interval lies below 0.5 (the constant's AUC) or whose gain interval lies below
   zero is flagged: its model does worse than the baseline on held-out rows.
 
-Bounds and intervals use the bootstrap standard error (estimate +/- z * SE): tail percentiles of
-a few thousand draws at level 0.05 / k would be mostly noise.
+Bounds and intervals use the bootstrap standard error (estimate +/- t * SE): tail percentiles of
+a few thousand draws at level 0.05 / k would be mostly noise. A feature's Student t has its
+held-out rows' independent stretches less one as degrees of freedom: rows / block, or rows / the
+feature's dependence where that is longer than its block (a block is capped at a quarter of the
+rows). A persistent noise column correlated over most of the held-out rows has one or two
+stretches, and four capped blocks would understate its spread.
 """
 
 from __future__ import annotations
@@ -276,6 +280,9 @@ def confirm_horizon(
     else:
         dependence = np.empty(0, dtype=np.int64)
     feature_blocks = np.array([block_length(int(d), floor, cap) for d in dependence], dtype=np.int64)
+    # independent stretches: a block is capped at a quarter of the rows, a series' dependence is not;
+    # a feature correlated over more rows than its block has fewer independent stretches than blocks
+    feature_stretches = np.maximum(feature_blocks, dependence)
     model_block = max([block_length(int(dependence_rows(gain[:, None])[0]), floor, cap), *feature_blocks])
     effect_se = np.empty(k)
     for length in np.unique(feature_blocks):
@@ -307,7 +314,7 @@ def confirm_horizon(
         )
     by_day = day_sums(effects, days) if days is not None else None
     estimates = effects.mean(axis=0)
-    dofs = np.maximum(1, np.ceil(n / feature_blocks) - 1)
+    dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
     unspread = np.where(estimates > 0, np.inf, -np.inf)
     statistic = np.divide(estimates, effect_se, out=unspread, where=effect_se > 0)
@@ -326,6 +333,7 @@ def confirm_horizon(
                 "lower_bound": lower_bound,
                 "level": float(levels[j]),
                 "block_rows": length,
+                "dof": int(dofs[j]),
                 "confirmed": bool(lower_bound > 0 and beats_baseline),
             }
         )

@@ -20,7 +20,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from bqx_queue.analysis.basis import BasisParams, GramColumns, Shape, basis_memory, nonlinear_basis
-from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon
+from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon, dependence_rows
 from bqx_queue.analysis.dependence import dependence_curve
 from bqx_queue.analysis.explain import shap_importance
 from bqx_queue.analysis.families import family_sizes
@@ -465,7 +465,14 @@ def _horizon_result(
     stable = selection.stable
     columns = np.asarray(stable, dtype=np.int64)
     features = prepared.matrix[np.ix_(prepared.rows, columns)] if stable else np.empty((len(target), 0), np.float32)
+    # the purge covers the labels' overlap; a persistent stable feature's chance alignment with the
+    # target also runs on past it, so the gap is at least the features' dependence (over the rows
+    # before the held-out end; at most a quarter of them): a noise column aligned with the target at
+    # the end of the training rows would otherwise still look aligned at the start of the test window
     gap = horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * len(target))
+    if stable:
+        persistence = int(dependence_rows(features[:holdout_start].astype(np.float64)).max())
+        gap = max(gap, min(persistence, holdout_start // 4))
     folds = walk_forward_folds(len(target), holdout_start, settings.cv_folds, gap)
     model = evaluate_horizon(features, target, folds, train, gap)
     names = [prepared.features[i] for i in stable]

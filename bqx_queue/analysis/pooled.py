@@ -55,14 +55,14 @@ class HeldOutEvidence:
     feature: str
     effect: float  # mean over the pair's held-out rows
     standard_error: float  # the pair's block bootstrap, read back from its 95% interval
-    dof: int  # blocks per resample - 1, as the pair's interval used
+    dof: int  # the degrees of freedom of the pair's interval (independent stretches - 1)
     rows: int
     days: dict[str, tuple[int, float]] | None  # held-out day -> (rows, summed effect); None: an older summary
 
 
 def _evidence(confirmation: dict[str, Any], verdict: dict[str, Any]) -> HeldOutEvidence:
     rows = int(confirmation["heldout_rows"])
-    dof = max(1, math.ceil(rows / int(verdict["block_rows"])) - 1)
+    dof = verdict.get("dof") or max(1, math.ceil(rows / int(verdict["block_rows"])) - 1)
     standard_error = (verdict["effect_high"] - verdict["effect_low"]) / (2 * float(student_t.ppf(0.975, dof)))
     days = None
     if verdict.get("day_effects") is not None and confirmation.get("heldout_days") is not None:
