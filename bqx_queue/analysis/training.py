@@ -2,7 +2,8 @@
 
 Folds cut the held-out end of the history (rows selection never saw) into consecutive test
 windows; each trains on every row before its window minus a purge of horizon + target window
-rows (their labels overlap the test window) and an embargo of about 1% of rows.
+rows (their labels overlap the test window) and an embargo of about 1% of rows, or of the stable
+features' dependence where that is longer (analysis/pair.py says why).
 
 Each fold's number of boosting rounds is chosen on its own training rows: early stopping on the
 last `validation_fraction` of them (purged from the rows it fits on as the test window is), then
