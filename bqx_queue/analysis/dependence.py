@@ -11,6 +11,9 @@ of opposite slope. The curves describe the held-out rows; they are a picture, no
 >>> above, below = curve["series"]["partner above median"], curve["series"]["partner at or below"]
 >>> above[-1] > 1, below[-1] < -1  # x pushes up where v > 0 and down where v < 0
 (True, True)
+>>> few = dependence_curve(np.r_[np.zeros(900), np.ones(100)], np.ones(1000))  # 90% of the rows at 0
+>>> few["x"], few["series"]["all held-out rows"]
+([0.0, 1.0], [1.0, 1.0])
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ def dependence_curve(values: np.ndarray, target: np.ndarray, partner: np.ndarray
     per bin: one series, or one per side of the partner's median for a pair."""
     edges = np.unique(np.quantile(values, np.arange(1, DEPENDENCE_BINS) / DEPENDENCE_BINS))
     codes = np.searchsorted(edges, values, side="right")
-    centres = [round(float(np.median(values[codes == k])), 4) for k in range(len(edges) + 1)]
+    # a feature with few distinct values can leave a bin empty (an edge at its minimum): no point there
+    kept = np.flatnonzero(np.bincount(codes, minlength=len(edges) + 1) > 0)
+    centres = [round(float(np.median(values[codes == k])), 4) for k in kept]
     if partner is None:
-        return {"x": centres, "series": {"all held-out rows": _bin_means(values, target, edges)}}
-    above = partner > np.median(partner)
-    return {
-        "x": centres,
-        "series": {
+        series = {"all held-out rows": _bin_means(values, target, edges)}
+    else:
+        above = partner > np.median(partner)
+        series = {
             "partner above median": _bin_means(values[above], target[above], edges),
             "partner at or below": _bin_means(values[~above], target[~above], edges),
-        },
-    }
+        }
+    return {"x": centres, "series": {name: [means[k] for k in kept] for name, means in series.items()}}
