@@ -14,7 +14,7 @@ FAMILIES_LISTED = 12  # the terminal and report.md name at most this many famili
 
 @dataclass(frozen=True)
 class FamilyAnswer:
-    """A family significant across pairs at one horizon or more."""
+    """A family that holds across pairs, with the horizons where it holds."""
 
     family: str
     n_pairs: int
@@ -69,17 +69,28 @@ def significant(cell: FamilyCell) -> bool:
 
 
 def run_answer(report: Report) -> RunAnswer:
-    """Return what the run found, from its report."""
+    """Return what the run found, from its report: the families found (one finding per family
+    across its horizons, starred at the horizons it lists), or in reports written before findings
+    the families with a significant cell."""
     families: dict[str, FamilyAnswer] = {}
     section = report.families
-    held = {c.family for c in (section.cells if section else []) if significant(c)}
-    for cell in section.cells if section else []:
-        if cell.family not in held:
-            continue
-        answer = families.setdefault(cell.family, FamilyAnswer(cell.family, cell.n_pairs, {}, []))
-        answer.pairs_by_horizon[cell.horizon] = cell.k
-        if significant(cell):
-            answer.significant_horizons.append(cell.horizon)
+    cells = section.cells if section else []
+    if section is not None and section.findings is not None:
+        listed = {f.family: f.horizons for f in section.findings}
+    else:
+        listed = {}
+        for c in cells:
+            if significant(c):
+                listed.setdefault(c.family, []).append(c.horizon)
+    n_pairs = {c.family: c.n_pairs for c in cells}
+    for family in listed:  # strongest first, as the findings (or the cells) are ordered
+        families[family] = FamilyAnswer(family, n_pairs.get(family, len(report.run.pairs)), {}, [])
+    for cell in cells:
+        if cell.family in families:
+            answer = families[cell.family]
+            answer.pairs_by_horizon[cell.horizon] = cell.k
+            if cell.horizon in listed[cell.family]:
+                answer.significant_horizons.append(cell.horizon)
     confirmation = report.confirmation
     findings = confirmation.findings if confirmation else []
     run, totals = report.run, report.totals
