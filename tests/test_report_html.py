@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +192,14 @@ SECTIONS = """(title) => [...document.querySelectorAll('section')]
             return [b.width, b.height]; }) }; })"""
 
 
-async def _visit(websocket_url: str, url: str, width: int = 1200, sections: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Open `url`, wait for load, and return console problems, DOM facts, what is rendered of the
-    sections titled `sections` (SECTIONS) and a full-page PNG."""
+async def _devtools(
+    websocket_url: str, problems: list[str], loaded: asyncio.Event
+) -> tuple[Any, Callable[..., Awaitable[dict[str, Any]]]]:
+    """Connect to a page's DevTools and return the connection (to close) and call(method, **params),
+    which sends one command and returns its result; on the way, console errors, exceptions and error log entries go to
+    `problems`, and the page's load event sets `loaded`."""
     connection = await websocket_connect(websocket_url, max_message_size=256 * 1024**2)
     ids = iter(range(1, 10_000))
-    problems: list[str] = []
-    loaded = asyncio.Event()
 
     async def call(method: str, **params: Any) -> dict[str, Any]:
         number = next(ids)
@@ -207,10 +209,7 @@ async def _visit(websocket_url: str, url: str, width: int = 1200, sections: tupl
             assert message is not None, "DevTools connection closed"
             event = json.loads(message)
             method_name = event.get("method", "")
-            if method_name == "Runtime.consoleAPICalled" and event["params"]["type"] in (
-                "error",
-                "assert",
-            ):
+            if method_name == "Runtime.consoleAPICalled" and event["params"]["type"] in ("error", "assert"):
                 problems.append("console: " + json.dumps(event["params"]["args"])[:500])
             elif method_name == "Runtime.exceptionThrown":
                 problems.append("exception: " + json.dumps(event["params"]["exceptionDetails"])[:500])
@@ -222,6 +221,16 @@ async def _visit(websocket_url: str, url: str, width: int = 1200, sections: tupl
                 if "error" in event:
                     raise RuntimeError(f"{method}: {event['error']}")
                 return event["result"]
+
+    return connection, call
+
+
+async def _visit(websocket_url: str, url: str, width: int = 1200, sections: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Open `url`, wait for load, and return console problems, DOM facts, what is rendered of the
+    sections titled `sections` (SECTIONS) and a full-page PNG."""
+    problems: list[str] = []
+    loaded = asyncio.Event()
+    connection, call = await _devtools(websocket_url, problems, loaded)
 
     for domain in ("Page", "Runtime", "Log"):
         await call(f"{domain}.enable")
@@ -318,23 +327,8 @@ async def _first_screen_then_click(websocket_url: str, url: str, cell: str) -> d
     """Open `url` in a 1,400 x 1,000 window and return what the first screen shows (a screenshot
     of it, where the families heatmap and the findings tile are), then click the heatmap cell
     linking to `#cell` with the mouse and return where that landed."""
-    connection = await websocket_connect(websocket_url, max_message_size=256 * 1024**2)
-    ids = iter(range(1, 10_000))
     problems: list[str] = []
-
-    async def call(method: str, **params: Any) -> dict[str, Any]:
-        number = next(ids)
-        await connection.write_message(json.dumps({"id": number, "method": method, "params": params}))
-        while True:
-            message = await asyncio.wait_for(connection.read_message(), 60)
-            assert message is not None, "DevTools connection closed"
-            event = json.loads(message)
-            if event.get("method") == "Runtime.exceptionThrown":
-                problems.append(json.dumps(event["params"]["exceptionDetails"])[:500])
-            if event.get("id") == number:
-                if "error" in event:
-                    raise RuntimeError(f"{method}: {event['error']}")
-                return event["result"]
+    connection, call = await _devtools(websocket_url, problems, asyncio.Event())
 
     async def evaluate(expression: str) -> Any:
         found = await call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
