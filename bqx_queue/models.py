@@ -225,6 +225,12 @@ class FeatureVerdict(Record):
     dof: int | None = Field(
         default=None, ge=1, description="Student t degrees of freedom of its bounds (absent in older summaries)"
     )
+    gate_lower_bound: float | None = Field(
+        default=None,
+        description="one-sided lower bound at alpha of the model's log-loss gain over the baseline, resampled "
+        "in blocks as long as this feature's own; its verdict needs it above 0 (absent in older summaries: "
+        "the horizon's gain_lower_bound)",
+    )
     confirmed: bool
     day_effects: list[float] | None = Field(
         default=None, description="the effect summed over each held-out day's rows (Confirmation.heldout_days)"

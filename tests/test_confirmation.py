@@ -19,6 +19,7 @@ from bqx_queue.analysis.confirmation import (
     bootstrap_replicates,
     confirm_horizon,
     dependence_rows,
+    feature_gates,
     holm_levels,
     weighted_auc,
 )
@@ -124,6 +125,7 @@ def test_an_informative_feature_is_confirmed_and_persistent_noise_is_not(seed):
     assert verdict["heldout_rows"] == 1500 and verdict["block_rows"] >= 60
     effect = {f["feature"]: f for f in verdict["features"]}
     assert effect["informative"]["effect_low"] > 0 and effect["informative"]["lower_bound"] > 0
+    assert effect["informative"]["gate_lower_bound"] > 0 and effect["informative"]["confirmed"]
     for name in ("persistent_noise", "white_noise"):
         assert effect[name]["lower_bound"] <= 0 and effect[name]["effect_low"] <= effect[name]["effect"]
     assert not verdict["flagged"] and verdict["auc"]["low"] > 0.5 and verdict["log_loss_gain"]["low"] > 0
@@ -142,6 +144,24 @@ def test_a_column_persistent_past_its_capped_block_counts_its_independent_stretc
     [feature] = verdict["features"]
     assert feature["block_rows"] == 1500 // 4  # capped
     assert feature["dof"] < math.ceil(1500 / feature["block_rows"]) - 1  # 3 blocks' worth of dof would overstate it
+
+
+def test_each_features_gate_resamples_the_gain_in_that_features_own_blocks():
+    """A gain with a slow component: the persistent column's gate spans it (long blocks, few
+    degrees of freedom, a lower bound), a short-memory column's gate does not take that cost."""
+    rng = np.random.default_rng(6)
+    n = 6000
+    gain = 0.01 + 0.06 * _ar1(n, 0.998, rng) / 15 + 0.3 * rng.normal(size=n)
+    blocks, dependence = np.array([105, 1500]), np.array([60, 3000])
+    short, persistent = feature_gates(gain, 105, blocks, dependence, _params(), rng)
+    # the persistent column: blocks of 1,500 rows, n / 3,000 - 1 = 1 degree of freedom
+    assert persistent < short
+    se_long = (gain.mean() - persistent) / student_t.ppf(0.95, 1)
+    se_short = (gain.mean() - short) / student_t.ppf(0.95, math.ceil(n / 105) - 1)
+    assert se_long > se_short > 0
+    # a gate never resamples in blocks shorter than the gain's own
+    [floored] = feature_gates(gain, 1500, blocks[:1], dependence[:1], _params(), np.random.default_rng(6))
+    assert floored < short
 
 
 def test_holm_steps_down_from_alpha_over_k_and_stops_at_the_first_failure():

@@ -13,9 +13,12 @@ held-out rows of the purged walk-forward folds decide:
   in Holm's step-down over the k stable features tested in the horizon: the most significant at
   alpha / k, the next at alpha / (k - 1), and so on until one fails (Holm 1979: the same
   family-wise error rate as Bonferroni's alpha / k for all, and never fewer confirmed);
-- the horizon's pooled AUC and log-loss gain over the constant baseline get 95% intervals; a
-  horizon whose AUC interval lies below 0.5 (the constant's AUC) or whose gain interval lies below
-  zero is flagged: its model does worse than the baseline on held-out rows.
+- and when the model beats the constant baseline on held-out rows: the one-sided lower bound at
+  alpha of its log-loss gain, resampled in blocks as long as that feature's own, is above zero;
+- the horizon's pooled AUC and log-loss gain over the constant baseline get 95% intervals (in
+  blocks as long as its most persistent feature's); a horizon whose AUC interval lies below 0.5
+  (the constant's AUC) or whose gain interval lies below zero is flagged: its model does worse
+  than the baseline on held-out rows.
 
 Bounds and intervals use the bootstrap standard error (estimate +/- t * SE): tail percentiles of
 a few thousand draws at level 0.05 / k would be mostly noise. A feature's Student t has its
@@ -238,6 +241,34 @@ def holm_levels(p_values: np.ndarray, alpha: float) -> np.ndarray:
     return levels
 
 
+def feature_gates(
+    gain: np.ndarray,
+    gain_block: int,
+    feature_blocks: np.ndarray,
+    dependence: np.ndarray,
+    params: ConfirmParams,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Return per feature the one-sided lower bound at alpha of the model's held-out log-loss gain
+    over the baseline, resampled in blocks as long as the longer of the gain's and the feature's
+    own (its dependence sets the Student t's degrees of freedom, as for its effect).
+
+    The gate guards a feature's verdict against a persistent column lining up with a persistent
+    stretch of the target: that column's own persistence is what the gain's resampling must span.
+    A block as long as the horizon's most persistent feature for every feature would let one
+    persistent column (planted or noise) take the power of every other's verdict."""
+    n = len(gain)
+    gate_blocks = np.maximum(feature_blocks, gain_block)
+    bounds = np.empty(len(feature_blocks))
+    for length in np.unique(gate_blocks):
+        columns = np.flatnonzero(gate_blocks == length)
+        draws, _ = bootstrap_replicates(gain[:, None], int(length), params.draws, rng)
+        se = float(draws.std(ddof=1))
+        dofs = np.maximum(1, np.ceil(n / np.maximum(length, dependence[columns])) - 1)
+        bounds[columns] = gain.mean() - student_t.ppf(1 - params.alpha, dofs) * se
+    return bounds
+
+
 def confirm_horizon(
     folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams, days: np.ndarray | None = None
 ) -> dict[str, Any]:
@@ -250,8 +281,8 @@ def confirm_horizon(
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
     lower bound of its effect at its Holm level is above zero) and that the model beats the
-    baseline (the gain's one-sided lower bound at alpha is above zero): an intersection of tests,
-    so the family-wise level stays alpha. A persistent noise column can line up with a persistent
+    baseline (the gain's one-sided lower bound at alpha, in the feature's blocks, is above zero:
+    `feature_gates`): an intersection of tests, so the family-wise level stays alpha. A persistent noise column can line up with a persistent
     target over a short held-out stretch, and its permutation effect then looks real while the
     model it drives does no better than the constant."""
     if not folds:
@@ -283,7 +314,8 @@ def confirm_horizon(
     # independent stretches: a block is capped at a quarter of the rows, a series' dependence is not;
     # a feature correlated over more rows than its block has fewer independent stretches than blocks
     feature_stretches = np.maximum(feature_blocks, dependence)
-    model_block = max([block_length(int(dependence_rows(gain[:, None])[0]), floor, cap), *feature_blocks])
+    gain_block = block_length(int(dependence_rows(gain[:, None])[0]), floor, cap)
+    model_block = max([gain_block, *feature_blocks])
     effect_se = np.empty(k)
     for length in np.unique(feature_blocks):
         columns = np.flatnonzero(feature_blocks == length)
@@ -319,6 +351,7 @@ def confirm_horizon(
     unspread = np.where(estimates > 0, np.inf, -np.inf)
     statistic = np.divide(estimates, effect_se, out=unspread, where=effect_se > 0)
     levels = holm_levels(student_t.sf(statistic, dofs), params.alpha)
+    gate_bounds = feature_gates(gain, gain_block, feature_blocks, dependence, params, rng)
     features = []
     for j, name in enumerate(names):
         effect, se, length = float(estimates[j]), float(effect_se[j]), int(feature_blocks[j])
@@ -334,7 +367,8 @@ def confirm_horizon(
                 "level": float(levels[j]),
                 "block_rows": length,
                 "dof": int(dofs[j]),
-                "confirmed": bool(lower_bound > 0 and beats_baseline),
+                "gate_lower_bound": float(gate_bounds[j]),
+                "confirmed": bool(lower_bound > 0 and gate_bounds[j] > 0),
             }
         )
         if by_day is not None:

@@ -25,9 +25,11 @@ NOTE = (
     "feature within each fold's test window raises log loss, with a one-sided lower bound above zero "
     "at its level in Holm's step-down over the horizon's k stable features (alpha / k for the most "
     "significant, alpha / (k - 1) for the next, ...; family-wise error rate alpha), and that the "
-    "horizon's model beats the constant baseline (log-loss gain lower bound at alpha above zero). Intervals are "
+    "horizon's model beats the constant baseline (log-loss gain lower bound at alpha above zero, "
+    "resampled in the feature's own blocks). Intervals are "
     "95% circular block-bootstrap intervals over the held-out rows (blocks of at least horizon + 45 "
-    "rows, longer for persistent features; Student t on blocks - 1 degrees of freedom): they cover "
+    "rows, longer for persistent features; Student t on the feature's independent stretches - 1 "
+    "degrees of freedom): they cover "
     "the sampling of held-out rows given the fold models, not the variability of selection or "
     "training. A horizon is flagged when its held-out AUC interval lies below 0.5 (the constant "
     "baseline's) or its log-loss gain interval lies below 0; a flagged horizon confirms nothing."
@@ -41,9 +43,10 @@ def why_unconfirmed(feature: FeatureVerdict, verdict: Confirmation) -> str:
     if feature.lower_bound <= 0:
         level = feature.level or verdict.level
         return f"effect lower bound {feature.lower_bound:+.4f} at level {level:.4g} is not above 0"
+    gate = verdict.gain_lower_bound if feature.gate_lower_bound is None else feature.gate_lower_bound
     return (
         f"the horizon's model does not beat the baseline on held-out rows "
-        f"(log-loss gain lower bound {verdict.gain_lower_bound:+.4f})"
+        f"(log-loss gain lower bound {gate:+.4f}, resampled in this feature's blocks)"
     )
 
 
