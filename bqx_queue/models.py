@@ -317,6 +317,18 @@ class DependenceCurve(Record):
     series: dict[str, list[float | None]]
 
 
+class ModelPartner(Record):
+    """A confirmed feature's strongest interaction partner as the horizon's final model sees it:
+    mean |SHAP interaction value| on held-out rows (analysis/explain.py interaction_partners)."""
+
+    feature: str
+    partner: str
+    share: Fraction = Field(description="the partner's share of the feature's off-diagonal |interaction| mass")
+    interaction: Fraction = Field(
+        description="that off-diagonal mass over the feature's whole |interaction| row (its main effect included)"
+    )
+
+
 class HorizonResult(Record):
     """One horizon of a pair that was analysed: stable features, the model beside a baseline,
     held-out verdicts, SHAP, substitutes and eras."""
@@ -334,6 +346,7 @@ class HorizonResult(Record):
     substitutes: Substitutes | None = None
     eras: Eras | None = None  # None when nothing was confirmed
     dependence: list[DependenceCurve] = []  # confirmed features selected through a nonlinear column
+    model_partners: list[ModelPartner] = []  # confirmed features' partners in the final model
 
     @property
     def ok(self) -> bool:
@@ -500,6 +513,7 @@ class ReportHorizon(Record):
     substitutes: Substitutes | None = None
     eras: Eras | None = None
     dependence: list[DependenceCurve] = []
+    model_partners: list[ModelPartner] = []
 
     @classmethod
     def of(cls, result: HorizonResult) -> ReportHorizon:
@@ -518,6 +532,7 @@ class ReportHorizon(Record):
             substitutes=result.substitutes,
             eras=result.eras,
             dependence=result.dependence,
+            model_partners=result.model_partners,
         )
 
 
@@ -762,6 +777,13 @@ class VerdictRow(Record):
         default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"
     )
     cluster_frequency: Fraction | None = Field(default=None, description="share of fits that selected any member")
+    model_partner: str | None = Field(default=None, description="strongest interaction partner in the final model")
+    model_partner_share: Fraction | None = Field(
+        default=None, description="that partner's share of the feature's off-diagonal SHAP interaction mass"
+    )
+    model_interaction: Fraction | None = Field(
+        default=None, description="the feature's off-diagonal SHAP interaction mass over its whole row"
+    )
     effect: float
     effect_low: float
     effect_high: float

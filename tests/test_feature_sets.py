@@ -61,6 +61,11 @@ def test_feature_sets_json_is_beside_the_report_and_holds_every_verdict(finished
         assert effects == sorted(effects, reverse=True)  # largest held-out effect first
         assert all(f.effect_low <= f.effect <= f.effect_high for f in feature_set.confirmed)
         assert feature_set.target == f"target_bqx45_h{feature_set.horizon}"
+        # the final model's partner of a confirmed feature is another of the horizon's stable features
+        stable = {f.feature for f in feature_set.confirmed + feature_set.unconfirmed}
+        assert all(f.model_partner in stable - {f.feature} for f in feature_set.confirmed if f.model_partner)
+        assert all(f.model_partner is None for f in feature_set.unconfirmed)
+    assert any(f.model_partner for s in sets.sets for f in s.confirmed)
 
 
 def test_bqx_export_writes_json_csv_and_yaml(

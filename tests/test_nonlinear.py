@@ -13,6 +13,8 @@ from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.analysis.stability import SelectionParams, complementary_halves, time_blocks
 from bqx_queue.analysis.width import screen
 from bqx_queue.config import Settings, load_settings
+from bqx_queue.models import ReportPair
+from bqx_queue.report.confirmation import confirmation_section
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import NONLINEAR_KINDS, WarehouseSpec, build_warehouse
 
@@ -101,6 +103,9 @@ def test_every_planted_kind_is_confirmed_with_its_shape_and_partner(nonlinear_wa
     h15 = result.summary.model_dump(mode="json")["horizons"]["15"]
     stable = {s["feature"]: s for s in h15["stable"]}
     confirmed = set(h15["confirmation"]["confirmed"])
+    model_partners = {m["feature"]: m["partner"] for m in h15["model_partners"]}
+    assert set(model_partners) == confirmed  # the final model's partner of every confirmed feature
+    findings = {row.feature: row for row in confirmation_section([ReportPair.of(result.summary)]).findings}
     assert set(informative) <= set(stable)
     assert {kinds[f] for f in confirmed} == {"linear", *NONLINEAR_KINDS}  # every kind confirmed
     assert not (set(stable) - set(truth["planted"]))  # no noise column is stable
@@ -113,6 +118,9 @@ def test_every_planted_kind_is_confirmed_with_its_shape_and_partner(nonlinear_wa
         else:  # a pair kind: the shape is a product or gate, the partner its planted twin
             twin = next(f for f, k in kinds.items() if k == kind and f != feature)
             assert entry["shape"] in ("product", "gate") and entry["partner"] == twin, (feature, entry)
+            # and the final model's SHAP interaction values pair the same two (held-out rows)
+            assert model_partners.get(feature) == twin, (feature, h15["model_partners"])
+            assert (findings[feature].partner, findings[feature].model_partner) == (twin, twin)  # as the report says
     ledger = result.ledger[result.ledger["horizon"] == 15].set_index("feature")
     assert ledger.loc[list(confirmed), "confirmed"].all() and ledger.loc[list(kinds), "selected"].all()
     assert h15["error_bound"] <= 2.0  # over every unit in selection: features, |x| columns and pairs

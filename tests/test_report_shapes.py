@@ -56,6 +56,26 @@ def test_a_confirmed_gate_is_named_with_its_partner_and_plotted():
     assert page.count("partner above median") >= 2 and "partner at or below" in page  # legend and tooltips
 
 
+def test_the_model_partner_is_shown_beside_selection_and_a_disagreement_is_said():
+    report = _with_a_confirmed_gate()
+    gate, clustered = report["confirmation"]["findings"]
+    gate |= {"model_partner": REGIME, "model_partner_share": 0.62, "model_interaction": 0.71}
+    clustered |= {"model_partner": GATED, "model_partner_share": 0.3, "model_interaction": 0.2}  # linear: not shown
+    other = gate | {"feature": REGIME, "partner": GATED, "model_partner": COPY, "model_partner_share": 0.4}
+    report["confirmation"]["findings"].append(other)
+    jsonschema.validate(report, report_schema())
+    markdown = render_markdown(Report.model_validate(report))
+    agreed = f"gated by {REGIME}; model: acts with {REGIME} (share 0.62; interaction 71% of its SHAP) |"
+    assert f"| `{GATED}` | {agreed}" in markdown
+    disagreed = (
+        f"model: acts with {COPY} (share 0.40; interaction 71% of its SHAP), not with {GATED} as selection found"
+    )
+    assert f"| `{REGIME}` | gated by {GATED}; {disagreed} |" in markdown
+    assert f"model: acts with {GATED}" not in markdown  # a linear row says linear
+    page = render_html(Report.model_validate(report), _manifest())
+    assert f"not with {GATED} as selection found" in page and "Model: the feature's strongest partner" in page
+
+
 def test_a_report_without_nonlinear_findings_has_no_shapes_section():
     page = render_html(Report.model_validate(_report()), _manifest())
     assert "Shapes of the confirmed nonlinear findings" not in page

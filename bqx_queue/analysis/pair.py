@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from bqx_queue.analysis.basis import BasisParams, GramColumns, Shape, basis_memory, nonlinear_basis
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon, dependence_rows
 from bqx_queue.analysis.dependence import dependence_curve
-from bqx_queue.analysis.explain import shap_importance
+from bqx_queue.analysis.explain import interaction_partners, shap_importance
 from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
 from bqx_queue.analysis.params import Stream, seed_sequence
@@ -52,6 +52,7 @@ from bqx_queue.models import (
     HorizonMetrics,
     HorizonOutcome,
     HorizonResult,
+    ModelPartner,
     PairStatus,
     PairSummary,
     ShapFeature,
@@ -486,11 +487,23 @@ def _horizon_result(
     heldout_rows = prepared.rows[np.concatenate([test for _, test in folds])]
     days = prepared.times[heldout_rows].astype("datetime64[D]")
     confirmation = Confirmation.model_validate(confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, days))
-    shap_top = []
+    shap_top, model_partners = [], []
     if model.booster is not None:
         shap_seed = seed_sequence(settings.seed, prepared.pair, Stream.SHAP, horizon)
         ranking = shap_importance(model.booster, features[model.test_rows], names, settings.shap_rows, shap_seed)
         shap_top = [ShapFeature(feature=f, mean_abs_shap=round(v, 6)) for f, v in ranking[:SHAP_TOP]]
+        # every confirmed feature, linear ones too: one pass explains every pair of the model's features,
+        # and a feature selection took as a line may still act with a partner in the trees
+        found = interaction_partners(
+            model.booster, features[model.test_rows], names, confirmation.confirmed,
+            settings.shap_rows, settings.shap_interaction_rows, shap_seed,
+        )  # fmt: skip
+        model_partners = [
+            ModelPartner(
+                feature=p.feature, partner=p.partner, share=round(p.share, 4), interaction=round(p.interaction, 4)
+            )
+            for p in found
+        ]
     structure = stable_structure(prepared, selection_rows, names, confirmation.confirmed, horizon, settings)
     return HorizonResult(
         stable=stable_features,
@@ -504,6 +517,7 @@ def _horizon_result(
         substitutes=Substitutes.model_validate(structure["substitutes"]),
         eras=None if structure["eras"] is None else Eras.model_validate(structure["eras"]),
         dependence=_dependence(prepared, stable_features, confirmation.confirmed, holdout_start, horizon),
+        model_partners=model_partners,
     )
 
 

@@ -32,7 +32,10 @@ NOTE = (
     "degrees of freedom): they cover "
     "the sampling of held-out rows given the fold models, not the variability of selection or "
     "training. A horizon is flagged when its held-out AUC interval lies below 0.5 (the constant "
-    "baseline's) or its log-loss gain interval lies below 0; a flagged horizon confirms nothing."
+    "baseline's) or its log-loss gain interval lies below 0; a flagged horizon confirms nothing. "
+    "A confirmed nonlinear feature's shape also names its strongest partner in the horizon's final "
+    "model (largest mean |SHAP interaction value| on held-out rows; share: of the feature's interaction "
+    "mass) and says when selection found another."
 )
 
 
@@ -63,7 +66,9 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
                 continue
             evaluated += 1
             stable = {s.feature: s for s in result.stable}
+            partners = {m.feature: m for m in result.model_partners}
             for feature in verdict.features:
+                model = partners.get(feature.feature)
                 row = VerdictRow(
                     pair=p.pair,
                     horizon=int(horizon),
@@ -73,6 +78,9 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
                     partner=stable[feature.feature].partner if feature.feature in stable else None,
                     cluster=stable[feature.feature].cluster if feature.feature in stable else None,
                     cluster_frequency=stable[feature.feature].cluster_frequency if feature.feature in stable else None,
+                    model_partner=model.partner if model else None,
+                    model_partner_share=model.share if model else None,
+                    model_interaction=model.interaction if model else None,
                     effect=feature.effect,
                     effect_low=feature.effect_low,
                     effect_high=feature.effect_high,

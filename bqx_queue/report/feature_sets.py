@@ -32,7 +32,14 @@ class SetFeature(Record):
 
     feature: str
     shape: Literal["linear", "absolute", "product", "gate"] = "linear"
-    partner: str | None = None
+    partner: str | None = Field(default=None, description="the other feature of a product or gate, as selection saw it")
+    model_partner: str | None = Field(
+        default=None,
+        description="confirmed: its strongest interaction partner in the final model (SHAP, held-out rows)",
+    )
+    model_partner_share: Fraction | None = Field(
+        default=None, description="that partner's share of the feature's off-diagonal SHAP interaction mass"
+    )
     frequency: Fraction = Field(description="selection frequency (stability selection)")
     effect: float = Field(description="held-out: mean increase in log loss when the column is permuted")
     effect_low: float = Field(description="95% interval of the effect")
@@ -84,7 +91,7 @@ EXPORT_FORMATS: tuple[ExportFormat, ...] = ("json", "csv", "yaml")
 # one row per feature of a set: the run id pins it; days and settings are in the json and yaml forms
 CSV_COLUMNS = (
     "run_id", "pair", "horizon", "target", "flagged", "status", "rank", "feature", "shape", "partner",
-    "frequency", "effect", "effect_low", "effect_high", "lower_bound", "why",
+    "model_partner", "model_partner_share", "frequency", "effect", "effect_low", "effect_high", "lower_bound", "why",
 )  # fmt: skip
 
 
@@ -103,13 +110,17 @@ def feature_sets(report: Report, manifest: RunManifest) -> FeatureSets:
             if verdict is None:  # a summary written before held-out verdicts: nothing to train on
                 continue
             stable = {s.feature: s for s in result.stable}
+            partners = {m.feature: m for m in result.model_partners}
             confirmed, unconfirmed = [], []
             for feature in sorted(verdict.features, key=lambda f: -f.effect):
                 selected = stable.get(feature.feature)
+                model = partners.get(feature.feature)
                 row = SetFeature(
                     feature=feature.feature,
                     shape=selected.shape if selected else "linear",
                     partner=selected.partner if selected else None,
+                    model_partner=model.partner if model else None,
+                    model_partner_share=model.share if model else None,
                     frequency=selected.frequency if selected else 0.0,
                     effect=feature.effect,
                     effect_low=feature.effect_low,

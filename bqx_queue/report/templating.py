@@ -55,11 +55,29 @@ SHAPE_WORDS = {"absolute": "|x|: threshold, square or U shape", "product": "prod
 
 
 def shape_text(row: Any) -> str:
-    """Return how a selected feature acts, in words: linear, |x|, or a pair with its partner, and
-    the cluster of substitutes it stands for (any row with `shape` and `partner`)."""
+    """Return how a selected feature acts, in words: linear, |x|, or a pair with its partner, the
+    cluster of substitutes it stands for, and for a confirmed nonlinear one its partner in the final
+    model (any row with `shape` and `partner`; see model_partner_text)."""
     words = "linear" if row.shape == "linear" else SHAPE_WORDS[row.shape] + (f" {row.partner}" if row.partner else "")
     if getattr(row, "cluster", None):
         words += f"; stable as a cluster with {', '.join(row.cluster)} (together {row.cluster_frequency:.2f})"
+    if row.shape != "linear" and (model := model_partner_text(row)):
+        words += f"; {model}"
+    return words
+
+
+def model_partner_text(row: Any) -> str:
+    """Return the feature's strongest interaction partner in the final model, in words, and whether
+    selection named another ("" when the row has none: not confirmed, or no interaction)."""
+    partner = getattr(row, "model_partner", None)
+    if partner is None:
+        return ""
+    words = (
+        f"model: acts with {partner} (share {row.model_partner_share:.2f}; "
+        f"interaction {row.model_interaction:.0%} of its SHAP)"
+    )
+    if row.partner and row.partner != partner:
+        words += f", not with {row.partner} as selection found"
     return words
 
 
