@@ -282,9 +282,10 @@ def confirm_horizon(
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
     lower bound of its effect at its Holm level is above zero) and that the model beats the
     baseline (the gain's one-sided lower bound at alpha, in the feature's blocks, is above zero:
-    `feature_gates`): an intersection of tests, so the family-wise level stays alpha. A persistent noise column can line up with a persistent
-    target over a short held-out stretch, and its permutation effect then looks real while the
-    model it drives does no better than the constant."""
+    `feature_gates`): an intersection of tests, so the family-wise level stays alpha. A
+    persistent noise column can line up with a persistent target over a short held-out stretch,
+    and its permutation effect then looks real while the model it drives does no better than
+    the constant."""
     if not folds:
         raise DataError("held-out confirmation needs at least one walk-forward fold")
     rng = np.random.default_rng(params.seed)
