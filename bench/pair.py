@@ -5,7 +5,8 @@
 
 Each width has its own warehouse, /tmp/bqx-bench/wide-<features>.duckdb, built when missing
 (60 weekdays of 1-minute bars, 80,000 rows sampled; 17,000 features are 75% shared tables, as
-in the production catalog). Per width it prints wall time, CPU time, peak RSS against the
+in the production catalog). `--seeds 42,1,2` runs each width once per run seed and prints each
+seed's confirmed counts and their medians. Per width it prints wall time, CPU time, peak RSS against the
 memory plan's prediction, the time of one ssyrk (X'X) of a random matrix of the pair's shape in
 a fresh process, and the ratio of the pair's wall time to it.
 
@@ -23,9 +24,12 @@ import argparse
 import json
 import multiprocessing
 import resource
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +50,7 @@ def _usage() -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, peak_kib * 1024
 
 
-def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, out: dict[str, Any]) -> None:
+def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, seed: int, out: dict[str, Any]) -> None:
     from bqx_queue.analysis.basis import BasisParams, basis_memory
     from bqx_queue.analysis.pair import process_pair_all_horizons
     from bqx_queue.analysis.width import plan_memory
@@ -54,7 +58,7 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, out
     from bqx_queue.store import RunStore
     from bqx_queue.warehouse.source import open_source
 
-    settings = load_settings(warehouse=warehouse, selection_pairs=pairs, selection_basis=basis)
+    settings = load_settings(warehouse=warehouse, selection_pairs=pairs, selection_basis=basis, seed=seed)
     started = time.perf_counter()
     source = open_source(settings, threads=threads)
     result = process_pair_all_horizons(pair, settings, source=source, threads=threads)
@@ -172,6 +176,24 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
         return dict(out)
 
 
+def found_by_seed(first: dict[str, Any], seeds: list[int], run: Callable[[int], dict[str, Any]]) -> None:
+    """Print the confirmed counts of one run per seed (`first` is the first seed's) and their
+    medians: one run's count moves by one or two between seeds, so a goal is judged on the median."""
+    runs = [first, *(run(seed) for seed in seeds[1:])]
+    for seed, r in zip(seeds, runs, strict=True):
+        counts = ", ".join(f"{shape} {found[2]}/{found[0]}" for shape, found in r["found"].items())
+        print(
+            f"  seed {seed}: confirmed {counts}; stable {r['recall']}; not planted stable {r['not_planted']}, "
+            f"confirmed {r['not_planted_confirmed']}; wall {r['wall_s']:.0f} s"
+        )
+    for shape, (informative, _, _) in first["found"].items():
+        median = statistics.median(r["found"][shape][2] for r in runs)
+        print(
+            f"  {shape} planted confirmed, median over {len(runs)} seeds: {median:g}/{informative} "
+            f"({median / informative:.2f})"
+        )
+
+
 def warehouse_for(features: int, days: int, pair: str) -> Path:
     path = BENCH_DIR / f"wide-{features}.duckdb"
     if not path.exists():
@@ -195,23 +217,30 @@ def main() -> None:
     parser.add_argument("--baseline-fits", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
+        "--seeds",
+        default="42",
+        help="comma list of the run's seeds (selection, training, confirmation); with more than one, each "
+        "width runs once per seed and prints the found counts of each and their medians",
+    )
+    parser.add_argument(
         "--compare-linear",
         action="store_true",
         help="also run each width with selection_basis=linear (the selection before the nonlinear basis), "
         "interleaved: linear, nonlinear",
     )
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     rows = []
     for features in [int(w) for w in args.features.split(",")]:
         warehouse = warehouse_for(features, args.days, args.pair)
         if args.compare_linear:
-            linear = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "linear")
+            linear = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "linear", seeds[0])
             print(
                 f"{features:,} features, linear basis: wall {linear['wall_s']:.1f} s, peak RSS "
                 f"{linear['peak_rss_bytes'] / GIB:.2f} GiB, steps (s): {json.dumps(linear['timings'])}; found "
                 f"(informative, stable, confirmed) {json.dumps(linear['found'])}"
             )
-        ours = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "nonlinear")
+        ours = _in_child(product, str(warehouse), args.pair, args.pairs, args.threads, "nonlinear", seeds[0])
         reference = _in_child(ssyrk_reference, ours["rows"], ours["width"], args.threads)
         ours |= reference
         if args.compare_linear:
@@ -239,6 +268,12 @@ def main() -> None:
             print(f"  {shape} planted: {informative} informative pair-horizons, {stable} stable, {confirmed} confirmed")
         if "linear_wall_s" in ours:
             print(f"  wall / wall with the linear basis: {ours['wall_s'] / ours['linear_wall_s']:.2f}")
+        if len(seeds) > 1:
+            found_by_seed(
+                ours,
+                seeds,
+                partial(_in_child, product, str(warehouse), args.pair, args.pairs, args.threads, "nonlinear"),
+            )
     print()
     print("| features | in selection | Grams | wall s | peak RSS GiB | plan GiB | ssyrk s | wall / ssyrk | recall |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---|")
