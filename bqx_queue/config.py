@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     embargo_fraction: float = Field(0.01, ge=0, lt=0.2)
     lgbm_rounds: int = Field(200, ge=1)
     lgbm_learning_rate: float = Field(0.05, gt=0, le=1)
-    lgbm_num_leaves: int = Field(31, ge=2)
+    lgbm_num_leaves: int = Field(15, ge=2)  # weak signal, overlapping labels: small trees (README, "Models")
     lgbm_min_data_in_leaf: int = Field(100, ge=1)
     lgbm_patience: int = Field(20, ge=0)  # early-stopping rounds on each fold's training tail; 0: always lgbm_rounds
     lgbm_validation_fraction: float = Field(0.2, gt=0, lt=1)  # the training tail early stopping scores on
