@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery.embedded_redis import EmbeddedRedis
 from bqx_queue.config import load_settings
-from bqx_queue.embedded_redis import EmbeddedRedis
-from bqx_queue.processes import stop_process
-from bqx_queue.run import run_parallel_testing
-from bqx_queue.store import RunStore
+from bqx_queue.runner.processes import stop_process
+from bqx_queue.runner.run import run_parallel_testing
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 # Small enough to build in seconds, big enough that the planted signal is found.
@@ -145,7 +145,7 @@ def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
 
 # Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The local
 # pool's example starts a process pool; the others run in-process in about a second.
-DOCTEST_TIERS = {"bqx_queue.run.run_parallel_testing": "integration"}
+DOCTEST_TIERS = {"bqx_queue.runner.run.run_parallel_testing": "integration"}
 
 
 @pytest.hookimpl(tryfirst=True)

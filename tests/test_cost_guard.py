@@ -15,8 +15,8 @@ from support.bigquery_server import BigQueryServer
 
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
-from bqx_queue.errors import BudgetError
-from bqx_queue.run import plan_run
+from bqx_queue.domain.errors import BudgetError
+from bqx_queue.runner.run import plan_run
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.budget import RunLedger
@@ -288,7 +288,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
 def test_the_local_pool_fetches_the_shared_tables_once_too(
     bq_env: dict[str, str], server: BigQueryServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bqx_queue.run import run_parallel_testing
+    from bqx_queue.runner.run import run_parallel_testing
 
     for key, value in FAST_ANALYSIS.items():
         monkeypatch.setenv(key, value)

@@ -30,9 +30,9 @@ from test_bucket import bucket_fs, gcs_emulator  # noqa: F401  (a fixture, used 
 from test_faults import BIN, FAST, enqueue, run_dir, wait_for
 
 from bqx_queue.cli import enqueue_main, main
-from bqx_queue.models import Report
-from bqx_queue.processes import stop_process
+from bqx_queue.domain.models import Report
 from bqx_queue.report.build import report_schema
+from bqx_queue.runner.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -181,9 +181,9 @@ def check_case(store: Store, number: int, case: dict[str, Any], entries: dict[st
 
 
 def _manifest_reads(run_id: str) -> bool:
+    from bqx_queue.artifacts.run_folder import RunStore
     from bqx_queue.config import load_settings
-    from bqx_queue.errors import BqxError
-    from bqx_queue.store import RunStore
+    from bqx_queue.domain.errors import BqxError
 
     try:
         RunStore(load_settings().runs_dir, run_id).manifest()

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.cli import main
 from bqx_queue.config import load_settings
 from bqx_queue.report.feature_sets import FeatureSets, feature_sets_schema
 from bqx_queue.report.schema import FEATURE_SETS_SCHEMA_PATH, generated_schema, schema_text
-from bqx_queue.store import RunStore
 from bqx_queue.warehouse.source import query_pair_all_horizons
 
 pytestmark = pytest.mark.integration

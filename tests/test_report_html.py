@@ -24,11 +24,11 @@ import requests
 from PIL import Image
 from tornado.websocket import websocket_connect
 
-from bqx_queue.models import PairStatus
-from bqx_queue.processes import stop_process
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.domain.models import PairStatus
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.report.html import render_html, shap_by_horizon
-from bqx_queue.store import RunStore
+from bqx_queue.runner.processes import stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -18,11 +18,11 @@ from celery import Celery
 from conftest import FAULT_APP
 from rich.console import Console
 
-from bqx_queue.celeryconfig import celery_config
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery.config import celery_config
+from bqx_queue.celery.status import render_status, run_status, status_line, watch_run
 from bqx_queue.config import load_settings
-from bqx_queue.models import Resume
-from bqx_queue.status import render_status, run_status, status_line, watch_run
-from bqx_queue.store import RunStore
+from bqx_queue.domain.models import Resume
 
 BQX = str(Path(sys.executable).with_name("bqx"))
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))

@@ -20,8 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
-from bqx_queue.models import CostEstimate
+from bqx_queue.domain import BudgetError, ConfigError, CostEstimate, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier

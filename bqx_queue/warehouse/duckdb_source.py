@@ -17,8 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import WarehouseError
-from bqx_queue.models import CostEstimate
+from bqx_queue.domain import CostEstimate, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
 from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use

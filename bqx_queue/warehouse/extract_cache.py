@@ -34,12 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bqx_queue import artifacts
+from bqx_queue.artifacts import ArtifactPath, artifact_root, children, is_local, remove, write_json_atomic
 from bqx_queue.config import Settings
-from bqx_queue.errors import DamagedArtifact
-from bqx_queue.models import CostEstimate, Record
-from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
-from bqx_queue.store import write_json_atomic
-from bqx_queue.universe import HORIZONS, target_column
+from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.quality import FrameQuality, TableRows
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR, ROWS_AT_TIME, PairPlan

@@ -26,11 +26,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bqx_queue import artifacts
+from bqx_queue.artifacts import ArtifactPath, RunStore, is_local, write_json_atomic, write_whole
 from bqx_queue.config import Settings
-from bqx_queue.errors import DamagedArtifact, DataError
-from bqx_queue.models import ArtifactDigest, ExtractCacheSummary, Record
-from bqx_queue.storage import ArtifactPath, is_local, write_whole
-from bqx_queue.store import RunStore, write_json_atomic
+from bqx_queue.domain import ArtifactDigest, DamagedArtifact, DataError, ExtractCacheSummary, Record
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN

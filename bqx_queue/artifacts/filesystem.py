@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bqx_queue.errors import ConfigError, MissingExtra, StoreUnwritable
+from bqx_queue.domain import ConfigError, MissingExtra, StoreUnwritable
 
 ArtifactPath = Any  # pathlib.Path for a local folder, upath.UPath for a bucket (the same API)
 # fsspec's default gs:// class probes each bucket for a hierarchical namespace over gRPC; the GCS

@@ -5,7 +5,7 @@ pairs come from the workers themselves (`inspect().active()`: every task whose a
 this run), so the view works from any machine that reaches the broker and the run folder.
 `bqx status RUN_ID` prints it once; `bqx-enqueue --wait` and `bqx status --watch` follow it
 until the report is written. A pair whose artifacts are damaged shows as damaged, with the file
-and the problem (bqx_queue.store); `bqx-enqueue --resume` runs it again.
+and the problem (bqx_queue.artifacts.run_folder); `bqx-enqueue --resume` runs it again.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bqx_queue.errors import BrokerError, DamagedArtifact
-from bqx_queue.models import PairStatus, PairSummary, RunEstimate, RunManifest
-from bqx_queue.storage import modified_at
-from bqx_queue.store import RunStore
+from bqx_queue.artifacts import RunStore, modified_at
+from bqx_queue.domain import BrokerError, DamagedArtifact, PairStatus, PairSummary, RunEstimate, RunManifest
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
-from bqx_queue.celeryconfig import celery_config, check_worker_config
+from bqx_queue.artifacts import artifact_root
+from bqx_queue.celery.config import celery_config, check_worker_config
+from bqx_queue.celery.log_context import install_context_formatter
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import ConfigError
-from bqx_queue.log_context import install_context_formatter
-from bqx_queue.storage import artifact_root
+from bqx_queue.domain import ConfigError
 
 # Threads of the native libraries a child runs (LightGBM's OpenMP, BLAS, MKL).
 NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -29,7 +29,7 @@ def create_app(settings: Settings | None) -> Celery:
     """Return bqx's Celery app on these settings' broker, backend and limits (None: Celery's
     defaults, for a process that points it at its settings later); raises ConfigError for
     settings under which a pair could run twice."""
-    app = Celery("bqx_queue", include=["bqx_queue.tasks"])
+    app = Celery("bqx_queue", include=["bqx_queue.celery.tasks"])
     if settings is not None:
         app.conf.update(celery_config(settings))
     return app

@@ -22,9 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
-from bqx_queue.errors import DamagedArtifact
-from bqx_queue.models import ARTIFACT_FORMAT, ArtifactDigest
-from bqx_queue.storage import ArtifactPath
+from bqx_queue.artifacts.filesystem import ArtifactPath
+from bqx_queue.domain import ARTIFACT_FORMAT, ArtifactDigest, DamagedArtifact
 
 Model = TypeVar("Model", bound=BaseModel)
 SEAL = "sha256"  # the key of a sealed JSON artifact's own digest
