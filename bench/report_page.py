@@ -23,7 +23,7 @@ from typing import Any
 
 from bqx_queue.analysis.stability import choose_q
 from bqx_queue.config import Settings
-from bqx_queue.domain.models import Report, RunManifest
+from bqx_queue.domain import Report, RunManifest
 from bqx_queue.domain.universe import HORIZONS, PAIRS
 from bqx_queue.report.build import across_pairs
 from bqx_queue.report.confirmation import confirmation_section

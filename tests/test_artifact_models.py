@@ -8,7 +8,7 @@ import pytest
 
 from bqx_queue import artifacts
 from bqx_queue.artifacts.run_folder import RunStore
-from bqx_queue.domain.models import PairStatus, PairSummary, ReportPair
+from bqx_queue.domain import PairStatus, PairSummary, ReportPair
 
 pytestmark = pytest.mark.unit
 

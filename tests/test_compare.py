@@ -15,7 +15,7 @@ from bqx_queue.analysis.families import feature_family
 from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.cli import main
 from bqx_queue.config import load_settings
-from bqx_queue.domain.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.comparison import (
     FEATURES_LISTED,
     compare_runs,

@@ -30,7 +30,7 @@ from test_bucket import bucket_fs, gcs_emulator  # noqa: F401  (a fixture, used 
 from test_faults import BIN, FAST, enqueue, run_dir, wait_for
 
 from bqx_queue.cli import enqueue_main, main
-from bqx_queue.domain.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.build import report_schema
 from bqx_queue.runner.processes import stop_process
 

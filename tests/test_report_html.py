@@ -25,7 +25,7 @@ from PIL import Image
 from tornado.websocket import websocket_connect
 
 from bqx_queue.artifacts.run_folder import RunStore
-from bqx_queue.domain.models import PairStatus
+from bqx_queue.domain import PairStatus
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.report.html import render_html, shap_by_horizon
 from bqx_queue.runner.processes import stop_process

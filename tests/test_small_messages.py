@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from bqx_queue.artifacts.run_folder import RunStore
-from bqx_queue.domain.models import PairSummary
+from bqx_queue.domain import PairSummary
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 LIMIT = 2048

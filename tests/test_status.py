@@ -22,7 +22,7 @@ from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.celery.config import celery_config
 from bqx_queue.celery.status import render_status, run_status, status_line, watch_run
 from bqx_queue.config import load_settings
-from bqx_queue.domain.models import Resume
+from bqx_queue.domain import Resume
 
 BQX = str(Path(sys.executable).with_name("bqx"))
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))

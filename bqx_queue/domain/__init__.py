@@ -1,8 +1,9 @@
 """The domain layer: the names and types every other layer shares, importing nothing of bqx_queue.
 
 - `errors`: the one exception family (`BqxError` and its children), each a line a user can act on.
-- `models`: what crosses a boundary as pydantic models: the run manifest and plan, a pair's
-  summary and its horizons' results, the report.
+- what crosses a boundary, as pydantic models: `record` (`Record`, which refuses unknown keys, the
+  number types, `PairStatus`), `manifest` (a run's plan and cost estimates), `pair` (a pair's
+  summary, its horizons' results and its task's message) and `report` (report.json).
 - `universe`: the 8 currencies, 28 pairs, 7 horizons and the target column's name.
 - `keys`: the Redis key of every record bqx writes (a run's cost ledger, a pair's deliveries),
   here because the warehouse's budget and the Celery layer both name them.
@@ -26,56 +27,62 @@ from bqx_queue.domain.errors import (
     WarehouseError,
 )
 from bqx_queue.domain.keys import deliveries_key, ledger_key
-from bqx_queue.domain.models import (
-    ARTIFACT_FORMAT,
+from bqx_queue.domain.manifest import (
     CAP_MARGIN_PER_TABLE,
     ApprovedPlan,
-    ArtifactDigest,
-    Confirmation,
-    ConfirmationSection,
     CostEstimate,
-    DataQuality,
+    PairPlanSummary,
+    Resume,
+    RunEstimate,
+    RunManifest,
+    SharedTablesPlan,
+)
+from bqx_queue.domain.pair import (
+    Confirmation,
     DependenceCurve,
-    EffectSize,
-    EraRow,
     Eras,
     ExtractCacheSummary,
     FailedHorizon,
-    FailedHorizonRow,
-    FamilyCell,
-    FeatureAcrossPairs,
-    FeatureShape,
     FeatureVerdict,
-    FlaggedHorizon,
-    Fraction,
     HorizonMetrics,
     HorizonOutcome,
     HorizonResult,
     Interval,
-    MissingFamilies,
     NonFinite,
     PairMessage,
-    PairPlanSummary,
-    PairStatus,
     PairSummary,
+    ShapFeature,
+    StableFeature,
+    Substitutes,
+    TableRows,
+)
+from bqx_queue.domain.record import (
+    ARTIFACT_FORMAT,
+    ArtifactDigest,
+    FeatureShape,
+    Fraction,
+    PairStatus,
+    Record,
+)
+from bqx_queue.domain.report import (
+    ConfirmationSection,
+    DataQuality,
+    EffectSize,
+    EraRow,
+    FailedHorizonRow,
+    FamilyCell,
+    FeatureAcrossPairs,
+    FlaggedHorizon,
+    MissingFamilies,
     Pilot,
     PilotMeasured,
     PilotProjected,
-    Record,
     Report,
     ReportHorizon,
     ReportPair,
-    Resume,
-    RunEstimate,
-    RunManifest,
     RunSection,
-    ShapFeature,
     SharedCost,
-    SharedTablesPlan,
-    StableFeature,
     SubstituteCluster,
-    Substitutes,
-    TableRows,
     Totals,
     UnconfirmedRow,
     VerdictRow,

@@ -58,7 +58,7 @@ def cost_usd(billed: int, price_per_tib_usd: float) -> float:
 
 # --- estimates from metadata, caps and prices ------------------------------------------------
 
-# CostEstimate and CAP_MARGIN_PER_TABLE (its cap's margin per table) live in bqx_queue.domain.models:
+# CostEstimate and CAP_MARGIN_PER_TABLE (its cap's margin per table) live in bqx_queue.domain.manifest:
 # the manifest and the report carry estimates without importing the warehouse.
 # Average UTF-8 length assumed for a STRING value when only metadata is known.
 DEFAULT_STRING_LENGTH = 16

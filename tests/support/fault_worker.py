@@ -38,8 +38,8 @@ from bqx_queue.artifacts.filesystem import is_local, write_whole
 from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.celery.application import app
 from bqx_queue.config import load_settings
+from bqx_queue.domain import PairSummary
 from bqx_queue.domain.keys import deliveries_key
-from bqx_queue.domain.models import PairSummary
 
 log = logging.getLogger(__name__)
 SPILL_MIN_BYTES = analysis.SPILL_MIN_BYTES
