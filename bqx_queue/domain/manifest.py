@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -12,6 +12,9 @@ from bqx_queue.domain.record import ARTIFACT_FORMAT, Count, Record
 # BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
 # referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
 CAP_MARGIN_PER_TABLE = 11 * 1024**2
+# How an estimate was made: "metadata" (types x rows per partition), "dry-run" (BigQuery's own
+# figure) or "extract-cache" (the rows are cached: no query, nothing billed).
+EstimateMethod = Literal["metadata", "dry-run", "extract-cache"]
 
 
 # --- cost ------------------------------------------------------------------------------------
@@ -29,7 +32,7 @@ class CostEstimate(Record):
     bytes_processed: Count
     bytes_billed: Count
     cost_usd: float = Field(ge=0)
-    method: str = Field(
+    method: EstimateMethod = Field(
         description='"metadata" (types x rows per partition), "dry-run" (BigQuery\'s own figure) or '
         '"extract-cache" (the rows are cached: no query, nothing billed)'
     )
@@ -43,7 +46,7 @@ class CostEstimate(Record):
 class RunEstimate(Record):
     """The producer's estimate of a whole run: every pair, the shared tables once, and the budget."""
 
-    method: str
+    method: EstimateMethod
     pairs: dict[str, CostEstimate]
     shared: list[CostEstimate] = []  # shared tables, once per run
     queries: Count

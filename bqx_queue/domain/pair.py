@@ -14,6 +14,7 @@ from bqx_queue.domain.record import (
     Count,
     FeatureShape,
     Fraction,
+    PairOutcome,
     PairStatus,
     Record,
 )
@@ -278,7 +279,7 @@ class PairMessage(BaseModel):
     pair's width; the whole summary is the pair's artifact in the run folder."""
 
     pair: str
-    status: PairStatus
+    status: PairOutcome
     error: str | None
     wall_s: float | None
     host: str
@@ -295,7 +296,7 @@ class PairSummary(PairMeasures):
 
     format: int = ARTIFACT_FORMAT
     pair: str
-    status: PairStatus
+    status: PairOutcome
     error: str | None = None
     ledger: ArtifactDigest | None = None  # the ledger's size and SHA-256, for an ok pair
     host: str = ""

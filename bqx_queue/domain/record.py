@@ -43,12 +43,19 @@ class Record(BaseModel):
 
 
 class PairStatus(StrEnum):
-    """How a pair (or one of its horizons) ended."""
+    """Where a pair is in a run, one vocabulary for the artifacts, the task messages and `bqx
+    status`: queued, running, then how it (or one of its horizons) ended."""
 
+    QUEUED = "queued"  # never written: enqueued, and no worker reports it running
+    RUNNING = "running"  # never written: a worker reports it running
     OK = "ok"
     FAILED = "failed"
     # never written: how a reader sees a pair whose artifacts are damaged (it is run again on resume)
     DAMAGED = "damaged"
+
+
+# How a pair ended: what a pair summary, its task's message and the report record.
+PairOutcome = Literal[PairStatus.OK, PairStatus.FAILED, PairStatus.DAMAGED]
 
 
 class ArtifactDigest(Record):

@@ -25,7 +25,7 @@ from bqx_queue.domain.pair import (
     Substitutes,
     TableRows,
 )
-from bqx_queue.domain.record import Count, FeatureShape, Fraction, PairStatus, Record
+from bqx_queue.domain.record import Count, FeatureShape, Fraction, PairOutcome, PairStatus, Record
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -72,7 +72,7 @@ class ReportPair(PairMeasures):
     keep_none = frozenset({"error"})
 
     pair: str = Field(pattern="^[a-z]{6}$")
-    status: PairStatus
+    status: PairOutcome
     error: str | None
     queries: Count
     bytes_billed: Count
