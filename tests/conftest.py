@@ -3,14 +3,18 @@ prefork Celery workers started as subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
 import time
+import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 import redis
 
@@ -143,13 +147,61 @@ def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
         worker.stop()
 
 
-# Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The local
-# pool's example starts a process pool; the others run in-process in about a second.
-DOCTEST_TIERS = {"bqx_queue.runner.run.run_parallel_testing": "integration"}
+# The tiers of pyproject.toml's markers: every test carries exactly one.
+TIERS = ("unit", "integration", "e2e")
+# Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The examples
+# that build a warehouse (and the local pool's, which starts a process pool) are integration; the
+# others run in-process on arrays in well under a second.
+DOCTEST_TIERS = {
+    "bqx_queue.runner.run.run_parallel_testing": "integration",
+    "bqx_queue.analysis.pair.process_pair_all_horizons": "integration",
+    "bqx_queue.analysis.pair.run_stability_selection_local": "integration",
+    "bqx_queue.warehouse.source.query_pair_all_horizons": "integration",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each doctest its tier, then refuse the session, naming them, if any test has no tier
+    or more than one (tryfirst: before `-m` deselects, so `pytest -m unit` checks every test)."""
     for item in items:
         if isinstance(item, pytest.DoctestItem):
             item.add_marker(DOCTEST_TIERS.get(item.name, "unit"))
+    problems = []
+    for item in items:
+        tiers = [mark.name for mark in item.iter_markers() if mark.name in TIERS]
+        if len(tiers) != 1:
+            problems.append(f"{item.nodeid}: tier markers {tiers or 'none'}, not exactly one of {', '.join(TIERS)}")
+    if problems:
+        raise pytest.UsageError("every test needs exactly one tier marker:\n" + "\n".join(problems))
+
+
+@contextlib.contextmanager
+def _no_warehouse_in_unit_tests(item: pytest.Item) -> Iterator[None]:
+    """In a unit test, its fixtures included (a session's warehouse is built in the setup of the
+    first test that asks for it), opening a DuckDB file fails the test: the unit tier builds and
+    reads no warehouse. In-memory DuckDB stays allowed."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    connect = duckdb.connect
+
+    def refuse_files(database: Any = ":memory:", *args: Any, **kwargs: Any) -> Any:
+        if str(database) not in (":memory:", ""):
+            raise AssertionError(f"a unit test opened the DuckDB file {database}: a built warehouse is integration")
+        return connect(database, *args, **kwargs)
+
+    with unittest.mock.patch.object(duckdb, "connect", refuse_files):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _no_warehouse_in_unit_tests(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _no_warehouse_in_unit_tests(item):
+        yield

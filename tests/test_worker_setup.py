@@ -15,7 +15,6 @@ from bqx_queue.config import HOST_SETTINGS, load_settings, run_settings
 
 
 @pytest.mark.unit
-@pytest.mark.unit
 def test_a_manifest_none_is_not_refilled_from_the_worker_hosts_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     planned = load_settings(selection_max_features=None, max_rows=3000)
     manifest_settings = planned.model_dump(mode="json", exclude=HOST_SETTINGS)
@@ -33,7 +32,6 @@ def test_a_manifest_none_is_not_refilled_from_the_worker_hosts_environment(monke
 
 
 @pytest.mark.unit
-@pytest.mark.unit
 def test_threads_per_child_are_a_setting_or_the_cores_shared_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert load_settings().child_threads(4) == 2
@@ -41,7 +39,6 @@ def test_threads_per_child_are_a_setting_or_the_cores_shared_out(monkeypatch: py
     assert load_settings(threads_per_child=3).child_threads(4) == 3
 
 
-@pytest.mark.integration
 @pytest.mark.integration
 def test_importing_the_app_with_bad_settings_does_not_exit() -> None:
     bad = {"BQX_VISIBILITY_TIMEOUT_S": "10", "BQX_TASK_TIME_LIMIT_S": "10"}
@@ -61,7 +58,6 @@ def _record(name: str, message: str, **extra: object) -> logging.LogRecord:
 
 
 @pytest.mark.unit
-@pytest.mark.unit
 def test_a_log_line_carries_the_run_and_pair_the_code_passes() -> None:
     formatter = ContextFormatter("[%(levelname)s] %(message)s", use_color=False)
     record = _record("bqx_queue.celery.redelivery", "giving up on a pair", deliveries=2, pair="gbpusd", run="r1")
@@ -71,7 +67,6 @@ def test_a_log_line_carries_the_run_and_pair_the_code_passes() -> None:
     assert record_context(_record("celery.app.trace", "Task succeeded", data={"id": "x"})) == ""
 
 
-@pytest.mark.unit
 @pytest.mark.unit
 def test_the_context_comes_before_a_traceback() -> None:
     formatter = ContextFormatter("%(message)s", use_color=False)

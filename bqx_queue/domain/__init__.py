@@ -28,7 +28,6 @@ from bqx_queue.domain.errors import (
 )
 from bqx_queue.domain.keys import deliveries_key, ledger_key
 from bqx_queue.domain.manifest import (
-    CAP_MARGIN_PER_TABLE,
     ApprovedPlan,
     CostEstimate,
     EstimateMethod,
@@ -104,7 +103,6 @@ from bqx_queue.domain.universe import (
 __all__ = [
     "ARTIFACT_FORMAT",
     "BQX_WINDOWS",
-    "CAP_MARGIN_PER_TABLE",
     "CURRENCIES",
     "HORIZONS",
     "PAIRS",
