@@ -139,16 +139,6 @@ def _write_local(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         raise
 
 
-def write_streamed(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a large object without holding it in memory. On an object store a failure can leave a
-    partial object, so callers name it under a unique name and publish it with a marker."""
-    if is_local(path):
-        write_whole(path, write)
-        return
-    with path.fs.open(path.path, "wb") as handle:
-        write(handle)
-
-
 def modified_at(path: ArtifactPath) -> float:
     """Return when an artifact was last written (seconds since the epoch)."""
     return float(path.stat().st_mtime)

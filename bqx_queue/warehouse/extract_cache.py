@@ -38,6 +38,7 @@ from bqx_queue.artifacts import ArtifactPath, artifact_root, children, is_local,
 from bqx_queue.config import Settings
 from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, target_column
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ log = logging.getLogger(__name__)
 CACHE_DIR = "cache"
 CACHED_METHOD = "extract-cache"  # an estimate's method when the cache holds the query's rows
 FORMAT = 1  # bump when what a query returns for the same key changes
-BATCH_ROWS = 16_384
 UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
 Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
 

@@ -33,6 +33,7 @@ from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.extract_cache import ExtractUse, summarize
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import (
     FEATURE_SEPARATOR,
     ROWS_AT_TIME,
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SHARED_DIR = "shared"
 INDEX_FILE = "index.json"
-BATCH_ROWS = 16_384
 
 
 class SharedPart(Record):

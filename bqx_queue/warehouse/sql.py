@@ -128,10 +128,6 @@ def _quote(name: str) -> str:
     return BIGQUERY.ident(name)
 
 
-def _table_ref(table: Table, project: str | None) -> str:
-    return BIGQUERY.table_ref(table, project)
-
-
 def one_row_per_time(
     table: Table, columns: list[str], project: str | None, sort_repeats_only: bool = False, dialect: Dialect = BIGQUERY
 ) -> str:
