@@ -92,7 +92,10 @@ class Worker:
     ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log = log
-        tests_path = {"PYTHONPATH": str(Path(__file__).parent)} if app == FAULT_APP else {}
+        # the fault app is importable from tests/; a PYTHONPATH already set (a checkout run
+        # without installing it) stays in front, so the worker runs the same bqx_queue as the test
+        search_path = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).parent)]
+        tests_path = {"PYTHONPATH": os.pathsep.join(filter(None, search_path))} if app == FAULT_APP else {}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", f"--concurrency={concurrency}",
              "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"],
