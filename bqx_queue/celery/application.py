@@ -15,7 +15,6 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
-from bqx_queue.artifacts import artifact_root
 from bqx_queue.celery.config import celery_config, check_worker_config
 from bqx_queue.celery.log_context import install_context_formatter
 from bqx_queue.config import Settings, load_settings
@@ -82,6 +81,10 @@ def _check_worker_settings(conf: Any = None, options: dict[str, Any] | None = No
     on a configuration (a `--config` module or `-O` may have changed it) that is not JSON only or
     whose visibility timeout is not above the hard time limit. Then give each prefork child its
     threads."""
+    # here, not at the top: the artifact store loads pandas, which `celery -A bqx_queue inspect
+    # ping` (a liveness probe imports this module) has no use for
+    from bqx_queue.artifacts import artifact_root
+
     try:
         settings = load_settings()
         celery_config(settings)
