@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from celery.signals import worker_process_init
 
-from bqx_queue import redelivery
+from bqx_queue.celery import redelivery
 from bqx_queue.analysis import pair as analysis
 from bqx_queue.artifacts.filesystem import is_local, write_whole
 from bqx_queue.artifacts.run_folder import RunStore
