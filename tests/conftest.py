@@ -30,6 +30,14 @@ from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 # to be found; tests/test_nonlinear.py builds its own)
 SMALL_SPEC = WarehouseSpec(days=10, features_per_pair=40, signal_r2=0.5, nonlinear_r2=0, seed=11)
 _databases = itertools.count(1)
+
+
+def python_path(*folders: str | Path) -> str:
+    """Return a child's PYTHONPATH with these folders, after the one this process has (a checkout
+    tested without installing it), so the child imports the same bqx_queue as the test."""
+    return os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH", ""), *map(str, folders)]))
+
+
 # bqx's worker app with the BQX_FAULT_* faults (tests/support/fault_worker.py), for `celery -A`
 FAULT_APP = "support.fault_worker"
 
@@ -92,10 +100,7 @@ class Worker:
     ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log = log
-        # the fault app is importable from tests/; a PYTHONPATH already set (a checkout run
-        # without installing it) stays in front, so the worker runs the same bqx_queue as the test
-        search_path = [os.environ.get("PYTHONPATH", ""), str(Path(__file__).parent)]
-        tests_path = {"PYTHONPATH": os.pathsep.join(filter(None, search_path))} if app == FAULT_APP else {}
+        tests_path = {"PYTHONPATH": python_path(Path(__file__).parent)} if app == FAULT_APP else {}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", f"--concurrency={concurrency}",
              "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import redis
-from conftest import run_worker_with_app
+from conftest import python_path, run_worker_with_app
 from kombu import Connection, Exchange, Producer
 from test_faults import assert_each_pair_once, start_run
 
@@ -96,7 +96,7 @@ def test_a_config_module_cannot_switch_on_pickle(tmp_path):
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
-        env=os.environ | {"PYTHONPATH": str(tmp_path)},
+        env=os.environ | {"PYTHONPATH": python_path(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,

@@ -32,10 +32,10 @@ from typing import Any
 import redis
 from celery.signals import worker_process_init
 
-from bqx_queue.celery import redelivery
 from bqx_queue.analysis import pair as analysis
 from bqx_queue.artifacts.filesystem import is_local, write_whole
 from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery import redelivery
 from bqx_queue.celery.application import app
 from bqx_queue.config import load_settings
 from bqx_queue.domain import PairSummary
