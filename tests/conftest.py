@@ -130,7 +130,7 @@ def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path
     (folder / "customapp.py").write_text(app_source)
     return subprocess.run(
         [sys.executable, "-m", "celery", "-A", "customapp", "worker", "--concurrency=1", "-n", "custom@%h"],
-        env=os.environ | queue_env | {"PYTHONPATH": str(folder)},
+        env=os.environ | queue_env | {"PYTHONPATH": python_path(folder)},
         capture_output=True, text=True, timeout=60, cwd=folder,
     )  # fmt: skip
 
