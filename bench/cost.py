@@ -31,7 +31,7 @@ from datetime import date, timedelta
 import numpy as np
 
 from bqx_queue.config import load_settings
-from bqx_queue.universe import PAIRS, target_column
+from bqx_queue.domain.universe import PAIRS, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table
 from bqx_queue.warehouse.sampling import sample_days

@@ -54,8 +54,8 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, see
     from bqx_queue.analysis.basis import BasisParams, basis_memory
     from bqx_queue.analysis.pair import process_pair_all_horizons
     from bqx_queue.analysis.width import plan_memory
+    from bqx_queue.artifacts.run_folder import RunStore
     from bqx_queue.config import load_settings
-    from bqx_queue.store import RunStore
     from bqx_queue.warehouse.source import open_source
 
     settings = load_settings(warehouse=warehouse, selection_pairs=pairs, selection_basis=basis, seed=seed)

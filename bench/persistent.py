@@ -31,7 +31,7 @@ from pathlib import Path
 from power import analyse, assemble  # bench/power.py: the same path, the same report
 from threadpoolctl import threadpool_limits
 
-from bqx_queue.universe import HORIZONS
+from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.warehouse.synthetic import WarehouseSpec
 
 PAIRS = ("eurusd", "gbpusd", "usdjpy")

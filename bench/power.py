@@ -55,11 +55,11 @@ from threadpoolctl import threadpool_limits
 
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.analysis.family_findings import family_findings
+from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.config import Settings, load_settings
+from bqx_queue.domain.universe import PAIRS
 from bqx_queue.report.build import report_data
-from bqx_queue.run import execute_pair, new_run_id, plan_run, write_manifest
-from bqx_queue.store import RunStore
-from bqx_queue.universe import PAIRS
+from bqx_queue.runner.run import execute_pair, new_run_id, plan_run, write_manifest
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse, pairs_sharing_families
 
 PERSISTENT_PHI = 0.98  # signals at least this persistent are "persistent", the others "short-lived"

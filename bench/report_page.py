@@ -23,11 +23,11 @@ from typing import Any
 
 from bqx_queue.analysis.stability import choose_q
 from bqx_queue.config import Settings
-from bqx_queue.models import Report, RunManifest
+from bqx_queue.domain import Report, RunManifest
+from bqx_queue.domain.universe import HORIZONS, PAIRS
 from bqx_queue.report.build import across_pairs
 from bqx_queue.report.confirmation import confirmation_section
 from bqx_queue.report.html import render_html
-from bqx_queue.universe import HORIZONS, PAIRS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

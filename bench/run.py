@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bqx_queue.embedded_redis import EmbeddedRedis
-from bqx_queue.processes import stop_process
-from bqx_queue.universe import PAIRS
+from bqx_queue.celery.embedded_redis import EmbeddedRedis
+from bqx_queue.domain.universe import PAIRS
+from bqx_queue.runner.processes import stop_process
 
 BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-bench"
 GIB = 1024**3

@@ -3,22 +3,26 @@ prefork Celery workers started as subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
 import time
+import unittest.mock
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
 import redis
 
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery.embedded_redis import EmbeddedRedis
 from bqx_queue.config import load_settings
-from bqx_queue.embedded_redis import EmbeddedRedis
-from bqx_queue.processes import stop_process
-from bqx_queue.run import run_parallel_testing
-from bqx_queue.store import RunStore
+from bqx_queue.runner.processes import stop_process
+from bqx_queue.runner.run import run_parallel_testing
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 # Small enough to build in seconds, big enough that the planted signal is found.
@@ -26,6 +30,14 @@ from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 # to be found; tests/test_nonlinear.py builds its own)
 SMALL_SPEC = WarehouseSpec(days=10, features_per_pair=40, signal_r2=0.5, nonlinear_r2=0, seed=11)
 _databases = itertools.count(1)
+
+
+def python_path(*folders: str | Path) -> str:
+    """Return a child's PYTHONPATH with these folders, after the one this process has (a checkout
+    tested without installing it), so the child imports the same bqx_queue as the test."""
+    return os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH", ""), *map(str, folders)]))
+
+
 # bqx's worker app with the BQX_FAULT_* faults (tests/support/fault_worker.py), for `celery -A`
 FAULT_APP = "support.fault_worker"
 
@@ -88,7 +100,7 @@ class Worker:
     ) -> None:
         self.name = f"{name}@{os.uname().nodename}"
         self.log = log
-        tests_path = {"PYTHONPATH": str(Path(__file__).parent)} if app == FAULT_APP else {}
+        tests_path = {"PYTHONPATH": python_path(Path(__file__).parent)} if app == FAULT_APP else {}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "worker", f"--concurrency={concurrency}",
              "-n", f"{name}@%h", "--loglevel=INFO", "--without-mingle", "--without-gossip"],
@@ -118,7 +130,7 @@ def run_worker_with_app(app_source: str, queue_env: dict[str, str], folder: Path
     (folder / "customapp.py").write_text(app_source)
     return subprocess.run(
         [sys.executable, "-m", "celery", "-A", "customapp", "worker", "--concurrency=1", "-n", "custom@%h"],
-        env=os.environ | queue_env | {"PYTHONPATH": str(folder)},
+        env=os.environ | queue_env | {"PYTHONPATH": python_path(folder)},
         capture_output=True, text=True, timeout=60, cwd=folder,
     )  # fmt: skip
 
@@ -143,13 +155,61 @@ def start_worker(queue_env: dict[str, str], tmp_path: Path) -> Iterator:
         worker.stop()
 
 
-# Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The local
-# pool's example starts a process pool; the others run in-process in about a second.
-DOCTEST_TIERS = {"bqx_queue.run.run_parallel_testing": "integration"}
+# The tiers of pyproject.toml's markers: every test carries exactly one.
+TIERS = ("unit", "integration", "e2e")
+# Doctests (pytest --doctest-modules) cannot carry a marker: their tier is set here. The examples
+# that build a warehouse (and the local pool's, which starts a process pool) are integration; the
+# others run in-process on arrays in well under a second.
+DOCTEST_TIERS = {
+    "bqx_queue.runner.run.run_parallel_testing": "integration",
+    "bqx_queue.analysis.pair.process_pair_all_horizons": "integration",
+    "bqx_queue.analysis.pair.run_stability_selection_local": "integration",
+    "bqx_queue.warehouse.source.query_pair_all_horizons": "integration",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each doctest its tier, then refuse the session, naming them, if any test has no tier
+    or more than one (tryfirst: before `-m` deselects, so `pytest -m unit` checks every test)."""
     for item in items:
         if isinstance(item, pytest.DoctestItem):
             item.add_marker(DOCTEST_TIERS.get(item.name, "unit"))
+    problems = []
+    for item in items:
+        tiers = [mark.name for mark in item.iter_markers() if mark.name in TIERS]
+        if len(tiers) != 1:
+            problems.append(f"{item.nodeid}: tier markers {tiers or 'none'}, not exactly one of {', '.join(TIERS)}")
+    if problems:
+        raise pytest.UsageError("every test needs exactly one tier marker:\n" + "\n".join(problems))
+
+
+@contextlib.contextmanager
+def _no_warehouse_in_unit_tests(item: pytest.Item) -> Iterator[None]:
+    """In a unit test, its fixtures included (a session's warehouse is built in the setup of the
+    first test that asks for it), opening a DuckDB file fails the test: the unit tier builds and
+    reads no warehouse. In-memory DuckDB stays allowed."""
+    if item.get_closest_marker("unit") is None:
+        yield
+        return
+    connect = duckdb.connect
+
+    def refuse_files(database: Any = ":memory:", *args: Any, **kwargs: Any) -> Any:
+        if str(database) not in (":memory:", ""):
+            raise AssertionError(f"a unit test opened the DuckDB file {database}: a built warehouse is integration")
+        return connect(database, *args, **kwargs)
+
+    with unittest.mock.patch.object(duckdb, "connect", refuse_files):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _no_warehouse_in_unit_tests(item):
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _no_warehouse_in_unit_tests(item):
+        yield

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bqx_queue.universe import HORIZONS, TARGET_WINDOW, target_column
+from bqx_queue.domain.universe import HORIZONS, TARGET_WINDOW, target_column
 
 PAIRS = ("eurusd", "gbpusd")
 ROWS_PER_DAY = 180

@@ -86,7 +86,8 @@ def test_a_plan_with_a_misspelt_field_is_refused_naming_it(warehouse, tmp_path, 
     plan["manifest"]["horizon"] = plan["manifest"].pop("horizons")
     path.write_text(json.dumps(plan))
     err = _refused(["--plan", str(path)], capsys)
-    assert f"plan {path} is damaged: horizons: Field required" in err and "write and approve a new plan" in err
+    assert f"plan {path} is damaged: horizons: Field required; horizon: Extra inputs are not permitted" in err
+    assert "write and approve a new plan" in err
 
 
 @pytest.mark.integration

@@ -4,11 +4,13 @@ adds reach the report, and summaries written before those fields existed still r
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from bqx_queue import artifacts
-from bqx_queue.models import PairStatus, PairSummary, ReportPair
-from bqx_queue.store import RunStore
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.domain import DamagedArtifact, PairStatus, PairSummary, ReportPair, RunManifest
 
 pytestmark = pytest.mark.unit
 
@@ -27,6 +29,35 @@ def test_a_misspelt_nested_key_in_a_summary_reads_as_damaged_naming_it(tmp_path)
     summary = store.pair_summary("eurusd")
     assert summary is not None and summary.status is PairStatus.DAMAGED
     assert "data_quality.missing_families: Field required" in (summary.error or "")
+    assert "data_quality.missing_familes: Extra inputs are not permitted" in (summary.error or "")
+
+
+@pytest.mark.parametrize("field", ["bytes_billed", "pair"])
+def test_a_misspelt_key_in_a_summary_file_reads_as_damaged_naming_the_file_and_the_key(tmp_path, field):
+    # bytes_billed has a default, so only its misspelling can tell; pair is required as well
+    store = RunStore(tmp_path, "run")
+    body = _failed(bytes_billed=30).model_dump(mode="json")
+    body[field[:-1]] = body.pop(field)
+    store.write_json(store.pair_path("eurusd"), artifacts.sealed(body))
+    summary = store.pair_summary("eurusd")
+    assert summary is not None and summary.status is PairStatus.DAMAGED and summary.bytes_billed == 0
+    assert summary.error == f"damaged: {store.pair_path('eurusd')}: not a pair summary: unknown keys '{field[:-1]}'"
+
+
+def test_a_misspelt_key_in_the_manifest_is_refused_naming_it(tmp_path):
+    store = RunStore(tmp_path, "run")
+    manifest = RunManifest(
+        run_id="run", created_at="2026-12-05T10:00:00+00:00", pairs=["eurusd"], horizons=[15],
+        days=[date(2026, 1, 5)], warehouse="w.duckdb", source="duckdb", plans={}, settings={},
+    )  # fmt: skip
+    store.write_manifest(manifest)
+    assert store.manifest() == manifest
+    body = store.read_json(store.manifest_path)
+    body["horizon"] = body.pop("horizons")
+    store.write_json(store.manifest_path, body)
+    with pytest.raises(DamagedArtifact) as refused:
+        store.manifest()
+    assert str(refused.value) == f"{store.manifest_path}: not a run manifest: unknown keys 'horizon'"
 
 
 def test_a_misspelt_key_is_refused_where_the_summary_is_built():

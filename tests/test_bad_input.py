@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
-from bqx_queue.run import execute_pair, plan_run, write_manifest
+from bqx_queue.runner.run import execute_pair, plan_run, write_manifest
 
 BIN = Path(sys.executable).parent
 EXPORT_PAIRS = ("eurusd", "gbpusd")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from support.bigquery_server import BigQueryServer
 
+from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
-from bqx_queue.store import RunStore
+from bqx_queue.domain.errors import BudgetError, ConfigError, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource

@@ -19,15 +19,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bqx_queue.config import load_settings
+from bqx_queue.domain import CostEstimate
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.billing import MIB, TIB
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.sql import PairPlan, plan_pair
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
-pytestmark = pytest.mark.unit
 
-
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("bq_type", "value", "expected"),
     [
@@ -53,6 +53,7 @@ def test_value_bytes_follow_the_data_size_table(bq_type: str, value: object, exp
     assert billing.value_bytes(bq_type, value) == expected
 
 
+@pytest.mark.unit
 def test_column_bytes_count_non_null_values_and_string_lengths() -> None:
     # 1,000 FLOAT64 values of which 120 are NULL: 880 x 8
     assert billing.column_bytes("FLOAT64", 880) == 7_040
@@ -62,6 +63,7 @@ def test_column_bytes_count_non_null_values_and_string_lengths() -> None:
         billing.column_bytes("GEOGRAPHY", 1)
 
 
+@pytest.mark.unit
 def test_each_referenced_table_is_billed_at_least_10_mib() -> None:
     # three small tables (1 KB each): 3 x 10 MiB, not 3 KB
     assert billing.bytes_billed([1_000, 1_000, 1_000]) == 30 * MIB
@@ -71,12 +73,14 @@ def test_each_referenced_table_is_billed_at_least_10_mib() -> None:
     assert billing.bytes_billed([0]) == 10 * MIB
 
 
+@pytest.mark.unit
 def test_billed_bytes_are_rounded_up_to_the_mib() -> None:
     assert billing.bytes_billed([10 * MIB + 1]) == 11 * MIB
     assert billing.bytes_billed([10 * MIB]) == 10 * MIB
     assert billing.round_up_mib(1) == MIB
 
 
+@pytest.mark.unit
 def test_price_is_6_25_usd_per_tib_and_configurable() -> None:
     assert billing.cost_usd(TIB, 6.25) == pytest.approx(6.25)
     assert billing.cost_usd(10 * MIB, 6.25) == pytest.approx(6.25 * 10 / 1024**2)
@@ -85,6 +89,7 @@ def test_price_is_6_25_usd_per_tib_and_configurable() -> None:
     assert billing.usd_to_bytes(50, 6.25) == 8 * TIB
 
 
+@pytest.mark.unit
 def test_domain_anchor_full_history_scan_of_the_earlier_project() -> None:
     # The earlier project's dry run: 462 tables / 11,337 FLOAT64 columns, no partition filter,
     # ~2.17M rows, 12% NULL cells: 168.9 GiB and about $1 per pair. The model lands there too.
@@ -95,18 +100,25 @@ def test_domain_anchor_full_history_scan_of_the_earlier_project() -> None:
     assert billing.cost_usd(billing.bytes_billed([with_nulls]), 6.25) == pytest.approx(1.03, abs=0.05)
 
 
+@pytest.mark.unit
 def test_metadata_bytes_multiply_type_widths_by_rows() -> None:
     assert billing.metadata_bytes(["FLOAT64", "INT64", "TIMESTAMP"], 1_000) == 24_000
     assert billing.metadata_bytes(["STRING"], 100, string_length=6) == 800
     assert billing.metadata_bytes(["BOOL", "NUMERIC"], 10) == 170
 
 
+@pytest.mark.unit
 @given(st.lists(st.integers(min_value=0, max_value=50 * 1024**3), min_size=1, max_size=60))
 def test_the_cap_and_the_dry_run_bound_never_undercut_the_bill(per_table: list[int]) -> None:
     billed = documented_bill(per_table)
     total = sum(per_table)
-    # maximum_bytes_billed = estimate + 11 MiB per table: a correct estimate is never refused
-    assert billing.maximum_bytes_billed(total, len(per_table)) >= billed
+    # the cap sent as maximum_bytes_billed (CostEstimate.cap, what bigquery_source and the budget
+    # send): estimate + 11 MiB per table, so a correct estimate is never refused
+    estimate = CostEstimate(
+        pair="eurusd", queries=1, tables=len(per_table), columns=1, bytes_processed=total,
+        bytes_billed=billed, cost_usd=billing.cost_usd(billed, 6.25), method="dry-run",
+    )  # fmt: skip
+    assert estimate.cap >= billed
     # a dry run knows only the total: its bound must still cover the per-table minimums
     assert billing.billed_upper_bound(total, len(per_table)) >= billed
 
@@ -118,6 +130,7 @@ def tiny_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_metadata_estimate_bounds_the_measured_scan(tiny_warehouse: Path) -> None:
     settings = load_settings(warehouse=tiny_warehouse)
     source = DuckDBSource(tiny_warehouse)

@@ -23,8 +23,8 @@ import redis
 from conftest import FAULT_APP
 from support.bigquery_server import BigQueryServer
 
-from bqx_queue.embedded_redis import free_port
-from bqx_queue.processes import stop_process
+from bqx_queue.celery.embedded_redis import free_port
+from bqx_queue.runner.processes import stop_process
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 pytestmark = pytest.mark.e2e

@@ -12,9 +12,10 @@ import duckdb
 import pytest
 
 from bqx_queue.analysis.families import feature_family
+from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.cli import main
 from bqx_queue.config import load_settings
-from bqx_queue.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.comparison import (
     FEATURES_LISTED,
     compare_runs,
@@ -23,8 +24,7 @@ from bqx_queue.report.comparison import (
     render_comparison_html,
     run_tables,
 )
-from bqx_queue.run import run_parallel_testing
-from bqx_queue.store import RunStore
+from bqx_queue.runner.run import run_parallel_testing
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 

@@ -15,8 +15,8 @@ from support.bigquery_server import BigQueryServer
 
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
-from bqx_queue.errors import BudgetError
-from bqx_queue.run import plan_run
+from bqx_queue.domain import BudgetError, CostEstimate
+from bqx_queue.runner.run import plan_run
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.budget import RunLedger
@@ -243,7 +243,7 @@ def test_a_full_run_on_bigquery_completes_and_a_pair_past_the_budget_ends_budget
 
     # a budget that passes the gate (the estimate) but not one pair's bill plus the other's cap
     estimates = list(manifest["estimate"]["pairs"].values())
-    caps = [billing.maximum_bytes_billed(p["bytes_processed"], p["tables"]) for p in estimates]
+    caps = [CostEstimate.model_validate(p).cap for p in estimates]
     least_bill = min(p["tables"] for p in estimates) * billing.MIN_BILLED_PER_TABLE
     least_bill += sum(p["tables"] for p in manifest["estimate"]["shared"]) * billing.MIN_BILLED_PER_TABLE
     between = (manifest["estimate"]["bytes_billed"] + least_bill + min(caps)) // 2
@@ -288,7 +288,7 @@ def test_the_embedded_source_is_estimated_from_metadata_and_gated_too(
 def test_the_local_pool_fetches_the_shared_tables_once_too(
     bq_env: dict[str, str], server: BigQueryServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bqx_queue.run import run_parallel_testing
+    from bqx_queue.runner.run import run_parallel_testing
 
     for key, value in FAST_ANALYSIS.items():
         monkeypatch.setenv(key, value)

@@ -23,16 +23,16 @@ from typing import Any
 import fsspec
 import jsonschema
 import pytest
-from conftest import FAULT_APP
+from conftest import FAULT_APP, python_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bucket import bucket_fs, gcs_emulator  # noqa: F401  (a fixture, used by name)
 from test_faults import BIN, FAST, enqueue, run_dir, wait_for
 
 from bqx_queue.cli import enqueue_main, main
-from bqx_queue.models import Report
-from bqx_queue.processes import stop_process
+from bqx_queue.domain import Report
 from bqx_queue.report.build import report_schema
+from bqx_queue.runner.processes import stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -181,9 +181,9 @@ def check_case(store: Store, number: int, case: dict[str, Any], entries: dict[st
 
 
 def _manifest_reads(run_id: str) -> bool:
+    from bqx_queue.artifacts.run_folder import RunStore
     from bqx_queue.config import load_settings
-    from bqx_queue.errors import BqxError
-    from bqx_queue.store import RunStore
+    from bqx_queue.domain.errors import BqxError
 
     try:
         RunStore(load_settings().runs_dir, run_id).manifest()
@@ -236,7 +236,9 @@ def test_damaged_artifacts_in_a_bucket(gcs_emulator, queue_env, small_warehouse,
 def test_a_bucket_without_its_extra_is_one_line_naming_it(runs_dir, extra, command, small_warehouse, tmp_path):
     # the filesystem package is not importable, as when the extra was never installed
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gcsfs'] = None\nsys.modules['s3fs'] = None\n")
-    env = os.environ | {"PYTHONPATH": str(tmp_path), "BQX_RUNS_DIR": runs_dir, "BQX_WAREHOUSE": str(small_warehouse)}
+    env = os.environ | {
+        "PYTHONPATH": python_path(tmp_path), "BQX_RUNS_DIR": runs_dir, "BQX_WAREHOUSE": str(small_warehouse),
+    }  # fmt: skip
     done = subprocess.run([str(BIN / command[0]), *command[1:]], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [
@@ -246,7 +248,7 @@ def test_a_bucket_without_its_extra_is_one_line_naming_it(runs_dir, extra, comma
 
 def test_a_worker_without_the_extra_refuses_to_start_in_one_line(queue_env, tmp_path):
     (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['gcsfs'] = None\n")
-    env = os.environ | queue_env | {"PYTHONPATH": str(tmp_path), "BQX_RUNS_DIR": "gs://bucket/runs"}
+    env = os.environ | queue_env | {"PYTHONPATH": python_path(tmp_path), "BQX_RUNS_DIR": "gs://bucket/runs"}
     done = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "bqx_queue", "worker", "-n", "noextra@%h", "--concurrency=1"],
         env=env, capture_output=True, text=True, timeout=120,
@@ -271,7 +273,7 @@ def test_a_full_scratch_disk_fails_that_pair_with_the_reason_and_the_worker_runs
     log = tmp_path / "worker.log"
     celery = f"{sys.executable} -m celery -A {FAULT_APP} worker --concurrency=1 -n full@%h --loglevel=INFO"
     env = os.environ | queue_env | FAST | {
-        "PYTHONPATH": str(Path(__file__).parent), "BQX_SCRATCH_DIR": str(scratch), "BQX_FAULT_SPILL": "eurusd",
+        "PYTHONPATH": python_path(Path(__file__).parent), "BQX_SCRATCH_DIR": str(scratch), "BQX_FAULT_SPILL": "eurusd",
     }  # fmt: skip
     worker = subprocess.Popen(
         ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {scratch} && exec {celery}"],
@@ -303,7 +305,7 @@ def test_a_run_folder_turned_read_only_mid_run_fails_that_pair_and_resume_recove
     log = tmp_path / "worker.log"
     celery = f"{sys.executable} -m celery -A {FAULT_APP} worker --concurrency=1 -n readonly@%h --loglevel=INFO"
     env = os.environ | queue_env | FAST | {
-        "PYTHONPATH": str(Path(__file__).parent), "BQX_FAULT_SLEEP": "eurusd:4,gbpusd:8",
+        "PYTHONPATH": python_path(Path(__file__).parent), "BQX_FAULT_SLEEP": "eurusd:4,gbpusd:8",
     }  # fmt: skip
     worker = subprocess.Popen(
         ["unshare", "-rm", "sh", "-c", f"mount --bind {runs} {runs} && exec {celery}"],

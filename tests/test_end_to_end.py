@@ -11,8 +11,8 @@ import jsonschema
 import pandas as pd
 import pytest
 
+from bqx_queue.domain.universe import HORIZONS, PAIRS
 from bqx_queue.report.build import report_schema
-from bqx_queue.universe import HORIZONS, PAIRS
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import pytest
 from support.bigquery_server import BigQueryServer
 
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import BudgetError
+from bqx_queue.domain.errors import BudgetError
 from bqx_queue.warehouse.extract_cache import CACHE_DIR
 from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.frame import PairFrame
@@ -163,7 +163,7 @@ def test_a_second_fetch_bills_zero_bytes_on_bigquery_and_a_touched_table_is_fetc
 
 @pytest.mark.integration
 def test_a_rerun_in_the_local_pool_reports_its_hits_and_what_they_saved(small_warehouse: Path, tmp_path: Path) -> None:
-    from bqx_queue.run import plan_run, run_parallel_testing
+    from bqx_queue.runner.run import plan_run, run_parallel_testing
 
     fast = {"selection_pairs": 4, "lgbm_rounds": 10, "cv_folds": 1, "shap_rows": 200, "max_rows": 3000}
     settings = load_settings(warehouse=small_warehouse, runs_dir=tmp_path / "runs", horizons=(15, 60), **fast)

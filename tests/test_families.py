@@ -18,7 +18,7 @@ from bqx_queue.analysis.eras import EraParams, era_frequencies, era_of_rows, for
 from bqx_queue.analysis.families import family_sizes, feature_family
 from bqx_queue.analysis.substitutes import substitute_clusters
 from bqx_queue.config import load_settings
-from bqx_queue.models import CostEstimate, ReportPair, RunEstimate, RunManifest
+from bqx_queue.domain import CostEstimate, ReportPair, RunEstimate, RunManifest
 from bqx_queue.report import families as report_families
 from bqx_queue.report.pilot import pilot_projection
 

@@ -17,7 +17,7 @@ from test_report_html import _visit, browser  # noqa: F401  (the headless Chromi
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
-from bqx_queue.run import run_parallel_testing
+from bqx_queue.runner.run import run_parallel_testing
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 pytestmark = pytest.mark.integration
@@ -138,8 +138,8 @@ def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):
 
 def test_the_demo_warehouse_plants_the_same_families_in_three_quarters_of_the_pairs(tmp_path):
     # `bqx demo`'s warehouse, made smaller (2 days, 40 features): the same families in 21 of 28 pairs
-    from bqx_queue.cli import DEMO_WAREHOUSE
-    from bqx_queue.universe import PAIRS as ALL_PAIRS
+    from bqx_queue.cli.cli import DEMO_WAREHOUSE
+    from bqx_queue.domain.universe import PAIRS as ALL_PAIRS
 
     spec = WarehouseSpec(**(DEMO_WAREHOUSE | {"days": 2, "features_per_pair": 40}))
     assert spec.pairs == tuple(ALL_PAIRS)

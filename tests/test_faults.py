@@ -24,7 +24,7 @@ import pytest
 import redis
 from conftest import FAULT_APP, run_worker_with_app
 
-from bqx_queue.embedded_redis import EmbeddedRedis, free_port
+from bqx_queue.celery.embedded_redis import EmbeddedRedis, free_port
 
 BIN = Path(sys.executable).parent
 # Few fits and rounds: the analysis of a pair takes about a second.
@@ -306,7 +306,7 @@ def test_worker_refuses_a_visibility_timeout_not_above_the_hard_limit(queue_env,
 @pytest.mark.integration
 def test_worker_refuses_a_config_module_that_lowers_the_visibility_timeout(queue_env, tmp_path):
     worker = run_worker_with_app(
-        "from bqx_queue.celery import app\napp.conf.broker_transport_options = {'visibility_timeout': 5}\n",
+        "from bqx_queue.celery.application import app\napp.conf.broker_transport_options = {'visibility_timeout': 5}\n",
         queue_env,
         tmp_path,
     )

@@ -15,14 +15,12 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
+from bqx_queue.artifacts.run_folder import RunStore
 from bqx_queue.cli import main
 from bqx_queue.config import load_settings
 from bqx_queue.report.feature_sets import FeatureSets, feature_sets_schema
 from bqx_queue.report.schema import FEATURE_SETS_SCHEMA_PATH, generated_schema, schema_text
-from bqx_queue.store import RunStore
 from bqx_queue.warehouse.source import query_pair_all_horizons
-
-pytestmark = pytest.mark.integration
 
 
 def _written(run: RunStore) -> FeatureSets:
@@ -42,6 +40,7 @@ def test_the_shipped_schema_is_the_one_the_model_generates() -> None:
         jsonschema.validate(spoilt, feature_sets_schema())
 
 
+@pytest.mark.integration
 def test_feature_sets_json_is_beside_the_report_and_holds_every_verdict(finished_run: RunStore) -> None:
     sets = _written(finished_run)
     report, manifest = finished_run.report(), finished_run.manifest()
@@ -68,6 +67,7 @@ def test_feature_sets_json_is_beside_the_report_and_holds_every_verdict(finished
     assert any(f.model_partner for s in sets.sets for f in s.confirmed)
 
 
+@pytest.mark.integration
 def test_bqx_export_writes_json_csv_and_yaml(
     finished_run: RunStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -90,6 +90,7 @@ def test_bqx_export_writes_json_csv_and_yaml(
     assert main(["export", "no-such-run"]) == 2
 
 
+@pytest.mark.integration
 def test_a_lightgbm_model_trains_from_a_feature_set(finished_run: RunStore) -> None:
     """What a training job does: read the set, fetch its columns from the pinned warehouse and
     days, train on the earlier rows, and predict the later ones better than chance."""

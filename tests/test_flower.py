@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import requests
 
-from bqx_queue.embedded_redis import free_port
-from bqx_queue.processes import stop_process
+from bqx_queue.celery.embedded_redis import free_port
+from bqx_queue.runner.processes import stop_process
 
 BQX = str(Path(sys.executable).with_name("bqx"))
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))

@@ -20,10 +20,10 @@ from test_report_html import _distinct_colours, _visit, browser  # noqa: F401  (
 
 from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import DataError, WarehouseError
+from bqx_queue.domain.errors import DataError, WarehouseError
+from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.report.build import report_schema, write_report
-from bqx_queue.run import execute_pair, plan_run, write_manifest
-from bqx_queue.universe import HORIZONS
+from bqx_queue.runner.run import execute_pair, plan_run, write_manifest
 from bqx_queue.warehouse import duckdb_source
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource

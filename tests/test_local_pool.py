@@ -9,7 +9,7 @@ import pytest
 
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
-from bqx_queue.run import run_parallel_testing
+from bqx_queue.runner.run import run_parallel_testing
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import redis
 
-from bqx_queue.store import RunStore
+from bqx_queue.artifacts.run_folder import RunStore
 
 pytestmark = pytest.mark.e2e
 
@@ -69,9 +69,9 @@ def test_two_workers_share_one_chord_with_one_result_per_pair(small_warehouse, q
 def test_a_producer_process_follows_its_settings_to_another_broker(redis_server, queue_env, start_worker) -> None:
     # one process, two brokers (a notebook, a test session): the second's workers answer, and its
     # tasks go to the second broker, not to the first, whose pools the app used before
-    from bqx_queue.celery import use_settings
+    from bqx_queue.celery.application import use_settings
+    from bqx_queue.celery.producer import live_workers
     from bqx_queue.config import load_settings
-    from bqx_queue.producer import live_workers
 
     first = f"{redis_server}/15"  # the result backend's database: queue_env emptied it
     app = use_settings(load_settings(broker_url=first))

@@ -13,7 +13,7 @@ from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.analysis.stability import SelectionParams, complementary_halves, time_blocks
 from bqx_queue.analysis.width import screen
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.models import ReportPair
+from bqx_queue.domain import ReportPair
 from bqx_queue.report.confirmation import confirmation_section
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import NONLINEAR_KINDS, WarehouseSpec, build_warehouse

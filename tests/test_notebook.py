@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from bqx_queue import open_run
-from bqx_queue.errors import BqxError
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.domain.errors import BqxError
 from bqx_queue.report.feature_sets import FeatureSets
-from bqx_queue.store import RunStore
 
 pytestmark = pytest.mark.integration
 

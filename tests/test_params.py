@@ -15,7 +15,7 @@ from bqx_queue.analysis.params import Stream, lightgbm_seed, seed_sequence
 from bqx_queue.analysis.stability import SelectionParams, error_bound
 from bqx_queue.analysis.training import TrainParams
 from bqx_queue.config import load_settings
-from bqx_queue.errors import ConfigError
+from bqx_queue.domain.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

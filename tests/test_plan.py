@@ -10,8 +10,8 @@ import pytest
 import sqlglot
 
 from bqx_queue.config import load_settings
-from bqx_queue.errors import DataError, SelectionError, WarehouseError
-from bqx_queue.universe import GROUPS, PAIRS, TARGET_COLUMNS, resolve_horizons, resolve_pairs
+from bqx_queue.domain.errors import DataError, SelectionError, WarehouseError
+from bqx_queue.domain.universe import GROUPS, PAIRS, TARGET_COLUMNS, resolve_horizons, resolve_pairs
 from bqx_queue.warehouse.catalog import Catalog, Column, Table
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.frame import read_pair_frame

@@ -16,12 +16,12 @@ from scipy.stats import t as student_t
 from bqx_queue.analysis.across_pairs import benjamini_yekutieli, family_cells, pooled_tests
 from bqx_queue.analysis.family_findings import family_findings
 from bqx_queue.config import load_settings
-from bqx_queue.models import Report, RunManifest
+from bqx_queue.domain import Report, RunManifest
+from bqx_queue.domain.universe import PAIRS
 from bqx_queue.report import families as report_families
 from bqx_queue.report.build import report_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
-from bqx_queue.universe import PAIRS
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import jsonschema
 import pytest
 
-from bqx_queue.models import Report, RunManifest
+from bqx_queue.domain import Report, RunManifest
 from bqx_queue.report.build import report_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown

@@ -24,11 +24,11 @@ import requests
 from PIL import Image
 from tornado.websocket import websocket_connect
 
-from bqx_queue.models import PairStatus
-from bqx_queue.processes import stop_process
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.domain import PairStatus
 from bqx_queue.report.build import report_schema, write_report
 from bqx_queue.report.html import render_html, shap_by_horizon
-from bqx_queue.store import RunStore
+from bqx_queue.runner.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -87,13 +87,14 @@ def test_report_html_is_written_beside_report_json_and_is_self_contained(
     # answers across pairs: the family heatmap, error accounting, approval; effect sizes in each pair's section
     for title in ("Feature families across pairs", "Approval and pilot projection"):
         assert title in page
-    # every confirmed finding is in its pair-horizon's section, with its effect
+    # every confirmed finding is in its pair-horizon's section, with its effect (the planted signal
+    # gives findings, family cells and effect sizes: none of the loops below may pass empty)
+    assert data["confirmation"]["findings"] and data["families"]["cells"] and data["effect_sizes"]
     for row in data["confirmation"]["findings"]:
         section = page.split(f"id='pair-{row['pair']}-h{row['horizon']}'>", 1)[1].split("</div>", 1)[0]
         assert f"<code>{row['feature']}</code>" in section and f"{row['effect']:+.4f}" in section
     assert f"up to {data['error_accounting']['error_bound_sum']:.1f} of them may be false" in page
-    if data["families"]["cells"]:
-        assert "Pairs in which each family is confirmed" in page
+    assert "Pairs in which each family is confirmed" in page
     for row in data["effect_sizes"]:
         assert f"{row['auc']['estimate']:.3f} <span class='note'>[{row['auc']['low']:.3f}" in page
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from test_report_escaping import _manifest, _report
 
-from bqx_queue.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.build import report_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown

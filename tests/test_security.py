@@ -14,16 +14,16 @@ from pathlib import Path
 import duckdb
 import pytest
 import redis
-from conftest import run_worker_with_app
+from conftest import python_path, run_worker_with_app
 from kombu import Connection, Exchange, Producer
 from test_faults import assert_each_pair_once, start_run
 
-from bqx_queue.celeryconfig import celery_config, check_safe_content
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery.config import celery_config, check_safe_content
+from bqx_queue.celery.embedded_redis import free_port, redis_server_binary
 from bqx_queue.config import load_settings, redact_url
-from bqx_queue.embedded_redis import free_port, redis_server_binary
-from bqx_queue.errors import BqxError, ConfigError, WarehouseError
-from bqx_queue.processes import stop_process
-from bqx_queue.store import RunStore
+from bqx_queue.domain.errors import BqxError, ConfigError, WarehouseError
+from bqx_queue.runner.processes import stop_process
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
 
@@ -72,7 +72,9 @@ def test_worker_refuses_a_pickled_message(queue_env, start_worker, tmp_path):
 def test_worker_configured_for_pickle_does_not_start(queue_env, tmp_path):
     started = time.monotonic()
     worker = run_worker_with_app(
-        "from bqx_queue.celery import app\napp.conf.accept_content = ['pickle', 'json']\n", queue_env, tmp_path
+        "from bqx_queue.celery.application import app\napp.conf.accept_content = ['pickle', 'json']\n",
+        queue_env,
+        tmp_path,
     )
     assert worker.returncode == 2
     assert time.monotonic() - started < 30
@@ -86,15 +88,15 @@ def test_a_config_module_cannot_switch_on_pickle(tmp_path):
     # `celery -A bqx_queue --config picklecfg worker` loads such a module; bqx's settings win
     (tmp_path / "picklecfg.py").write_text("accept_content = ['pickle']\ntask_serializer = 'pickle'\n")
     probe = (
-        "from bqx_queue.celery import app\n"
-        "from bqx_queue.celeryconfig import check_worker_config\n"
+        "from bqx_queue.celery.application import app\n"
+        "from bqx_queue.celery.config import check_worker_config\n"
         "app.config_from_object('picklecfg')\n"
         "check_worker_config(app.conf)\n"
         "print(app.conf.accept_content, app.conf.task_serializer)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe],
-        env=os.environ | {"PYTHONPATH": str(tmp_path)},
+        env=os.environ | {"PYTHONPATH": python_path(tmp_path)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -223,8 +225,8 @@ def test_run_over_tls_with_a_password_never_prints_it(queue_env, small_warehouse
 
 @pytest.mark.integration
 def test_rediss_without_a_ca_is_verified_and_refused(tls_redis):
-    from bqx_queue.errors import BrokerError
-    from bqx_queue.producer import check_broker
+    from bqx_queue.celery.producer import check_broker
+    from bqx_queue.domain.errors import BrokerError
 
     url, _ = tls_redis
     started = time.monotonic()
@@ -245,7 +247,7 @@ def test_redaction_of_broker_urls():
 
 @pytest.mark.integration
 def test_manifest_carries_no_broker_url(queue_env, small_warehouse, monkeypatch, tmp_path):
-    from bqx_queue.run import plan_run
+    from bqx_queue.runner.run import plan_run
 
     monkeypatch.setenv("BQX_BROKER_URL", f"redis://:{PASSWORD}@127.0.0.1:1/0")
     monkeypatch.setenv("BQX_RESULT_BACKEND", f"redis://:{PASSWORD}@127.0.0.1:1/1")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from bqx_queue.models import PairSummary
-from bqx_queue.store import RunStore
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.domain import PairSummary
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 LIMIT = 2048

@@ -12,14 +12,13 @@ from bqx_queue.analysis.spill import SpilledMatrix
 from bqx_queue.analysis.stability import SelectionParams, lar_paths, select_stable, time_blocks
 from bqx_queue.config import load_settings
 
-pytestmark = pytest.mark.unit
-
 
 def _standardised(x: np.ndarray) -> np.ndarray:
     centred = x - x.mean(axis=0)
     return centred / np.sqrt((centred**2).sum(axis=0))
 
 
+@pytest.mark.unit
 def test_lar_enters_features_in_the_order_scikit_learn_does():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1500, 200))
@@ -39,6 +38,7 @@ def test_lar_enters_features_in_the_order_scikit_learn_does():
     assert np.array_equal(gram, before)  # the shared Gram is never changed
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("spilled", [False, True])
 def test_half_gram_rows_equal_the_centred_correlation_gram_of_its_blocks(packed, spilled, tmp_path):
@@ -76,6 +76,7 @@ def _cross(x, blocks, columns, y):
     return (xy[0] if columns is None else xy[0][:, columns]), ysum[0]
 
 
+@pytest.mark.unit
 def test_blocks_are_contiguous_and_drop_the_horizon_at_their_ends():
     blocks = time_blocks(np.arange(1200), 4, gap=30)
     assert [len(b) for b in blocks] == [270] * 4
@@ -83,6 +84,7 @@ def test_blocks_are_contiguous_and_drop_the_horizon_at_their_ends():
     assert blocks[1][0] - blocks[0][-1] == 31
 
 
+@pytest.mark.unit
 def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     rng = np.random.default_rng(2)
     n, p = 4000, 120
@@ -100,6 +102,7 @@ def test_selection_keeps_true_features_and_its_false_ones_within_the_bound():
     assert result.error_bound <= 1.0
 
 
+@pytest.mark.unit
 def test_lightgbm_selector_finds_a_nonlinear_feature_lar_cannot():
     from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 

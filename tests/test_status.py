@@ -18,11 +18,11 @@ from celery import Celery
 from conftest import FAULT_APP
 from rich.console import Console
 
-from bqx_queue.celeryconfig import celery_config
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery.config import celery_config
+from bqx_queue.celery.status import render_status, run_status, status_line, watch_run
 from bqx_queue.config import load_settings
-from bqx_queue.models import Resume
-from bqx_queue.status import render_status, run_status, status_line, watch_run
-from bqx_queue.store import RunStore
+from bqx_queue.domain import PairStatus, Resume
 
 BQX = str(Path(sys.executable).with_name("bqx"))
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
@@ -121,9 +121,15 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
     }
     status = run_status(store, AppAnswering({"w2@b": [running], "w1@a": [other_run]}))
 
-    assert status.counts == {"done": 1, "running": 1, "failed": 1, "damaged": 0, "queued": 1}
-    assert [p.pair for p in status.having("queued")] == ["audusd"]  # another run's audusd does not count
-    usdjpy = status.having("running")[0]
+    assert status.counts == {
+        PairStatus.OK: 1,
+        PairStatus.RUNNING: 1,
+        PairStatus.FAILED: 1,
+        PairStatus.DAMAGED: 0,
+        PairStatus.QUEUED: 1,
+    }
+    assert [p.pair for p in status.having(PairStatus.QUEUED)] == ["audusd"]  # another run's audusd does not count
+    usdjpy = status.having(PairStatus.RUNNING)[0]
     assert usdjpy.pair == "usdjpy" and usdjpy.worker == "w2@b:77"
     assert status.cost_usd == pytest.approx(0.25)
     # mean pair time 10 s; usdjpy has ~6 s left, audusd needs 10 s; two slots: ~8 s
@@ -138,7 +144,9 @@ def test_status_counts_running_pairs_by_worker_and_estimates_the_rest(tmp_path: 
     # Without anyone to ask, running pairs show as queued and the view says so.
     blind = run_status(store)
     assert (
-        blind.counts == {"done": 1, "running": 0, "failed": 1, "damaged": 0, "queued": 2} and not blind.workers_answered
+        blind.counts
+        == {PairStatus.OK: 1, PairStatus.RUNNING: 0, PairStatus.FAILED: 1, PairStatus.DAMAGED: 0, PairStatus.QUEUED: 2}
+        and not blind.workers_answered
     )
     console = Console(file=io.StringIO(), width=120)
     console.print(render_status(blind))
@@ -188,10 +196,16 @@ def test_status_of_a_live_run_shows_the_running_pair_and_its_worker(small_wareho
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = run_status(store, app)
-        if status.counts["running"] == 2:
+        if status.counts[PairStatus.RUNNING] == 2:
             break
-    assert status.counts == {"done": 0, "running": 2, "failed": 0, "damaged": 0, "queued": 1}, status
-    places = [p.worker for p in status.having("running")]
+    assert status.counts == {
+        PairStatus.OK: 0,
+        PairStatus.RUNNING: 2,
+        PairStatus.FAILED: 0,
+        PairStatus.DAMAGED: 0,
+        PairStatus.QUEUED: 1,
+    }, status
+    places = [p.worker for p in status.having(PairStatus.RUNNING)]
     assert all(w.startswith(f"{worker.name}:") for w in places) and len(set(places)) == 2  # two children
     assert status.eta_s is None  # nothing finished yet to measure by
 
@@ -220,7 +234,13 @@ def test_a_failed_pair_enqueued_again_by_resume_counts_as_queued_not_failed(tmp_
     store = _run_folder(tmp_path, now)
     resume = Resume(at=datetime.fromtimestamp(now - 2, UTC).isoformat(), pairs=["gbpusd"])
     store.write_manifest(store.manifest().model_copy(update={"resumes": [resume]}))
-    assert run_status(store).counts == {"done": 1, "running": 0, "failed": 0, "damaged": 0, "queued": 3}
+    assert run_status(store).counts == {
+        PairStatus.OK: 1,
+        PairStatus.RUNNING: 0,
+        PairStatus.FAILED: 0,
+        PairStatus.DAMAGED: 0,
+        PairStatus.QUEUED: 3,
+    }
     rerun = {
         "args": ["run-1", "gbpusd"],
         "name": "bqx.process_pair",
@@ -229,7 +249,7 @@ def test_a_failed_pair_enqueued_again_by_resume_counts_as_queued_not_failed(tmp_
         "id": "t3",
     }
     status = run_status(store, AppAnswering({"w1@a": [rerun]}))
-    assert [(p.pair, p.worker) for p in status.having("running")] == [("gbpusd", "w1@a:5")]
+    assert [(p.pair, p.worker) for p in status.having(PairStatus.RUNNING)] == [("gbpusd", "w1@a:5")]
 
 
 @pytest.mark.integration

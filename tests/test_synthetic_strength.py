@@ -10,9 +10,9 @@ import math
 import duckdb
 import pytest
 
-from bqx_queue.cli import DEMO_WAREHOUSE, main
-from bqx_queue.errors import WarehouseError
-from bqx_queue.universe import HORIZONS
+from bqx_queue.cli.cli import DEMO_WAREHOUSE, main
+from bqx_queue.domain.errors import WarehouseError
+from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.warehouse import synthetic
 from bqx_queue.warehouse.synthetic import WarehouseSpec, expected_correlations
 

@@ -122,7 +122,7 @@ def test_the_producer_refuses_a_pair_predicted_above_the_per_child_cap(wide_ware
 
 @pytest.mark.integration
 def test_a_wide_pair_that_fits_is_planned_with_every_feature(wide_warehouse):
-    from bqx_queue.run import plan_run
+    from bqx_queue.runner.run import plan_run
 
     manifest = plan_run(load_settings(warehouse=wide_warehouse), ["eurusd"])
     plan = manifest.plans["eurusd"]

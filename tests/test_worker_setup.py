@@ -10,11 +10,10 @@ import sys
 
 import pytest
 
+from bqx_queue.celery.log_context import ContextFormatter, record_context
 from bqx_queue.config import HOST_SETTINGS, load_settings, run_settings
-from bqx_queue.log_context import ContextFormatter, record_context
 
 
-@pytest.mark.unit
 @pytest.mark.unit
 def test_a_manifest_none_is_not_refilled_from_the_worker_hosts_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     planned = load_settings(selection_max_features=None, max_rows=3000)
@@ -33,7 +32,6 @@ def test_a_manifest_none_is_not_refilled_from_the_worker_hosts_environment(monke
 
 
 @pytest.mark.unit
-@pytest.mark.unit
 def test_threads_per_child_are_a_setting_or_the_cores_shared_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert load_settings().child_threads(4) == 2
@@ -42,11 +40,10 @@ def test_threads_per_child_are_a_setting_or_the_cores_shared_out(monkeypatch: py
 
 
 @pytest.mark.integration
-@pytest.mark.integration
 def test_importing_the_app_with_bad_settings_does_not_exit() -> None:
     bad = {"BQX_VISIBILITY_TIMEOUT_S": "10", "BQX_TASK_TIME_LIMIT_S": "10"}
     imported = subprocess.run(
-        [sys.executable, "-c", "import bqx_queue.tasks, bqx_queue.celery; print(bqx_queue.celery.app.main)"],
+        [sys.executable, "-c", "import bqx_queue.celery.tasks, bqx_queue.celery; print(bqx_queue.celery.app.main)"],
         env=os.environ | bad,
         capture_output=True,
         text=True,
@@ -61,24 +58,24 @@ def _record(name: str, message: str, **extra: object) -> logging.LogRecord:
 
 
 @pytest.mark.unit
-@pytest.mark.unit
 def test_a_log_line_carries_the_run_and_pair_the_code_passes() -> None:
     formatter = ContextFormatter("[%(levelname)s] %(message)s", use_color=False)
-    record = _record("bqx_queue.redelivery", "giving up on a pair", deliveries=2, pair="gbpusd", run="r1")
+    record = _record("bqx_queue.celery.redelivery", "giving up on a pair", deliveries=2, pair="gbpusd", run="r1")
     assert formatter.format(record) == "[ERROR] giving up on a pair [run=r1 pair=gbpusd deliveries=2]"
-    assert formatter.format(_record("bqx_queue.run", "no context")) == "[ERROR] no context"
+    assert formatter.format(_record("bqx_queue.runner.run", "no context")) == "[ERROR] no context"
     # Celery's own records carry an `extra` of theirs, already in their message
     assert record_context(_record("celery.app.trace", "Task succeeded", data={"id": "x"})) == ""
 
 
-@pytest.mark.unit
 @pytest.mark.unit
 def test_the_context_comes_before_a_traceback() -> None:
     formatter = ContextFormatter("%(message)s", use_color=False)
     try:
         raise ValueError("boom")
     except ValueError:
-        record = logging.LogRecord("bqx_queue.run", logging.ERROR, __file__, 1, "pair crashed", None, sys.exc_info())
+        record = logging.LogRecord(
+            "bqx_queue.runner.run", logging.ERROR, __file__, 1, "pair crashed", None, sys.exc_info()
+        )
     record.__dict__.update(run="r1", pair="eurusd")
     first, *rest = formatter.format(record).splitlines()
     assert first == "pair crashed [run=r1 pair=eurusd]"

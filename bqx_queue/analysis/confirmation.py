@@ -40,7 +40,7 @@ from scipy.stats import t as student_t
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 
 PROBABILITY_FLOOR = 1e-6
 WEIGHT_CHUNK = 100  # bootstrap draws whose row weights are held at once

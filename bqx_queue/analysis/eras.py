@@ -31,7 +31,7 @@ from pydantic import Field
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
-from bqx_queue.universe import TARGET_WINDOW
+from bqx_queue.domain import TARGET_WINDOW
 
 ERA_BLOCKS = 8  # blocks per era: halves of 4 blocks keep a few thousand rows per fit at 80,000 rows
 

@@ -25,6 +25,7 @@ from bqx_queue.analysis.dependence import dependence_curve
 from bqx_queue.analysis.explain import interaction_partners, shap_importance
 from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
+from bqx_queue.analysis.memory import MemoryWatch
 from bqx_queue.analysis.params import Stream, seed_sequence
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.spill import SpilledMatrix
@@ -41,10 +42,10 @@ from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forw
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 from bqx_queue.analysis.width import plan_memory, screen
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import DataError
-from bqx_queue.memory import MemoryWatch
-from bqx_queue.models import (
+from bqx_queue.domain import (
+    TARGET_WINDOW,
     Confirmation,
+    DataError,
     DependenceCurve,
     Eras,
     FailedHorizon,
@@ -58,8 +59,8 @@ from bqx_queue.models import (
     ShapFeature,
     StableFeature,
     Substitutes,
+    target_column,
 )
-from bqx_queue.universe import TARGET_WINDOW, target_column
 from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.interface import WarehouseSource
 
@@ -106,7 +107,7 @@ def run_stability_selection_local(
         A pair frame such as `query_pair_all_horizons` returns: time-ordered rows, an
         ``interval_time`` column, feature columns and the horizon's target column.
     horizon : int
-        The target's horizon in minutes (one of ``bqx_queue.universe.HORIZONS``).
+        The target's horizon in minutes (one of ``bqx_queue.domain.universe.HORIZONS``).
     settings : Settings, optional
         Selection settings (``selection_*``, ``expected_false_max``, ``seed``); loaded from the
         environment when omitted.

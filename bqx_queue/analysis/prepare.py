@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 from bqx_queue.warehouse.catalog import FORWARD_LOOKING, KEY_COLUMN
 from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, PairFrame
 from bqx_queue.warehouse.quality import FrameQuality

@@ -17,7 +17,7 @@ from types import TracebackType
 
 import numpy as np
 
-from bqx_queue.errors import BqxError
+from bqx_queue.domain import BqxError
 
 WRITE_COLUMNS = 256  # columns copied and written at a time
 FLOAT32_BYTES = 4

@@ -26,7 +26,7 @@ from bqx_queue.analysis.clusters import MIN_MEMBER_FREQUENCY, StableCluster, sta
 from bqx_queue.analysis.grams import BlockGrams, HalfGram
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 
 
 class SelectionParams(AnalysisParams):

@@ -12,7 +12,7 @@ from bqx_queue.analysis.eras import EraParams, era_frequencies
 from bqx_queue.analysis.prepare import PreparedPair
 from bqx_queue.analysis.substitutes import substitute_clusters
 from bqx_queue.config import Settings
-from bqx_queue.universe import target_column
+from bqx_queue.domain import target_column
 
 
 def stable_structure(

@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, lightgbm_seed, seed_sequence
 from bqx_queue.config import Settings
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 
 MIN_TRAIN_ROWS = 100
 FEATURES_PER_THREAD = 32

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bqx_queue.models import FamilyCell, Report
+from bqx_queue.domain import FamilyCell, Report
 
 FAMILIES_LISTED = 12  # the terminal and report.md name at most this many families
 

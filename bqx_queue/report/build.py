@@ -15,8 +15,9 @@ from typing import Any
 import jsonschema
 import pandas as pd
 
+from bqx_queue.artifacts import RunStore
 from bqx_queue.config import Settings
-from bqx_queue.models import (
+from bqx_queue.domain import (
     DataQuality,
     ExtractCacheSummary,
     FailedHorizonRow,
@@ -35,7 +36,6 @@ from bqx_queue.report import confirmation, families, pilot
 from bqx_queue.report.feature_sets import export_text, feature_sets, feature_sets_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
-from bqx_queue.store import RunStore
 from bqx_queue.warehouse.extract_cache import add_summaries
 from bqx_queue.warehouse.shared import read_shared_index, shared_index_path
 from bqx_queue.warehouse.sql import DUPLICATE_RULE

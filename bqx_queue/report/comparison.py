@@ -22,13 +22,12 @@ from pydantic import Field
 
 from bqx_queue import artifacts
 from bqx_queue.analysis.families import feature_family
+from bqx_queue.artifacts import RunStore
 from bqx_queue.config import Settings
-from bqx_queue.errors import BqxError
-from bqx_queue.models import Confirmation, FeatureVerdict, Record, Report, RunManifest
+from bqx_queue.domain import BqxError, Confirmation, FeatureVerdict, Record, Report, RunManifest
 from bqx_queue.report.answer import significant
 from bqx_queue.report.confirmation import why_unconfirmed
 from bqx_queue.report.templating import HTML
-from bqx_queue.store import RunStore
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR
 
 Change = Literal["confirmed", "no longer confirmed"]

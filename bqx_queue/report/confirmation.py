@@ -4,7 +4,7 @@ worse than the constant baseline on held-out rows) are named, never shown as suc
 
 from __future__ import annotations
 
-from bqx_queue.models import (
+from bqx_queue.domain import (
     Confirmation,
     ConfirmationSection,
     FeatureVerdict,

@@ -22,9 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field
 
-from bqx_queue.models import Fraction, Record, Report, RunManifest
+from bqx_queue.domain import Fraction, Record, Report, RunManifest, target_column
 from bqx_queue.report.confirmation import why_unconfirmed
-from bqx_queue.universe import target_column
 
 
 class SetFeature(Record):

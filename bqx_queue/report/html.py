@@ -17,7 +17,7 @@ from datetime import datetime
 
 from markupsafe import Markup
 
-from bqx_queue.models import (
+from bqx_queue.domain import (
     EffectSize,
     EraRow,
     NonFinite,

@@ -4,7 +4,7 @@ table names, errors and reasons come from the warehouse)."""
 
 from __future__ import annotations
 
-from bqx_queue.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.answer import FAMILIES_LISTED, run_answer
 from bqx_queue.report.templating import MARKDOWN
 

@@ -1,12 +1,11 @@
 """The approval step in the report: what a one-pair pilot measured and what the full run would
-cost and take at its width, and who approved the plan a run ran (bqx_queue/approval.py)."""
+cost and take at its width, and who approved the plan a run ran (bqx_queue/runner/approval.py)."""
 
 from __future__ import annotations
 
 import math
 
-from bqx_queue.models import Pilot, PilotMeasured, PilotProjected, ReportPair, RunManifest
-from bqx_queue.universe import PAIRS
+from bqx_queue.domain import PAIRS, Pilot, PilotMeasured, PilotProjected, ReportPair, RunManifest
 
 PILOT_NOTE = (
     "Projection from this one-pair run: every pair assumed as wide as the pilot, so the full run's cost is "

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bqx_queue.models import Report
+from bqx_queue.domain import Report
 from bqx_queue.report.feature_sets import FeatureSets
 
 SCHEMA_PATH = Path(__file__).with_name("report.schema.json")

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from bqx_queue.models import EraRow, Interval
+from bqx_queue.domain import EraRow, Interval
 
 # `\` first, so that an escape the value already holds cannot swallow the one added after it
 MARKDOWN_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "`": "\\`", "<": "&lt;", ">": "&gt;", "\r": " ", "\n": " "})

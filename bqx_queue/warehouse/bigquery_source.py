@@ -20,19 +20,18 @@ from typing import Any
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import BudgetError, ConfigError, WarehouseError
-from bqx_queue.models import CostEstimate
+from bqx_queue.domain import BudgetError, ConfigError, CostEstimate, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier
 from bqx_queue.warehouse.extract_cache import fetch_settings
 from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.shared import attach_shared, join_parts, read_all, shared_index
 from bqx_queue.warehouse.sql import QueryPlan, split_pair_plan
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 16_384
 LABEL_VALUE = re.compile(r"[^a-z0-9_-]")
 TABLES_GET_THREADS = 8  # concurrent tables.get calls when keying the extract cache
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from bqx_queue.models import CAP_MARGIN_PER_TABLE, CostEstimate
+from bqx_queue.domain import CostEstimate
 
 if TYPE_CHECKING:
     from bqx_queue.warehouse.catalog import Catalog
@@ -58,7 +58,7 @@ def cost_usd(billed: int, price_per_tib_usd: float) -> float:
 
 # --- estimates from metadata, caps and prices ------------------------------------------------
 
-# CostEstimate and CAP_MARGIN_PER_TABLE (its cap's margin per table) live in bqx_queue.models:
+# CostEstimate and its cap (CostEstimate.cap, the maximum_bytes_billed sent) live in bqx_queue.domain.manifest:
 # the manifest and the report carry estimates without importing the warehouse.
 # Average UTF-8 length assumed for a STRING value when only metadata is known.
 DEFAULT_STRING_LENGTH = 16
@@ -104,11 +104,6 @@ def billed_upper_bound(bytes_processed: int, tables: int) -> int:
     """Return the most a query can be billed when only its total bytes are known (a dry run
     reports no per-table split): every table may still be lifted to its 10 MiB minimum."""
     return round_up_mib(bytes_processed + tables * MIN_BILLED_PER_TABLE)
-
-
-def maximum_bytes_billed(estimated_bytes: int, tables: int) -> int:
-    """Return the cap to send as maximum_bytes_billed: the estimate plus 11 MiB per table."""
-    return int(estimated_bytes) + tables * CAP_MARGIN_PER_TABLE
 
 
 def usd_to_bytes(budget_usd: float, price_per_tib_usd: float) -> int:

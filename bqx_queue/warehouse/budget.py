@@ -19,8 +19,7 @@ import pyarrow as pa
 import redis
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import BrokerError, BudgetError
-from bqx_queue.keys import ledger_key
+from bqx_queue.domain import BrokerError, BudgetError, ledger_key
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.extract_cache import UNBILLED_KEYS, ExtractCache, ExtractUse, Parts, in_use
 from bqx_queue.warehouse.sql import QueryPlan

@@ -6,8 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import WarehouseError
-from bqx_queue.universe import PAIRS
+from bqx_queue.domain import PAIRS, WarehouseError
 
 KEY_COLUMN = "interval_time"
 # Only plain identifiers reach SQL: names come from the catalog, never from user text, and

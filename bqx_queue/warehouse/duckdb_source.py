@@ -17,17 +17,16 @@ import duckdb
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import WarehouseError
-from bqx_queue.models import CostEstimate
+from bqx_queue.domain import CostEstimate, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
 from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use
 from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import DUCKDB, PairPlan, QueryPlan, plan_pair
 
 META_SCHEMA = "bqx_meta"
 DUCKDB_MAGIC = b"DUCK"
-BATCH_ROWS = 16_384
 DUCKDB_MEMORY_LIMIT = "1GB"
 PART_TABLES = 40  # feature tables per DuckDB statement (see fetch_plan)
 PART_COLUMNS = 600

@@ -34,13 +34,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bqx_queue import artifacts
+from bqx_queue.artifacts import ArtifactPath, artifact_root, children, is_local, remove, write_json_atomic
 from bqx_queue.config import Settings
-from bqx_queue.errors import DamagedArtifact
-from bqx_queue.models import CostEstimate, Record
-from bqx_queue.storage import ArtifactPath, artifact_root, children, is_local, remove
-from bqx_queue.store import write_json_atomic
-from bqx_queue.universe import HORIZONS, target_column
+from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, target_column
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
 
 if TYPE_CHECKING:
@@ -51,7 +49,6 @@ log = logging.getLogger(__name__)
 CACHE_DIR = "cache"
 CACHED_METHOD = "extract-cache"  # an estimate's method when the cache holds the query's rows
 FORMAT = 1  # bump when what a query returns for the same key changes
-BATCH_ROWS = 16_384
 UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
 Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
 

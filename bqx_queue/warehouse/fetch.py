@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import Catalog, missing_families
 from bqx_queue.warehouse.extract_cache import ExtractUse, narrow_targets, summarize

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.quality import FrameQuality, TableRows
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR, ROWS_AT_TIME, PairPlan
@@ -25,6 +25,9 @@ MAX_STRING_LEVELS = 8
 # A STRING feature is a category (one-hot encoded); values longer than this are free text, and
 # 80,000 of them would not be kept in memory as Python strings.
 MAX_STRING_CHARS = 1_000
+# Rows per Arrow record batch: how every source streams a result (and the extract cache and the
+# shared tables hand theirs back), so the copy into the matrix above holds one batch at a time.
+BATCH_ROWS = 16_384
 
 
 @dataclass

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Protocol
 
 from bqx_queue.config import Settings
-from bqx_queue.models import CostEstimate
+from bqx_queue.domain import CostEstimate
 from bqx_queue.warehouse.catalog import Catalog, Table
 from bqx_queue.warehouse.fetch import PairFetch
 from bqx_queue.warehouse.sql import QueryPlan

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 
 
 @dataclass

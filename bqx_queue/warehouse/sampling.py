@@ -7,7 +7,7 @@ from datetime import date
 
 import numpy as np
 
-from bqx_queue.errors import DataError
+from bqx_queue.domain import DataError
 
 
 def common_days(counts_per_pair: Mapping[str, Mapping[date, int]]) -> dict[date, int]:

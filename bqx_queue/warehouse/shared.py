@@ -26,15 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bqx_queue import artifacts
+from bqx_queue.artifacts import ArtifactPath, RunStore, is_local, write_json_atomic, write_whole
 from bqx_queue.config import Settings
-from bqx_queue.errors import DamagedArtifact, DataError
-from bqx_queue.models import ArtifactDigest, ExtractCacheSummary, Record
-from bqx_queue.storage import ArtifactPath, is_local, write_whole
-from bqx_queue.store import RunStore, write_json_atomic
+from bqx_queue.domain import ArtifactDigest, DamagedArtifact, DataError, ExtractCacheSummary, Record
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.extract_cache import ExtractUse, summarize
+from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import (
     FEATURE_SEPARATOR,
     ROWS_AT_TIME,
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 SHARED_DIR = "shared"
 INDEX_FILE = "index.json"
-BATCH_ROWS = 16_384
 
 
 class SharedPart(Record):

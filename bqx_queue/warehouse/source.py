@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import WarehouseError
+from bqx_queue.domain import WarehouseError
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.fetch import pair_days

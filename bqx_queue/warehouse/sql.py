@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import sqlglot
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import WarehouseError
-from bqx_queue.universe import target_column
+from bqx_queue.domain import WarehouseError, target_column
 from bqx_queue.warehouse.catalog import (
     FORWARD_LOOKING,
     KEY_COLUMN,
@@ -127,10 +126,6 @@ DUCKDB = Dialect(
 
 def _quote(name: str) -> str:
     return BIGQUERY.ident(name)
-
-
-def _table_ref(table: Table, project: str | None) -> str:
-    return BIGQUERY.table_ref(table, project)
 
 
 def one_row_per_time(

@@ -36,8 +36,16 @@ import pandas as pd
 import pyarrow as pa
 from scipy.signal import lfilter
 
-from bqx_queue.errors import WarehouseError
-from bqx_queue.universe import BQX_WINDOWS, CURRENCIES, HORIZONS, PAIRS, TARGET_WINDOW, pair_currencies, target_column
+from bqx_queue.domain import (
+    BQX_WINDOWS,
+    CURRENCIES,
+    HORIZONS,
+    PAIRS,
+    TARGET_WINDOW,
+    WarehouseError,
+    pair_currencies,
+    target_column,
+)
 from bqx_queue.warehouse.catalog import KEY_COLUMN
 from bqx_queue.warehouse.duckdb_source import META_SCHEMA
 from bqx_queue.warehouse.sql import FEATURE_SEPARATOR

@@ -14,7 +14,7 @@ Each variable names pairs, comma-separated, optionally `pair:seconds`:
                              disk itself is real: a test mounts a small tmpfs as scratch_dir)
 
 The faults come where the product would meet them: at the start of the analysis, after the
-delivery was counted and the cap checked (bqx_queue.redelivery), and inside the real write path
+delivery was counted and the cap checked (bqx_queue.celery.redelivery), and inside the real write path
 of the summary. Each prefork child installs them when it starts (worker_process_init).
 """
 
@@ -32,14 +32,14 @@ from typing import Any
 import redis
 from celery.signals import worker_process_init
 
-from bqx_queue import redelivery
 from bqx_queue.analysis import pair as analysis
-from bqx_queue.celery import app
+from bqx_queue.artifacts.filesystem import is_local, write_whole
+from bqx_queue.artifacts.run_folder import RunStore
+from bqx_queue.celery import redelivery
+from bqx_queue.celery.application import app
 from bqx_queue.config import load_settings
-from bqx_queue.keys import deliveries_key
-from bqx_queue.models import PairSummary
-from bqx_queue.storage import is_local, write_whole
-from bqx_queue.store import RunStore
+from bqx_queue.domain import PairSummary
+from bqx_queue.domain.keys import deliveries_key
 
 log = logging.getLogger(__name__)
 SPILL_MIN_BYTES = analysis.SPILL_MIN_BYTES
@@ -139,7 +139,7 @@ def cut_uploads(fs: Any) -> None:
 
 @worker_process_init.connect
 def install_faults(**_: Any) -> None:
-    """In each new child: the pair's analysis (as bqx_queue.redelivery calls it) starts with the
+    """In each new child: the pair's analysis (as bqx_queue.celery.redelivery calls it) starts with the
     faults, and a summary write can die halfway."""
     redelivery.execute_pair = with_faults(redelivery.execute_pair)  # type: ignore[assignment]
     RunStore.write_pair_summary = killed_while_uploading(RunStore.write_pair_summary)  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bqx_queue.universe import HORIZONS, TARGET_WINDOW, target_column
+from bqx_queue.domain.universe import HORIZONS, TARGET_WINDOW, target_column
 
 PAIR = "eurusd"
 RETURN_WINDOWS = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 35, 40, 45, 50, 60)

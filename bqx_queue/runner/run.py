@@ -17,12 +17,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bqx_queue.analysis.basis import BasisParams, basis_memory
+from bqx_queue.analysis.memory import GIB
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
+from bqx_queue.artifacts import RunStore
 from bqx_queue.config import HOST_SETTINGS, Settings, load_settings, run_settings
-from bqx_queue.errors import BqxError, BudgetError, MemoryPlanError
-from bqx_queue.memory import GIB
-from bqx_queue.models import (
+from bqx_queue.domain import (
+    BqxError,
+    BudgetError,
     CostEstimate,
+    MemoryPlanError,
     PairMessage,
     PairPlanSummary,
     PairStatus,
@@ -30,9 +33,8 @@ from bqx_queue.models import (
     RunEstimate,
     RunManifest,
     SharedTablesPlan,
+    resolve_pairs,
 )
-from bqx_queue.store import RunStore
-from bqx_queue.universe import resolve_pairs
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import Catalog
 from bqx_queue.warehouse.extract_cache import CACHED_METHOD, ExtractCache, cached_estimate, fetch_settings, in_use

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bqx_queue.errors import ConfigError, MissingExtra, StoreUnwritable
+from bqx_queue.domain import ConfigError, MissingExtra, StoreUnwritable
 
 ArtifactPath = Any  # pathlib.Path for a local folder, upath.UPath for a bucket (the same API)
 # fsspec's default gs:// class probes each bucket for a hierarchical namespace over gRPC; the GCS
@@ -137,16 +137,6 @@ def _write_local(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         with contextlib.suppress(OSError):  # the folder may have become read-only meanwhile
             tmp.unlink(missing_ok=True)
         raise
-
-
-def write_streamed(path: ArtifactPath, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write a large object without holding it in memory. On an object store a failure can leave a
-    partial object, so callers name it under a unique name and publish it with a marker."""
-    if is_local(path):
-        write_whole(path, write)
-        return
-    with path.fs.open(path.path, "wb") as handle:
-        write(handle)
 
 
 def modified_at(path: ArtifactPath) -> float:

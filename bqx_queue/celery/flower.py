@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 
-from bqx_queue.errors import ConfigError
+from bqx_queue.domain import ConfigError
 
 DEFAULT_PORT = 5555
 # Basic auth over plain HTTP should not cross a network: loopback unless asked otherwise.

@@ -5,7 +5,7 @@ pairs come from the workers themselves (`inspect().active()`: every task whose a
 this run), so the view works from any machine that reaches the broker and the run folder.
 `bqx status RUN_ID` prints it once; `bqx-enqueue --wait` and `bqx status --watch` follow it
 until the report is written. A pair whose artifacts are damaged shows as damaged, with the file
-and the problem (bqx_queue.store); `bqx-enqueue --resume` runs it again.
+and the problem (bqx_queue.artifacts.run_folder); `bqx-enqueue --resume` runs it again.
 """
 
 from __future__ import annotations
@@ -15,22 +15,22 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from bqx_queue.errors import BrokerError, DamagedArtifact
-from bqx_queue.models import PairStatus, PairSummary, RunEstimate, RunManifest
-from bqx_queue.storage import modified_at
-from bqx_queue.store import RunStore
+from bqx_queue.artifacts import RunStore, modified_at
+from bqx_queue.domain import BrokerError, DamagedArtifact, PairStatus, PairSummary, RunEstimate, RunManifest
 
 log = logging.getLogger(__name__)
 
-PairStateName = Literal["done", "running", "failed", "damaged", "queued"]
-STATES: tuple[PairStateName, ...] = ("done", "running", "failed", "damaged", "queued")
+STATES = (PairStatus.OK, PairStatus.RUNNING, PairStatus.FAILED, PairStatus.DAMAGED, PairStatus.QUEUED)
+ENDED = (PairStatus.OK, PairStatus.FAILED, PairStatus.DAMAGED)
+# what a person reads for a state whose value says it less well ("3 done", not "3 ok")
+LABELS = {PairStatus.OK: "done"}
 PROCESS_PAIR = "bqx.process_pair"
 
 
@@ -48,7 +48,7 @@ class RunningPair:
 @dataclass(frozen=True)
 class PairState:
     pair: str
-    state: PairStateName
+    state: PairStatus
     worker: str = ""  # node name while running; host:pid once finished
     started_at: float | None = None
     wall_s: float | None = None
@@ -71,11 +71,11 @@ class RunStatus:
     workers_answered: bool = False
     report_damage: str | None = None  # why a report.json that exists does not count
 
-    def having(self, state: PairStateName) -> list[PairState]:
-        return [p for p in self.pairs if p.state == state]
+    def having(self, state: PairStatus) -> list[PairState]:
+        return [p for p in self.pairs if p.state is state]
 
     @property
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[PairStatus, int]:
         return {state: len(self.having(state)) for state in STATES}
 
     @property
@@ -95,17 +95,18 @@ class RunStatus:
         """Seconds until the last pair ends, from the mean time of finished pairs spread over the
         run's slots; None until a pair has finished (nothing to measure by)."""
         counts = self.counts
-        if counts["running"] == 0 and counts["queued"] == 0:
+        if counts[PairStatus.RUNNING] == 0 and counts[PairStatus.QUEUED] == 0:
             return 0.0
-        walls = [p.wall_s for p in self.pairs if p.state in ("done", "failed", "damaged") and p.wall_s]
+        walls = [p.wall_s for p in self.pairs if p.state in ENDED and p.wall_s]
         if not walls:
             return None
         mean = sum(walls) / len(walls)
         running_left = sum(
-            max(mean - (self.observed_at - p.started_at), 0.0) if p.started_at else mean for p in self.having("running")
+            max(mean - (self.observed_at - p.started_at), 0.0) if p.started_at else mean
+            for p in self.having(PairStatus.RUNNING)
         )
-        slots = max(self.slots, counts["running"], 1)
-        return (running_left + mean * counts["queued"]) / slots
+        slots = max(self.slots, counts[PairStatus.RUNNING], 1)
+        return (running_left + mean * counts[PairStatus.QUEUED]) / slots
 
 
 def running_pairs(app: Any, run_id: str, timeout_s: float = 1.0) -> dict[str, RunningPair] | None:
@@ -184,7 +185,7 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
             states.append(
                 PairState(
                     pair,
-                    "done" if summary.ok else "damaged" if summary.status is PairStatus.DAMAGED else "failed",
+                    summary.status,
                     worker=f"{summary.worker or summary.host}:{summary.pid}",
                     started_at=started,
                     wall_s=wall,
@@ -195,9 +196,9 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
         elif running and pair in running:
             where = running[pair]
             worker = f"{where.worker}:{where.pid}" if where.pid else where.worker
-            states.append(PairState(pair, "running", worker=worker, started_at=where.started_at))
+            states.append(PairState(pair, PairStatus.RUNNING, worker=worker, started_at=where.started_at))
         else:
-            states.append(PairState(pair, "queued"))
+            states.append(PairState(pair, PairStatus.QUEUED))
     return RunStatus(
         run_id=store.run_id,
         pairs=tuple(states),
@@ -225,10 +226,11 @@ def status_line(status: RunStatus) -> str:
     counts = status.counts
     estimate = f" (estimate ${status.estimate.cost_usd:.4f})" if status.estimate is not None else ""
     tail = "report written" if status.finished else f"eta {_duration(status.eta_s)}"
+    ok, running, failed, damaged, queued = (counts[state] for state in STATES)
     return (
-        f"run {status.run_id}: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
-        + (f"{counts['damaged']} damaged, " if counts["damaged"] else "")
-        + f"{counts['queued']} queued of {len(status.pairs)}; cost so far ${status.cost_usd:.4f}{estimate}; "
+        f"run {status.run_id}: {ok} done, {running} running, {failed} failed, "
+        + (f"{damaged} damaged, " if damaged else "")
+        + f"{queued} queued of {len(status.pairs)}; cost so far ${status.cost_usd:.4f}{estimate}; "
         f"elapsed {_duration(status.elapsed_s)}; {tail}"
     )
 
@@ -243,7 +245,7 @@ def render_status(status: RunStatus) -> RenderableType:
     """Return the run's status for a terminal: a summary line, a bar, and a row per pair that
     is running or failed (queued and done pairs are listed by name)."""
     counts = status.counts
-    finished = counts["done"] + counts["failed"] + counts["damaged"]
+    finished = sum(counts[state] for state in ENDED)
     parts: list[RenderableType] = [
         Text(status_line(status), style="bold"),
         _bar(finished, len(status.pairs)),
@@ -255,14 +257,15 @@ def render_status(status: RunStatus) -> RenderableType:
                 style="yellow",
             )
         )
-    active = status.having("running") + status.having("failed") + status.having("damaged")
+    active = status.having(PairStatus.RUNNING) + status.having(PairStatus.FAILED) + status.having(PairStatus.DAMAGED)
     if active:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for column in ("pair", "state", "worker", "for", "note"):
             table.add_column(column)
         for pair in active:
-            since = status.observed_at - pair.started_at if pair.state == "running" and pair.started_at else pair.wall_s
-            style = "cyan" if pair.state == "running" else "red"
+            running = pair.state is PairStatus.RUNNING
+            since = status.observed_at - pair.started_at if running and pair.started_at else pair.wall_s
+            style = "cyan" if running else "red"
             table.add_row(
                 pair.pair,
                 Text(pair.state, style=style),
@@ -271,16 +274,16 @@ def render_status(status: RunStatus) -> RenderableType:
                 pair.error or "",
             )
         parts.append(table)
-    listed: tuple[PairStateName, ...] = ("queued", "done")
-    for state in listed:
+    for state in (PairStatus.QUEUED, PairStatus.OK):
         names = [p.pair for p in status.having(state)]
         if names:
-            parts.append(Text(f"{state}: {', '.join(names)}", style="dim" if state == "queued" else "green"))
+            label = LABELS.get(state, state.value)
+            parts.append(Text(f"{label}: {', '.join(names)}", style="dim" if state is PairStatus.QUEUED else "green"))
     if status.finished:
         parts.append(Text(f"report: {status.report_path}"))
     if status.report_damage:
         parts.append(Text(f"report not counted: {status.report_damage}: `bqx report {status.run_id}` rebuilds it"))
-    if counts["damaged"]:
+    if counts[PairStatus.DAMAGED]:
         parts.append(
             Text(f"damaged pairs are not done: `bqx-enqueue --resume {status.run_id}` runs them again", style="yellow")
         )

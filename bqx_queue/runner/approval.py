@@ -21,9 +21,8 @@ from pydantic import Field, ValidationError
 
 from bqx_queue.artifacts import validation_problem
 from bqx_queue.config import Settings
-from bqx_queue.errors import PlanError
-from bqx_queue.models import ApprovedPlan, Record, RunManifest
-from bqx_queue.run import HOST_SETTINGS, new_run_id, plan_run
+from bqx_queue.domain import ApprovedPlan, PlanError, Record, RunManifest
+from bqx_queue.runner.run import HOST_SETTINGS, new_run_id, plan_run
 from bqx_queue.warehouse.catalog import Catalog
 from bqx_queue.warehouse.source import open_source
 

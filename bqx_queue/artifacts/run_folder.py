@@ -1,5 +1,5 @@
 """The run folder: manifest, one summary and ledger per pair, and the report, in a local folder
-or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.storage). Every write
+or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.artifacts.filesystem). Every write
 is whole or absent for readers on any host (storage.write_whole), so a pair's summary, written
 after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts.
 
@@ -16,10 +16,9 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel
 
-from bqx_queue import artifacts
-from bqx_queue.errors import BqxError, DamagedArtifact
-from bqx_queue.models import ArtifactDigest, PairStatus, PairSummary, Report, RunManifest
-from bqx_queue.storage import ArtifactPath, artifact_root, children, modified_at, write_whole
+from bqx_queue.artifacts import reader as artifacts
+from bqx_queue.artifacts.filesystem import ArtifactPath, artifact_root, children, modified_at, write_whole
+from bqx_queue.domain import ArtifactDigest, BqxError, DamagedArtifact, PairStatus, PairSummary, Report, RunManifest
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")

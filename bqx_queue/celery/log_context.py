@@ -2,7 +2,7 @@
 
 bqx_queue's code passes the run, the pair and other facts in a record's `extra`
 (`log.error("giving up on a pair", extra={"run": ..., "pair": ...})`), which the standard
-formatters drop. The worker's handlers get a formatter that appends them; bqx_queue.celery
+formatters drop. The worker's handlers get a formatter that appends them; bqx_queue.celery.application
 installs it when Celery sets up the worker's logging.
 """
 

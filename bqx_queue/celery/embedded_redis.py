@@ -17,8 +17,8 @@ from types import TracebackType
 
 import redis
 
-from bqx_queue.errors import BrokerError
-from bqx_queue.processes import stop_process
+from bqx_queue.domain import BrokerError
+from bqx_queue.runner import stop_process
 
 
 def redis_server_binary() -> str:

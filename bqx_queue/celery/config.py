@@ -12,7 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from bqx_queue.config import Settings
-from bqx_queue.errors import ConfigError
+from bqx_queue.domain import ConfigError
 
 # The only content a worker accepts or sends: a pickled message from a shared broker is remote
 # code execution, so anything else is refused at start-up even if a config module asks for it.

@@ -21,11 +21,10 @@ from typing import Any
 import pandas as pd
 
 from bqx_queue import artifacts
+from bqx_queue.artifacts import RunStore
 from bqx_queue.config import load_settings
-from bqx_queue.errors import BqxError
-from bqx_queue.models import Report, RunManifest
+from bqx_queue.domain import BqxError, Report, RunManifest
 from bqx_queue.report.feature_sets import FeatureSets, feature_sets
-from bqx_queue.store import RunStore
 
 
 class Run:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 def deliveries_key(run_id: str, pair: str) -> str:
-    """The count of a pair's deliveries in a run (bqx_queue.redelivery)."""
+    """The count of a pair's deliveries in a run (bqx_queue.celery.redelivery)."""
     return f"bqx:deliveries:{run_id}:{pair}"
 
 

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from bqx_queue.config import Settings, load_settings, redact_url
-from bqx_queue.errors import BqxError, BrokerError, DamagedArtifact
+from bqx_queue.domain import BqxError, BrokerError, DamagedArtifact
 
 if TYPE_CHECKING:
-    from bqx_queue.models import RunManifest
+    from bqx_queue.domain import RunManifest
 
 EXIT_FAILED_PAIRS = 1
 EXIT_BAD_INPUT = 2
@@ -108,7 +108,7 @@ RUN_OPTIONS = ("pairs", "horizons", "warehouse", "max_rows", "dry_run", "source"
 
 
 def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int:
-    from bqx_queue.universe import resolve_horizons, resolve_pairs
+    from bqx_queue.domain import resolve_horizons, resolve_pairs
 
     console = console or Console(stderr=True)
     if getattr(args, "resume", None):
@@ -116,7 +116,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     if getattr(args, "plan", None):
         return _enqueue_plan(args, console)
     if args.run_id:
-        from bqx_queue.store import check_run_id
+        from bqx_queue.artifacts import check_run_id
 
         check_run_id(args.run_id)
     pairs = resolve_pairs(args.pairs or "all")
@@ -127,7 +127,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
         refresh_extracts=True if getattr(args, "refresh", False) else None,
     )  # fmt: skip
 
-    from bqx_queue.run import plan_run
+    from bqx_queue.runner import plan_run
 
     if getattr(args, "dry_run", False):
         from bqx_queue.warehouse.budget import format_estimate
@@ -149,13 +149,13 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
 
 def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
     """bqx-enqueue --plan PLAN_JSON: run the approved plan, refused if anything it was reviewed on changed."""
-    from bqx_queue.approval import manifest_from_plan, read_plan
+    from bqx_queue.runner import manifest_from_plan, read_plan
 
     given = [f"--{name.replace('_', '-')}" for name in RUN_OPTIONS if getattr(args, name, None)]
     if given:
         raise BqxError(f"--plan takes pairs and settings from the plan: drop {', '.join(given)}")
     if args.run_id:
-        from bqx_queue.store import check_run_id
+        from bqx_queue.artifacts import check_run_id
 
         check_run_id(args.run_id)
     path = Path(args.plan)
@@ -169,7 +169,7 @@ def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
 
 def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.Namespace, console: Console) -> int:
     """Write the run's manifest, enqueue its pairs, and follow it with --wait."""
-    from bqx_queue.run import write_manifest
+    from bqx_queue.runner import write_manifest
 
     pairs = manifest.pairs
     app, workers = _require_workers(settings, args, console)
@@ -187,7 +187,7 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
         if shared:
             console.print(f"shared tables: {shared.tables} tables in {shared.queries} queries, ${shared.cost_usd:.4f}")
 
-    from bqx_queue.producer import enqueue_run
+    from bqx_queue.celery.producer import enqueue_run
 
     result = enqueue_run(manifest)
     console.print(f"enqueued {len(pairs)} pairs; report will be {store.report_path}")
@@ -197,7 +197,7 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
 def _require_workers(settings: Settings, args: argparse.Namespace, console: Console) -> tuple[Any, dict[str, int]]:
     """Return the app on this run's broker and its live workers; refuses when none answers."""
     from bqx_queue.celery import use_settings
-    from bqx_queue.producer import check_broker, live_workers
+    from bqx_queue.celery.producer import check_broker, live_workers
 
     check_broker(settings.broker_url)
     app = use_settings(settings)
@@ -217,8 +217,8 @@ def _require_workers(settings: Settings, args: argparse.Namespace, console: Cons
 def _follow_run(store: Any, result: Any, app: Any, console: Console) -> int:
     """Show the run until its report exists, then what it found and, last, the path of the page to
     open (report.html; report.json is beside it); exit 1 if pairs failed."""
+    from bqx_queue.celery.status import watch_run
     from bqx_queue.report.answer import answer_lines
-    from bqx_queue.status import watch_run
 
     watch_run(store, result, console, app=app)
     print("\n".join(answer_lines(store.report())))
@@ -238,7 +238,7 @@ def _failed_pairs_exit(store: Any, console: Console) -> int:
 
 def _warn_damaged(run_id: str, summaries: dict[str, Any]) -> None:
     """Print one line per damaged pair: the file, what is wrong, and how to recover."""
-    from bqx_queue.models import PairStatus
+    from bqx_queue.domain import PairStatus
 
     for pair, summary in summaries.items():
         if summary.status is PairStatus.DAMAGED:
@@ -253,7 +253,7 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
     given = [f"--{name.replace('_', '-')}" for name in (*RUN_OPTIONS, "run_id", "plan") if getattr(args, name, None)]
     if given:
         raise BqxError(f"--resume takes pairs and settings from the run's manifest: drop {', '.join(given)}")
-    from bqx_queue.store import RunStore
+    from bqx_queue.artifacts import RunStore
 
     settings = _settings(args)
     store = RunStore(settings.runs_dir, args.resume)
@@ -265,8 +265,8 @@ def _resume(args: argparse.Namespace, console: Console) -> int:
             "start the run again with bqx-enqueue"
         ) from None
 
-    from bqx_queue.producer import enqueue_run, prepare_resume, unfinished_pairs
-    from bqx_queue.run import finish_run
+    from bqx_queue.celery.producer import enqueue_run, prepare_resume, unfinished_pairs
+    from bqx_queue.runner import finish_run
 
     if not unfinished_pairs(store):
         print(finish_run(store))
@@ -287,7 +287,7 @@ def enqueue_main(argv: list[str] | None = None) -> int:
 
 
 def _warehouse_build(args: argparse.Namespace) -> int:
-    from bqx_queue.universe import resolve_pairs
+    from bqx_queue.domain import resolve_pairs
     from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
     settings = _settings(args)
@@ -316,8 +316,8 @@ def _warehouse_build(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     """bqx plan: write the reviewed estimate of a run to a plan file; `bqx plan approve` signs it."""
-    from bqx_queue.approval import approve_plan, write_plan
-    from bqx_queue.universe import resolve_horizons, resolve_pairs
+    from bqx_queue.domain import resolve_horizons, resolve_pairs
+    from bqx_queue.runner import approve_plan, write_plan
     from bqx_queue.warehouse.budget import format_estimate
 
     if args.plan_action == "approve":
@@ -346,9 +346,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """Show a run: pairs done, running (on which worker), failed, queued; cost so far; ETA."""
-    from bqx_queue.producer import check_broker
-    from bqx_queue.status import render_status, run_status, watch_run
-    from bqx_queue.store import RunStore
+    from bqx_queue.artifacts import RunStore
+    from bqx_queue.celery.producer import check_broker
+    from bqx_queue.celery.status import render_status, run_status, watch_run
 
     settings = _settings(args)
     store = RunStore(settings.runs_dir, args.run_id)
@@ -372,8 +372,8 @@ def _status(args: argparse.Namespace) -> int:
 
 def _flower(args: argparse.Namespace) -> int:
     """Run Flower on the configured broker with basic auth (replaces this process)."""
-    from bqx_queue.flower import flower_command, flower_environment
-    from bqx_queue.producer import check_broker
+    from bqx_queue.celery.flower import flower_command, flower_environment
+    from bqx_queue.celery.producer import check_broker
 
     settings = _settings(args)
     environment = flower_environment(os.environ)  # refuses to go on without credentials
@@ -386,8 +386,8 @@ def _flower(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bqx_queue.run import finish_run
-    from bqx_queue.store import RunStore
+    from bqx_queue.artifacts import RunStore
+    from bqx_queue.runner import finish_run
 
     store = RunStore(_settings(args).runs_dir, args.run_id)
     print(finish_run(store))
@@ -397,8 +397,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """bqx export RUN: the run's feature sets as JSON, CSV or YAML, to a file or stdout."""
+    from bqx_queue.artifacts import RunStore
     from bqx_queue.report.feature_sets import export_text, feature_sets
-    from bqx_queue.store import RunStore
 
     store = RunStore(_settings(args).runs_dir, args.run_id)
     manifest = store.manifest()  # one clear line for an unknown run
@@ -415,8 +415,8 @@ def _export(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     """bqx compare RUN_A RUN_B: what changed, printed, and as a page (RUN_B's folder unless -o)."""
+    from bqx_queue.artifacts import RunStore
     from bqx_queue.report.comparison import compare_runs, comparison_lines, render_comparison_html
-    from bqx_queue.store import RunStore
 
     runs_dir = _settings(args).runs_dir
     run_b = RunStore(runs_dir, args.run_b)
@@ -430,8 +430,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Build a demo warehouse if missing, start Redis and a worker, run all pairs, stop both."""
-    from bqx_queue.embedded_redis import EmbeddedRedis, redis_server_binary
-    from bqx_queue.processes import stop_process
+    from bqx_queue.celery.embedded_redis import EmbeddedRedis, redis_server_binary
+    from bqx_queue.runner import stop_process
     from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
     redis_server_binary()  # no Redis to start: say so before building anything
@@ -458,7 +458,7 @@ def _demo(args: argparse.Namespace) -> int:
                 ["--pairs", args.pairs, "--wait", "--worker-timeout", "5", "--warehouse", str(warehouse)]
             )
             from bqx_queue.celery import use_settings
-            from bqx_queue.producer import live_workers
+            from bqx_queue.celery.producer import live_workers
 
             app = use_settings(_settings(args))
             for _ in range(20):  # the worker needs a few seconds to come up

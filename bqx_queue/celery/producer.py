@@ -11,11 +11,10 @@ from celery.exceptions import ChordError
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
-from bqx_queue.celeryconfig import check_safe_content, redis_client
+from bqx_queue.artifacts import RunStore
+from bqx_queue.celery.config import check_safe_content, redis_client
 from bqx_queue.config import redact_text, redact_url
-from bqx_queue.errors import BrokerError
-from bqx_queue.models import Resume, RunManifest
-from bqx_queue.store import RunStore
+from bqx_queue.domain import BrokerError, Resume, RunManifest
 
 
 def check_broker(url: str, timeout_s: float = 3.0) -> None:
@@ -44,7 +43,7 @@ class ReportResult:
 
     @property
     def current(self) -> AsyncResult:
-        from bqx_queue.tasks import after_error_id
+        from bqx_queue.celery.tasks import after_error_id
 
         if self.callback.failed() and isinstance(self.callback.result, ChordError):
             return AsyncResult(after_error_id(self.callback.id), app=self.callback.app)
@@ -70,8 +69,8 @@ def enqueue_run(manifest: RunManifest, pairs: list[str] | None = None) -> Report
 
     `pairs` narrows the header (a resumed run); the report always reads every pair's artifact.
     """
-    from bqx_queue.celery import app
-    from bqx_queue.tasks import build_report, process_pair, report_after_chord_error
+    from bqx_queue.celery.application import app
+    from bqx_queue.celery.tasks import build_report, process_pair, report_after_chord_error
 
     check_safe_content(app.conf)
     run_id = manifest.run_id
@@ -91,7 +90,7 @@ def unfinished_pairs(store: RunStore) -> list[str]:
 def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
     """Return the pairs a resumed run must enqueue again, with their delivery counts reset,
     and note the resume in the manifest (so a report older than it no longer counts as done)."""
-    from bqx_queue.redelivery import reset_deliveries
+    from bqx_queue.celery.redelivery import reset_deliveries
 
     manifest = store.manifest()
     pending = unfinished_pairs(store)

@@ -15,11 +15,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init
 
-from bqx_queue.celeryconfig import celery_config, check_worker_config
+from bqx_queue.celery.config import celery_config, check_worker_config
+from bqx_queue.celery.log_context import install_context_formatter
 from bqx_queue.config import Settings, load_settings
-from bqx_queue.errors import ConfigError
-from bqx_queue.log_context import install_context_formatter
-from bqx_queue.storage import artifact_root
+from bqx_queue.domain import ConfigError
 
 # Threads of the native libraries a child runs (LightGBM's OpenMP, BLAS, MKL).
 NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -29,7 +28,7 @@ def create_app(settings: Settings | None) -> Celery:
     """Return bqx's Celery app on these settings' broker, backend and limits (None: Celery's
     defaults, for a process that points it at its settings later); raises ConfigError for
     settings under which a pair could run twice."""
-    app = Celery("bqx_queue", include=["bqx_queue.tasks"])
+    app = Celery("bqx_queue", include=["bqx_queue.celery.tasks"])
     if settings is not None:
         app.conf.update(celery_config(settings))
     return app
@@ -82,6 +81,10 @@ def _check_worker_settings(conf: Any = None, options: dict[str, Any] | None = No
     on a configuration (a `--config` module or `-O` may have changed it) that is not JSON only or
     whose visibility timeout is not above the hard time limit. Then give each prefork child its
     threads."""
+    # here, not at the top: the artifact store loads pandas, which `celery -A bqx_queue inspect
+    # ping` (a liveness probe imports this module) has no use for
+    from bqx_queue.artifacts import artifact_root
+
     try:
         settings = load_settings()
         celery_config(settings)

@@ -19,8 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from bqx_queue.errors import ConfigError
-from bqx_queue.universe import CURRENCIES, HORIZONS, PAIRS
+from bqx_queue.domain import CURRENCIES, HORIZONS, PAIRS, ConfigError
 
 KIB_PER_GIB = 1024 * 1024
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket")

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import psutil
 
-from bqx_queue.errors import MemoryBudgetExceeded
+from bqx_queue.domain import MemoryBudgetExceeded
 
 GIB = 1024**3
 

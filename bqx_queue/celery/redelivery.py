@@ -13,12 +13,11 @@ import time
 
 from celery.exceptions import TimeLimitExceeded
 
-from bqx_queue.celeryconfig import redis_client
+from bqx_queue.artifacts import RunStore
+from bqx_queue.celery.config import redis_client
 from bqx_queue.config import Settings
-from bqx_queue.keys import deliveries_key
-from bqx_queue.models import PairMessage, PairSummary
-from bqx_queue.run import execute_pair, failed_summary
-from bqx_queue.store import RunStore
+from bqx_queue.domain import PairMessage, PairSummary, deliveries_key
+from bqx_queue.runner import execute_pair, failed_summary
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from bqx_queue.errors import SelectionError
+from bqx_queue.domain.errors import SelectionError
 
 CURRENCIES: tuple[str, ...] = ("eur", "gbp", "aud", "nzd", "usd", "cad", "chf", "jpy")
 

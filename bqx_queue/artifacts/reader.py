@@ -22,9 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
-from bqx_queue.errors import DamagedArtifact
-from bqx_queue.models import ARTIFACT_FORMAT, ArtifactDigest
-from bqx_queue.storage import ArtifactPath
+from bqx_queue.artifacts.filesystem import ArtifactPath
+from bqx_queue.domain import ARTIFACT_FORMAT, ArtifactDigest, DamagedArtifact
 
 Model = TypeVar("Model", bound=BaseModel)
 SEAL = "sha256"  # the key of a sealed JSON artifact's own digest
@@ -87,13 +86,14 @@ def validated(path: ArtifactPath, data: Any, model: type[Model], what: str) -> M
         raise DamagedArtifact(f"{path}: not a {what}: {validation_problem(exc)}") from None
 
 
-def validation_problem(exc: ValidationError) -> str:
-    """Return a pydantic error as one short clause: the first problem and how many more."""
+def validation_problem(exc: ValidationError, shown: int = 3) -> str:
+    """Return a pydantic error as one short line: its first `shown` problems and how many more.
+    A misspelt key is two problems (the declared field missing, the misspelt one unknown), and a
+    user needs both names to mend the file."""
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"]) or "the document"
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return f"{where}: {first['msg']}{more}"
+    problems = [f"{'.'.join(str(part) for part in error['loc']) or 'the document'}: {error['msg']}" for error in errors]
+    more = f" (and {len(errors) - shown} more problems)" if len(errors) > shown else ""
+    return "; ".join(problems[:shown]) + more
 
 
 def read_model(path: ArtifactPath, model: type[Model], what: str, seal: bool = False) -> Model:

@@ -1,5 +1,5 @@
 """The Celery tasks, each a call into plain functions: one delivery of a pair
-(bqx_queue.redelivery), and the run's report (bqx_queue.run), which a run gets whatever happened
+(bqx_queue.celery.redelivery), and the run's report (bqx_queue.runner.run), which a run gets whatever happened
 to its pairs (README, "Failure modes")."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Any
 
 from celery import Task
 
-from bqx_queue.celery import app
+from bqx_queue.artifacts import RunStore
+from bqx_queue.celery.application import app
+from bqx_queue.celery.redelivery import deliver_pair, failure_reason, record_failure
 from bqx_queue.config import load_settings, run_settings
-from bqx_queue.errors import BqxError
-from bqx_queue.redelivery import deliver_pair, failure_reason, record_failure
-from bqx_queue.run import finish_run
-from bqx_queue.store import RunStore
+from bqx_queue.domain import BqxError
+from bqx_queue.runner import finish_run
 
 log = logging.getLogger(__name__)
 
