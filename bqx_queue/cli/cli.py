@@ -179,11 +179,9 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
     print(f"sampled days ({len(manifest.days)}): {', '.join(day.isoformat() for day in manifest.days)}")
     if manifest.shared_tables:  # BigQuery: the shared tables once, before any pair
         from bqx_queue.config import run_settings
-        from bqx_queue.warehouse.bigquery_source import BigQuerySource
         from bqx_queue.warehouse.shared import prefetch_shared
 
-        for_run = run_settings(manifest.settings, settings)
-        shared = prefetch_shared(store, for_run, BigQuerySource(for_run))
+        shared = prefetch_shared(store, run_settings(manifest.settings, settings))
         if shared:
             console.print(f"shared tables: {shared.tables} tables in {shared.queries} queries, ${shared.cost_usd:.4f}")
 

@@ -47,9 +47,7 @@ from bqx_queue.warehouse.sql import (
     FeatureColumn,
     QueryPlan,
     TablesPlan,
-    plan_pair,
     plan_shared_tables,
-    split_pair_plan,
 )
 
 log = logging.getLogger(__name__)
@@ -96,10 +94,7 @@ def plan_run(
     plans = {}
     parts: dict[str, list[TablesPlan]] = {}
     for pair in pairs:
-        if source.kind == "bigquery":  # split only where a plan passes BigQuery's limits
-            plan, parts[pair] = split_pair_plan(pair, catalog, settings, include_shared=not once)
-        else:
-            plan, parts[pair] = plan_pair(pair, catalog, settings), []
+        plan, parts[pair] = source.pair_plans(pair, catalog, settings, include_shared=not once)
         plans[pair] = plan
         counts[pair] = source.day_counts(catalog.table(*plan.tables[0].split(".")))
     days = sample_days(common_days(counts), settings.max_rows, settings.seed)
@@ -171,8 +166,7 @@ def plan_run(
         },
         estimate=estimate,
         shared_tables=SharedTablesPlan(queries=len(shared), tables=sum(e.tables for e in shared)) if shared else None,
-        settings=settings.model_dump(mode="json", exclude=HOST_SETTINGS)
-        | ({"warehouse": location} if source.kind != "bigquery" else {}),
+        settings=settings.model_dump(mode="json", exclude=HOST_SETTINGS) | source.location_settings(),
         workers=workers,
     )
 
@@ -183,10 +177,8 @@ def cache_keyed_plans(
     """Return the pair's queries as its fetch keys them in the extract cache: with every horizon's
     target the targets table holds (fetch_settings), split as BigQuery's limits require."""
     wide = fetch_settings(source, pair, settings, run_id)
-    if source.kind == "bigquery":
-        plan, parts = split_pair_plan(pair, catalog, wide, include_shared=not shared_once)
-        return [plan, *parts]
-    return [plan_pair(pair, catalog, wide)]
+    plan, parts = source.pair_plans(pair, catalog, wide, include_shared=not shared_once)
+    return [plan, *parts]
 
 
 def refuse_if_too_wide(

@@ -28,7 +28,7 @@ from bqx_queue.warehouse.extract_cache import fetch_settings
 from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
 from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.shared import attach_shared, join_parts, read_all, shared_index
-from bqx_queue.warehouse.sql import QueryPlan, split_pair_plan
+from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan, split_pair_plan
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,16 @@ class BigQuerySource:
     def path(self) -> str:
         """Return where the data lives, for manifests and messages."""
         return f"bigquery://{self.project}"
+
+    def location_settings(self) -> dict[str, str]:
+        """Return nothing: the project and location settings name a BigQuery warehouse."""
+        return {}
+
+    def pair_plans(
+        self, pair: str, catalog: Catalog, settings: Settings, include_shared: bool = True
+    ) -> tuple[PairPlan, list[TablesPlan]]:
+        """Return the pair's plan, split where it passes BigQuery's column, table or SQL limits."""
+        return split_pair_plan(pair, catalog, settings, include_shared=include_shared)
 
     def describe(self) -> str:
         endpoint = f" via {self.settings.bigquery_api_endpoint}" if self.settings.bigquery_api_endpoint else ""
@@ -250,7 +260,7 @@ class BigQuerySource:
         normally; none when cached), joined with the run's shared tables fetched once."""
         wide = fetch_settings(self, pair, settings, run_id)
         shared = shared_index(wide, run_id, self)
-        plan, parts = split_pair_plan(pair, self.catalog(), wide, include_shared=shared is None)
+        plan, parts = self.pair_plans(pair, self.catalog(), wide, include_shared=shared is None)
         reader, job_bytes, uses = billable_rows(self, plan, days, wide, run_id)
         results = []
         for part in parts:

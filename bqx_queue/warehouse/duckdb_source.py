@@ -23,7 +23,7 @@ from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, chec
 from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use
 from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
 from bqx_queue.warehouse.frame import BATCH_ROWS
-from bqx_queue.warehouse.sql import DUCKDB, PairPlan, QueryPlan, plan_pair
+from bqx_queue.warehouse.sql import DUCKDB, PairPlan, QueryPlan, TablesPlan, plan_pair
 
 META_SCHEMA = "bqx_meta"
 DUCKDB_MAGIC = b"DUCK"
@@ -92,6 +92,16 @@ class DuckDBSource:
             self._connection = self._connect()
             self._pid = os.getpid()
         return self._connection
+
+    def location_settings(self) -> dict[str, str]:
+        """Return the warehouse path, for a run's manifest to pin."""
+        return {"warehouse": self.describe()}
+
+    def pair_plans(
+        self, pair: str, catalog: Catalog, settings: Settings, include_shared: bool = True
+    ) -> tuple[PairPlan, list[TablesPlan]]:
+        """Return the pair's plan, never split: DuckDB has no column or SQL-length limit to fit."""
+        return plan_pair(pair, catalog, settings, include_shared=include_shared), []
 
     def describe(self) -> str:
         """Return where the data lives, for manifests, messages and the extract cache's key."""

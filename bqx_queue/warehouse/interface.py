@@ -15,7 +15,7 @@ from bqx_queue.config import Settings
 from bqx_queue.domain import CostEstimate
 from bqx_queue.warehouse.catalog import Catalog, Table
 from bqx_queue.warehouse.fetch import PairFetch
-from bqx_queue.warehouse.sql import QueryPlan
+from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan
 
 
 class WarehouseSource(Protocol):
@@ -38,6 +38,18 @@ class WarehouseSource(Protocol):
 
     def tables_modified(self, tables: Iterable[str]) -> dict[str, str]:
         """Return when each dataset.table was last written (the extract cache keys on it)."""
+        ...
+
+    def location_settings(self) -> dict[str, str]:
+        """Return the settings that say where this warehouse's data is, beyond what names the
+        source itself (a local file's or folder's path), for a run's manifest to pin."""
+        ...
+
+    def pair_plans(
+        self, pair: str, catalog: Catalog, settings: Settings, include_shared: bool = True
+    ) -> tuple[PairPlan, list[TablesPlan]]:
+        """Return the pair's one query plan and, where this warehouse's limits need it, the parts
+        it is split into (joined back on interval_time); `include_shared`: with the shared tables."""
         ...
 
     def estimate(self, plan: QueryPlan, days: list[date], settings: Settings) -> CostEstimate:

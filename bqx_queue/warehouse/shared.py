@@ -198,12 +198,17 @@ def fetch_shared(
     return index
 
 
-def prefetch_shared(store: RunStore, settings: Settings, source: BigQuerySource) -> SharedIndex | None:
+def prefetch_shared(store: RunStore, settings: Settings, source: BigQuerySource | None = None) -> SharedIndex | None:
     """Fetch a run's shared tables once if its manifest plans it; return the index or None.
-    `settings` are the run's (run_settings of its manifest) and `source` the warehouse they name."""
+    `settings` are the run's (run_settings of its manifest) and `source` the warehouse they name
+    (opened from them when not given: only a BigQuery run plans shared tables)."""
     manifest = store.manifest()
     if not manifest.shared_tables:
         return None
+    if source is None:
+        from bqx_queue.warehouse.bigquery_source import BigQuerySource
+
+        source = BigQuerySource(settings)
     plans = plan_shared_tables(source.catalog(), settings)
     return fetch_shared(source, plans, manifest.days, settings, store)
 
