@@ -143,3 +143,21 @@ def test_seeds_follow_the_settings_seed():
     model_seed = lightgbm_seed(TrainParams.from_settings(load_settings(seed=7), "eurusd").seed)
     assert 0 <= model_seed < 2**31
     assert model_seed == lightgbm_seed(TrainParams.from_settings(load_settings(seed=7), "eurusd").seed)
+
+
+@pytest.mark.parametrize(
+    ("setting", "params", "field", "value"),
+    [
+        ("selection_blocks", SelectionParams, "blocks", 3),
+        ("selection_pairs", SelectionParams, "pairs", 1001),
+        ("era_count", EraParams, "era_count", 21),
+        ("era_reference_features", EraParams, "reference_features", 9),
+        ("selection_pairs", EraParams, "pairs", 0),
+    ],
+)
+def test_a_limit_is_declared_once_for_the_settings_and_the_parameters(setting, params, field, value):
+    """The settings and the analysis parameters built from them refuse the same values."""
+    with pytest.raises(ConfigError, match=setting):
+        load_settings(**{setting: value})
+    with pytest.raises(ValidationError, match=field):
+        params(**(dict(_valid(params)) | {field: value}))

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
+from bqx_queue.config.settings import EraCount, EraReferenceFeatures, SelectionPairs
 from bqx_queue.domain import TARGET_WINDOW
 
 ERA_BLOCKS = 8  # blocks per era: halves of 4 blocks keep a few thousand rows per fit at 80,000 rows
@@ -39,10 +40,10 @@ ERA_BLOCKS = 8  # blocks per era: halves of 4 blocks keep a few thousand rows pe
 class EraParams(AnalysisParams):
     """How the per-era selections run (Settings' era_* fields and the run's selection_* ones)."""
 
-    era_count: int = Field(ge=2)
-    reference_features: int = Field(ge=0)
+    era_count: EraCount
+    reference_features: EraReferenceFeatures
     collapse_frequency: float = Field(ge=0, lt=1)
-    pairs: int = Field(ge=1)
+    pairs: SelectionPairs
     threshold: float = Field(gt=0.5, le=1)  # q's MB bound divides by 2 threshold - 1
     expected_false_max: float = Field(gt=0)
     weakness: float = Field(gt=0, le=1)

@@ -41,7 +41,7 @@ from bqx_queue.analysis.stable_structure import stable_structure
 from bqx_queue.analysis.training import TrainParams, evaluate_horizon, walk_forward_folds
 from bqx_queue.analysis.tree_selection import select_stable_lightgbm
 from bqx_queue.analysis.width import plan_memory, screen
-from bqx_queue.config import Settings, load_settings
+from bqx_queue.config import Settings
 from bqx_queue.domain import (
     TARGET_WINDOW,
     Confirmation,
@@ -91,9 +91,7 @@ class StabilitySelection:
         return self.table.loc[self.table["stable"], "feature"].tolist()
 
 
-def run_stability_selection_local(
-    df: pd.DataFrame, horizon: int, settings: Settings | None = None
-) -> StabilitySelection:
+def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Settings) -> StabilitySelection:
     """Return every usable feature's selection frequency at one horizon, and which are stable.
 
     Complementary-pairs stability selection (Shah & Samworth 2013) over contiguous time blocks
@@ -145,7 +143,6 @@ def run_stability_selection_local(
     >>> sorted(selection.stable_features) == sorted(planted)  # the synthetic warehouse's planted signal
     True
     """
-    settings = settings or load_settings()
     target = target_column(horizon)
     prepared = prepare_pair(frame_from_pandas(df, "frame", [target]))
     selection_rows, _ = _split(prepared, settings, [horizon])
@@ -274,7 +271,7 @@ def _screened_as_nan(result: SelectionResult, screened: list[int]) -> SelectionR
 
 def process_pair_all_horizons(
     pair: str,
-    settings: Settings | None = None,
+    settings: Settings,
     days: list[date] | None = None,
     *,
     source: WarehouseSource,
@@ -347,7 +344,6 @@ def process_pair_all_horizons(
     >>> list(result.ledger.columns[:7])  # every feature x horizon, and each one's verdict
     ['pair', 'horizon', 'feature', 'frequency', 'selected', 'excluded', 'confirmed']
     """
-    settings = settings or load_settings()
     started = time.perf_counter()
     horizons = list(settings.horizons)
     timings: dict[str, float] = {}

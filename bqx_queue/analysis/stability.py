@@ -26,6 +26,7 @@ from bqx_queue.analysis.clusters import MIN_MEMBER_FREQUENCY, StableCluster, sta
 from bqx_queue.analysis.grams import BlockGrams, HalfGram
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
+from bqx_queue.config.settings import SelectionBlocks, SelectionPairs
 from bqx_queue.domain import DataError
 
 
@@ -33,11 +34,11 @@ class SelectionParams(AnalysisParams):
     """How a pair's features are selected: B complementary pairs of halves of `blocks` time
     blocks, q features per fit, stable at `threshold` (Settings' selection_* fields)."""
 
-    pairs: int = Field(ge=1)  # B complementary pairs: 2B fits per horizon
+    pairs: SelectionPairs
     threshold: float = Field(gt=0.5, le=1)  # the MB bound divides by 2 threshold - 1
     q: int | None = Field(ge=1)  # features per fit; None derives it from expected_false_max
     expected_false_max: float = Field(gt=0)
-    blocks: int = Field(ge=2)  # a complementary pair needs two halves
+    blocks: SelectionBlocks
     weakness: float = Field(gt=0, le=1)  # randomized-lasso feature weights drawn from [weakness, 1]
     cluster_level: float = Field(gt=0, lt=1)  # |corr| joining substitutes into a cluster (analysis/clusters.py)
     seed: np.random.SeedSequence

@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -20,6 +20,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from bqx_queue.domain import CURRENCIES, HORIZONS, PAIRS, ConfigError
+
+# Limits the analysis parameters built from these settings share: declared once, used by both
+SelectionPairs = Annotated[int, Field(ge=1, le=1000)]  # B complementary pairs: 2B fits per horizon
+SelectionBlocks = Annotated[int, Field(ge=4, le=64)]  # contiguous time blocks a half takes half of
+EraCount = Annotated[int, Field(ge=2, le=20)]  # contiguous eras when the sample spans fewer than 2 years
+EraReferenceFeatures = Annotated[int, Field(ge=10)]  # other features competing with the stable ones
 
 KIB_PER_GIB = 1024 * 1024
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
@@ -98,11 +104,11 @@ class Settings(BaseSettings):
     seed: int = Field(42, ge=0)  # the root of every random stream (numpy SeedSequence entropy)
 
     # Selection (complementary-pairs stability selection, MB error bound)
-    selection_pairs: int = Field(50, ge=1, le=1000)
+    selection_pairs: SelectionPairs = 50
     selection_threshold: float = Field(0.8, gt=0.5, le=1)
     selection_q: int | None = Field(None, ge=1)
     expected_false_max: float = Field(2.0, gt=0)
-    selection_blocks: int = Field(12, ge=4, le=64)
+    selection_blocks: SelectionBlocks = 12
     selection_weakness: float = Field(0.5, gt=0, le=1)
     selection_method: Literal["lar", "lightgbm"] = "lar"  # base selector: Gram LAR or LightGBM gain
     # LAR's columns: every feature's linear column, plus nonlinear ones (|x|, products, gates) chosen
@@ -143,8 +149,8 @@ class Settings(BaseSettings):
     family_strip_tokens: tuple[str, ...] = PAIRS + CURRENCIES
     family_fdr: float = Field(0.05, gt=0, lt=1)  # Benjamini-Yekutieli level over families x horizons
     substitute_correlation: float = Field(0.7, gt=0, lt=1)  # |corr| joining two stable features
-    era_count: int = Field(4, ge=2, le=20)  # contiguous eras when the sample spans fewer than 2 years
-    era_reference_features: int = Field(100, ge=10)  # other features competing with the stable ones
+    era_count: EraCount = 4
+    era_reference_features: EraReferenceFeatures = 100
     era_collapse_frequency: float = Field(0.3, ge=0, lt=1)  # below this in an era: era-dependent
 
     @field_validator("runs_dir", mode="before")
