@@ -129,12 +129,11 @@ def test_dry_run_matches_the_real_job(source: BigQuerySource, server: BigQuerySe
     days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_gbpusd")))
     estimate = source.dry_run(plan, days)
     assert estimate.method == "dry-run"
-    reader = source.fetch(plan, days)
-    assert reader.read_all().num_rows == 3 * 1440
-    assert source.last_job is not None
-    assert source.last_job["bytes_processed"] == estimate.bytes_processed
-    assert estimate.bytes_billed >= source.last_job["bytes_billed"]  # an upper bound
-    assert estimate.cap >= source.last_job["bytes_billed"]
+    fetched = source.fetch(plan, days)
+    assert fetched.reader.read_all().num_rows == 3 * 1440
+    assert fetched.bytes_processed == estimate.bytes_processed
+    assert estimate.bytes_billed >= fetched.bytes_billed  # an upper bound
+    assert estimate.cap >= fetched.bytes_billed
 
 
 def test_a_cap_below_the_bill_is_a_budget_error(source: BigQuerySource) -> None:
@@ -281,7 +280,7 @@ def test_beside_a_local_endpoint_results_come_through_rest_not_googles_storage_h
     monkeypatch.setattr(bigquery_storage.BigQueryReadClient, "__init__", spy)
     plan = plan_pair("eurusd", source.catalog(), source.settings)
     days = sorted(source.day_counts(source.catalog().table("bqx_analytics", "targets_eurusd")))
-    rows = source.fetch(plan, days).read_all()
+    rows = source.fetch(plan, days).reader.read_all()
     assert rows.num_rows == 3 * 1440
     job = server.query_jobs(dry_run=False)[-1]
     assert job["configuration"]["query"]["destinationTable"]["datasetId"].startswith("_")

@@ -1,10 +1,11 @@
 """The production warehouse: BigQuery through google-cloud-bigquery, guarded by its cost rules.
 
 A WarehouseSource like DuckDBSource; underneath, fetch(plan, days) runs one statement and returns
-Arrow record batches, dry_run(plan, days) is BigQuery's own estimate, and job_bytes() the last
-job's billed bytes. Identifiers come from INFORMATION_SCHEMA (one query per dataset, cached);
-values (the days) are query parameters. Every real query carries maximum_bytes_billed and labels
-(run, pair). Any client error becomes one WarehouseError or BudgetError line naming the object.
+its Arrow record batches with the bytes BigQuery processed and billed for it (BilledRows), and
+dry_run(plan, days) is BigQuery's own estimate. Identifiers come from INFORMATION_SCHEMA (one
+query per dataset, cached); values (the days) are query parameters. Every real query carries
+maximum_bytes_billed and labels (run, pair). Any client error becomes one WarehouseError or
+BudgetError line naming the object.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -41,6 +43,15 @@ def label_value(text: str) -> str:
     return LABEL_VALUE.sub("_", text.lower())[:63]
 
 
+@dataclass(frozen=True)
+class BilledRows:
+    """One query job's rows and the bytes BigQuery reported processing and billing for it."""
+
+    reader: pa.RecordBatchReader
+    bytes_processed: int
+    bytes_billed: int
+
+
 class BigQuerySource:
     """A warehouse in BigQuery. The client is created lazily per process, so it survives a fork."""
 
@@ -57,7 +68,6 @@ class BigQuerySource:
         self._pid = os.getpid() if client is not None else None
         self._catalog: Catalog | None = None
         self._partitions: dict[str, dict[str, dict[date, int]]] = {}
-        self.last_job: dict[str, Any] | None = None  # id, bytes processed and billed of the last fetch
 
     @property
     def path(self) -> str:
@@ -283,8 +293,9 @@ class BigQuerySource:
         days: list[date],
         maximum_bytes_billed: int | None = None,
         labels: dict[str, str] | None = None,
-    ) -> pa.RecordBatchReader:
-        """Run the plan's one statement (capped, labelled) and return its rows as Arrow batches."""
+    ) -> BilledRows:
+        """Run the plan's one statement (capped, labelled) and return its rows as Arrow batches,
+        with the bytes the job processed and billed."""
         job_labels = {"app": "bqx", "pair": label_value(plan.pair)}
         job_labels |= {k: label_value(v) for k, v in (labels or {}).items()}
         if maximum_bytes_billed is None:
@@ -296,12 +307,6 @@ class BigQuerySource:
             maximum_bytes_billed=int(maximum_bytes_billed),
             labels=job_labels,
         )
-        self.last_job = {
-            "job_id": job.job_id,
-            "bytes_processed": int(job.total_bytes_processed or 0),
-            "bytes_billed": int(job.total_bytes_billed or 0),
-            "maximum_bytes_billed": int(maximum_bytes_billed),
-        }
         try:
             table = job.result().to_arrow(**self._result_reader())
         except Exception as exc:  # the rows are paged after the job: the same one-line rule
@@ -310,7 +315,11 @@ class BigQuerySource:
             if isinstance(exc, api_exceptions.GoogleAPICallError):
                 raise query_error(exc, f"pair {plan.pair}", maximum_bytes_billed) from None
             raise
-        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(BATCH_ROWS))
+        return BilledRows(
+            pa.RecordBatchReader.from_batches(table.schema, table.to_batches(BATCH_ROWS)),
+            bytes_processed=int(job.total_bytes_processed or 0),
+            bytes_billed=int(job.total_bytes_billed or 0),
+        )
 
     def tables_modified(self, tables: Iterable[str]) -> dict[str, str]:
         """Return each dataset.table's lastModifiedTime (tables.get, free: no query, no bytes),
@@ -331,15 +340,6 @@ class BigQuerySource:
         names = list(dict.fromkeys(tables))
         with ThreadPoolExecutor(max_workers=TABLES_GET_THREADS) as pool:
             return dict(zip(names, pool.map(modified, names), strict=True))
-
-    def job_bytes(self) -> dict[str, int]:
-        """Return bytes processed and billed by the last fetch, as BigQuery reported them."""
-        if self.last_job is None:
-            return {"bytes_processed": 0, "bytes_billed": 0}
-        return {
-            "bytes_processed": self.last_job["bytes_processed"],
-            "bytes_billed": self.last_job["bytes_billed"],
-        }
 
 
 def _has_storage_api() -> bool:

@@ -153,14 +153,14 @@ def guarded_fetch(
     guard = RunLedger.for_run(settings, run_id).reservation(cap, what) if run_id else nullcontext({"billed": cap})
     with guard as spent:
         try:
-            reader = source.fetch(plan, days, maximum_bytes_billed=cap, labels={"run": run_id} if run_id else None)
+            fetched = source.fetch(plan, days, maximum_bytes_billed=cap, labels={"run": run_id} if run_id else None)
         except BudgetError:  # refused for bytesBilledLimitExceeded before it ran: nothing billed
             spent["billed"] = 0
             raise
-        job = source.job_bytes()
-        spent["billed"] = job["bytes_billed"]
-    return reader, {
-        **job,
+        spent["billed"] = fetched.bytes_billed
+    return fetched.reader, {
+        "bytes_processed": fetched.bytes_processed,
+        "bytes_billed": fetched.bytes_billed,
         "maximum_bytes_billed": cap,
         "estimated_bytes_billed": estimate.bytes_billed,
     }
