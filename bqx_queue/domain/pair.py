@@ -106,8 +106,11 @@ class Confirmation(Record):
     confirmed: list[str]
     auc: Interval
     log_loss_gain: Interval
-    gain_lower_bound: float
-    model_beats_baseline: bool
+    gain_lower_bound: float = Field(
+        description="one-sided lower bound at alpha of the model's log-loss gain, in the blocks of the horizon's "
+        "most persistent feature: the horizon as a whole (each feature's verdict uses its own gate_lower_bound)"
+    )
+    model_beats_baseline: bool = Field(description="gain_lower_bound above 0")
     flagged: bool
     flag_reason: str | None
     heldout_days: list[date] | None = Field(
