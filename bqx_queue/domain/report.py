@@ -26,7 +26,7 @@ from bqx_queue.domain.pair import (
     Substitutes,
     TableRows,
 )
-from bqx_queue.domain.record import Count, FeatureShape, Fraction, PairOutcome, PairStatus, Record
+from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -299,17 +299,11 @@ class Pilot(Record):
     projected: PilotProjected
 
 
-class VerdictRow(Record):
+class VerdictRow(StableFeature):
+    """A stable feature of a pair-horizon as selection saw it, with its held-out verdict."""
+
     pair: str
     horizon: int
-    feature: str
-    frequency: Fraction
-    shape: FeatureShape = "linear"
-    partner: str | None = None
-    cluster: list[str] | None = Field(
-        default=None, description="stable as a cluster of substitutes: the other members, each below the threshold"
-    )
-    cluster_frequency: Fraction | None = Field(default=None, description="share of fits that selected any member")
     model_partner: str | None = Field(default=None, description="strongest interaction partner in the final model")
     model_partner_share: Fraction | None = Field(
         default=None, description="that partner's share of the feature's off-diagonal SHAP interaction mass"

@@ -10,6 +10,7 @@ from bqx_queue.domain import (
     FeatureVerdict,
     FlaggedHorizon,
     ReportPair,
+    StableFeature,
     UnconfirmedRow,
     VerdictRow,
 )
@@ -69,15 +70,11 @@ def confirmation_section(pairs: list[ReportPair]) -> ConfirmationSection:
             partners = {m.feature: m for m in result.model_partners}
             for feature in verdict.features:
                 model = partners.get(feature.feature)
+                selected = stable.get(feature.feature) or StableFeature(feature=feature.feature, frequency=0.0)
                 row = VerdictRow(
+                    **selected.model_dump(),
                     pair=p.pair,
                     horizon=int(horizon),
-                    feature=feature.feature,
-                    frequency=stable[feature.feature].frequency if feature.feature in stable else 0.0,
-                    shape=stable[feature.feature].shape if feature.feature in stable else "linear",
-                    partner=stable[feature.feature].partner if feature.feature in stable else None,
-                    cluster=stable[feature.feature].cluster if feature.feature in stable else None,
-                    cluster_frequency=stable[feature.feature].cluster_frequency if feature.feature in stable else None,
                     model_partner=model.partner if model else None,
                     model_partner_share=model.share if model else None,
                     model_interaction=model.interaction if model else None,
