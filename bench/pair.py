@@ -87,6 +87,17 @@ def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, see
         found=found,
         not_planted=others,
         not_planted_confirmed=others_confirmed,
+        # per horizon: the model's held-out gain bound in the horizon's blocks, and the range of
+        # the features' gates (the same bound in each feature's own blocks)
+        gates={
+            h: [
+                entry["confirmation"]["gain_lower_bound"],
+                min(f["gate_lower_bound"] for f in entry["confirmation"]["features"]),
+                max(f["gate_lower_bound"] for f in entry["confirmation"]["features"]),
+            ]
+            for h, entry in summary["horizons"].items()
+            if entry["confirmation"]["features"]
+        },
     )
     extra_columns, basis_bytes = basis_memory(
         summary["rows"],
@@ -260,6 +271,8 @@ def main() -> None:
         )
         print(f"  steps (s): {json.dumps(ours['timings'])}")
         print(f"  stable features per horizon: {json.dumps(ours['stable'])} (sum of error bounds {ours['bound']:.1f})")
+        gates = ", ".join(f"h{h} {g:+.4f} ({lo:+.4f} to {hi:+.4f})" for h, (g, lo, hi) in ours["gates"].items())
+        print(f"  model's held-out gain lower bound per horizon (features' own gates): {gates}")
         print(
             f"  planted features found where they carry signal: {ours['recall']}; "
             f"selected but not planted: {ours['not_planted']}, of them confirmed: {ours['not_planted_confirmed']}"
