@@ -4,6 +4,7 @@ persistent noise is not, and a model worse than the baseline is flagged."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import lightgbm as lgb
 import numpy as np
@@ -21,8 +22,10 @@ from bqx_queue.analysis.confirmation import (
     dependence_rows,
     feature_gates,
     holm_levels,
+    permutation_effects,
     weighted_auc,
 )
+from bqx_queue.analysis.pooled import HeldOutEvidence, day_bootstrap
 from bqx_queue.config import load_settings
 
 pytestmark = pytest.mark.unit
@@ -209,3 +212,52 @@ def test_confirmation_keeps_each_features_effect_per_held_out_day():
     [feature] = verdict["features"]
     assert sum(feature["day_effects"]) / 300 == pytest.approx(feature["effect"])
     assert "heldout_days" not in confirm_horizon(folds, ["x"], 60, _params())
+
+
+def test_the_target_driven_part_is_what_changes_when_only_the_target_does():
+    """Given the features (and the permutation), a row's effect is up A + (1 - up) B: redrawing
+    `up` moves the effect by exactly the change in its target-driven part (up - p)(A - B)."""
+    rng = np.random.default_rng(6)
+    x = _ar1(3000, 0.999, rng)
+    up = 0.3 * x + rng.standard_normal(3000) > 0
+    [fold] = _folds(x[:, None].astype(np.float32), up, 2000, 1, 60)
+    redrawn = HeldOutFold(fold.booster, fold.features, rng.random(len(fold.up)) < 0.5, fold.baseline_probability)
+    _, effects, noise = permutation_effects(fold, 3, np.random.default_rng(0))
+    _, effects_redrawn, noise_redrawn = permutation_effects(redrawn, 3, np.random.default_rng(0))
+    np.testing.assert_allclose(effects - noise, effects_redrawn - noise_redrawn, atol=1e-9)
+    assert not np.allclose(effects, effects_redrawn)
+
+
+def test_the_pooled_spread_is_the_targets_given_a_persistent_feature():
+    """A feature persistent over hours, held fixed, and the target redrawn 300 times from its true
+    chance of an up move: the pooled standard error from the days' target-driven parts covers
+    the spread of the effect over the redraws (a little wider: the model's p stands where the
+    true chance belongs) and is narrower than the one from the days' effect sums, which also
+    swing with the feature's values."""
+    rng = np.random.default_rng(7)
+    days, per_day = 20, 600
+    x = _ar1(4000 + days * per_day, 0.999, rng)
+    chance = 1 / (1 + np.exp(-0.4 * x / x.std()))
+    up = rng.random(len(x)) < chance
+    [fold] = _folds(x[:, None].astype(np.float32), up, 4000, 1, 60)
+    held_out = chance[4000:]
+    day_of_row = np.repeat(np.arange(days), per_day)
+    labels = [f"2024-03-{d + 1:02d}" for d in range(days)]
+
+    def evidence(target: np.ndarray) -> tuple[float, HeldOutEvidence]:
+        draw = HeldOutFold(fold.booster, fold.features, target, fold.baseline_probability)
+        _, effects, noise = permutation_effects(draw, 3, np.random.default_rng(0))  # the same permutations
+        sums, noise_sums = np.bincount(day_of_row, effects[:, 0]), np.bincount(day_of_row, noise[:, 0])
+        days_record = {d: (per_day, float(s)) for d, s in zip(labels, sums, strict=True)}
+        noise_record = dict(zip(labels, noise_sums.tolist(), strict=True))
+        return float(effects.mean()), HeldOutEvidence(
+            "x", float(effects.mean()), 0.0, 1, len(target), days_record, noise_record
+        )
+
+    redraws = np.array([evidence(rng.random(len(held_out)) < held_out)[0] for _ in range(300)])
+    _, observed = evidence(fold.up)
+    given = day_bootstrap([observed], 2000, np.random.default_rng(1))
+    plain = day_bootstrap([replace(observed, target_noise=None)], 2000, np.random.default_rng(1))
+    assert given.method == "days, given the features" and plain.method == "days"
+    assert 0.9 < given.standard_error / redraws.std() < 1.6
+    assert given.standard_error < 0.85 * plain.standard_error

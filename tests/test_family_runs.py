@@ -62,7 +62,9 @@ def test_the_planted_families_are_found_in_about_the_planted_share_and_are_signi
             assert len(set(cell["pairs"]) & set(sharing)) >= 4  # found where it was planted
             assert cell["p_value"] < 1e-4 and cell["expected_under_null"] < 1
             pooled = cell["pooled"]  # the held-out effects pooled over the pairs where it was stable, by day
-            assert pooled["significant"] and pooled["method"] == "days" and pooled["low"] > 0, pooled
+            assert pooled["significant"] and pooled["method"] == "days, given the features" and pooled["low"] > 0, (
+                pooled
+            )
             assert set(pooled["positive"]) >= set(cell["pairs"])
     # a family planted at random in a non-sharing pair, or a chance selection, is not significant
     assert {key for key, c in cells.items() if c["significant"]} <= set(

@@ -234,7 +234,7 @@ def horizon_correlations(cells: list[FamilyCell], draws: int, seed: int) -> dict
     for family, tested in by_family.items():
         if len(tested) < 2 or any(e.days is None for c in tested for e in c.evidence.values()):
             continue
-        records = [[e.days for e in c.evidence.values() if e.days is not None] for c in tested]
+        records = [list(c.evidence.values()) for c in tested]
         rng = np.random.default_rng(seed_sequence(seed, family, Stream.POOLED))
         correlation = horizon_correlation(records, draws, rng)
         if correlation is not None:

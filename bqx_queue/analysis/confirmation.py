@@ -188,23 +188,40 @@ def row_log_loss(probability: np.ndarray, up: np.ndarray) -> np.ndarray:
     return -np.where(up, np.log(p), np.log1p(-p))
 
 
-def permutation_effects(fold: HeldOutFold, repeats: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def permutation_effects(
+    fold: HeldOutFold, repeats: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return the model's probabilities on the fold's test rows and, per row and feature, the
-    mean increase in log loss when that feature's column is permuted within the test window."""
+    mean increase in log loss when that feature's column is permuted within the test window, and
+    that increase's part driven by the target given the features (`target_noise`).
+
+    A row's increase is up * A + (1 - up) * B, with A and B (the changes in -log p and in
+    -log(1 - p)) set by the features alone; given them, only `up` is random, so the increase
+    minus its expectation is (up - q) (A - B), q the chance of an up move. With the model's
+    probability for q, `target_noise` is (up - p) (A - B): it varies with the target's memory
+    (the labels' overlap), not with a persistent feature's, which a resampling of the effect
+    itself has to span."""
     n, k = fold.features.shape
     booster = fold.booster
     assert booster is not None, "a fold with stable features has a model"
     probability = booster.predict(fold.features)
-    loss = row_log_loss(probability, fold.up)
-    effects = np.empty((n, k))
+    clipped = np.clip(probability, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    effects, target_noise = np.empty((n, k)), np.empty((n, k))
     copies = np.empty((repeats, n, k), dtype=fold.features.dtype)
     for j in range(k):
         copies[:] = fold.features
         for r in range(repeats):
             copies[r, :, j] = fold.features[rng.permutation(n), j]
-        permuted = booster.predict(copies.reshape(repeats * n, k)).reshape(repeats, n)
-        effects[:, j] = row_log_loss(permuted, fold.up[None, :]).mean(axis=0) - loss
-    return probability, effects
+        permuted = np.clip(
+            booster.predict(copies.reshape(repeats * n, k)).reshape(repeats, n),
+            PROBABILITY_FLOOR,
+            1 - PROBABILITY_FLOOR,
+        )
+        if_up = np.log(clipped) - np.log(permuted).mean(axis=0)  # A
+        if_down = np.log1p(-clipped) - np.log1p(-permuted).mean(axis=0)  # B
+        effects[:, j] = np.where(fold.up, if_up, if_down)
+        target_noise[:, j] = (fold.up - probability) * (if_up - if_down)
+    return probability, effects, target_noise
 
 
 def day_sums(per_row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,7 +294,8 @@ def confirm_horizon(
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is
     flagged. With `days` (the calendar day of each held-out row, in fold order) each feature's
     effect is also given summed per day (`day_effects`, over `heldout_days` and their
-    `heldout_day_rows`).
+    `heldout_day_rows`), and so is its target-driven part (`day_target_noise`, see
+    permutation_effects), for the pooled test across pairs.
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
     lower bound of its effect at its Holm level is above zero) and that the model beats the
@@ -295,11 +313,12 @@ def confirm_horizon(
     baseline_loss = np.concatenate([row_log_loss(np.full(len(f.up), f.baseline_probability), f.up) for f in folds])
     if k:
         parts = [permutation_effects(f, params.repeats, rng) for f in folds]
-        probability = np.concatenate([p for p, _ in parts])
-        effects = np.concatenate([e for _, e in parts])
+        probability = np.concatenate([p for p, _, _ in parts])
+        effects = np.concatenate([e for _, e, _ in parts])
+        target_noise = np.concatenate([t for _, _, t in parts])
     else:  # the model is the baseline
         probability = np.concatenate([np.full(len(f.up), f.baseline_probability) for f in folds])
-        effects = np.empty((n, 0))
+        effects = target_noise = np.empty((n, 0))
     gain = baseline_loss - row_log_loss(probability, up)  # > 0: the model beats the baseline
     fold_sizes = [len(f.up) for f in folds]
     # blocks at least as long as the labels' overlap, longer where a feature or its loss
@@ -346,6 +365,7 @@ def confirm_horizon(
             f"{gain_low:.4f} to {gain_high:.4f})"
         )
     by_day = day_sums(effects, days) if days is not None else None
+    noise_by_day = day_sums(target_noise, days)[2] if days is not None else None
     estimates = effects.mean(axis=0)
     dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
@@ -372,8 +392,9 @@ def confirm_horizon(
                 "confirmed": bool(lower_bound > 0 and gate_bounds[j] > 0),
             }
         )
-        if by_day is not None:
+        if by_day is not None and noise_by_day is not None:
             features[-1]["day_effects"] = by_day[2][:, j].tolist()
+            features[-1]["day_target_noise"] = noise_by_day[:, j].tolist()
     verdicts = {
         "k": k,
         "alpha": params.alpha,

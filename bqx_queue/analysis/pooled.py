@@ -19,6 +19,21 @@ the bootstrap's variance of a mean of D units is (D - 1) / D of the unbiased one
 error is scaled by sqrt(D / (D - 1)); interval and p-value use Student t with D - 1 degrees of
 freedom. The p-value is one-sided, for "pooled effect > 0".
 
+What is resampled: the test asks whether, on the held-out rows as they are, the target moves
+with the feature; so the spread that counts is the target's, given the features' values
+(method "days, given the features"). A row's permutation effect is up x A + (1 - up) x B with
+A and B set by the features alone, so given the features it varies only through (up - q) x
+(A - B), q the chance of an up move; each pair records that part per day with the model's
+probability for q (`day_target_noise`, analysis/confirmation.py's permutation_effects), and the
+days resampled are those sums. The effect itself also swings with which values a persistent
+feature happened to take on each day (where it sat far from its median the model's predictions
+change more when it is permuted); that swing is in the days' effect sums but is not evidence
+for or against the target moving with the feature, and for a feature persistent over hours it
+is most of their spread: resampling it would take the power the pooled test is for. Using the
+model's probability where the true q belongs leaves (q - p) x (A - B), also set by the
+features, in the resampled sums: their spread, and so the interval, can only grow. Summaries
+without the target-driven sums resample the days' effect sums (method "days").
+
 Which member, and why the test is not biased by picking it: per pair the family's stable member
 with the highest selection frequency (ties: the first name), a rule fixed on the selection rows
 before any held-out effect is seen (the largest of several held-out effects would be biased
@@ -44,6 +59,7 @@ from scipy.stats import t as student_t
 
 from bqx_queue.analysis.families import feature_family
 
+GIVEN_FEATURES = "days, given the features"
 DAYS = "days"
 WORST_CASE = "worst-case correlation"
 
@@ -58,17 +74,20 @@ class HeldOutEvidence:
     dof: int  # the degrees of freedom of the pair's interval (independent stretches - 1)
     rows: int
     days: dict[str, tuple[int, float]] | None  # held-out day -> (rows, summed effect); None: an older summary
+    target_noise: dict[str, float] | None  # held-out day -> summed target-driven part; None: an older summary
 
 
 def _evidence(confirmation: dict[str, Any], verdict: dict[str, Any]) -> HeldOutEvidence:
     rows = int(confirmation["heldout_rows"])
     dof = verdict.get("dof") or max(1, math.ceil(rows / int(verdict["block_rows"])) - 1)
     standard_error = (verdict["effect_high"] - verdict["effect_low"]) / (2 * float(student_t.ppf(0.975, dof)))
-    days = None
+    days = noise = None
     if verdict.get("day_effects") is not None and confirmation.get("heldout_days") is not None:
         rows_by_day = zip(confirmation["heldout_days"], confirmation["heldout_day_rows"], strict=True)
         days = {str(d): (int(n), float(e)) for (d, n), e in zip(rows_by_day, verdict["day_effects"], strict=True)}
-    return HeldOutEvidence(verdict["feature"], float(verdict["effect"]), standard_error, dof, rows, days)
+        if verdict.get("day_target_noise") is not None:
+            noise = dict(zip(map(str, confirmation["heldout_days"]), verdict["day_target_noise"], strict=True))
+    return HeldOutEvidence(verdict["feature"], float(verdict["effect"]), standard_error, dof, rows, days, noise)
 
 
 def pooled_members(horizon_result: dict[str, Any], strip_tokens: tuple[str, ...]) -> dict[str, HeldOutEvidence]:
@@ -90,8 +109,8 @@ class PooledEffect:
     estimate: float
     standard_error: float
     dof: int
-    method: str  # DAYS or WORST_CASE
-    days: int | None  # days resampled (DAYS)
+    method: str  # GIVEN_FEATURES, DAYS or WORST_CASE
+    days: int | None  # days resampled (GIVEN_FEATURES, DAYS)
 
     def interval(self) -> tuple[float, float]:
         """Return the 95% interval: estimate -/+ t(0.975, dof) x standard error."""
@@ -116,37 +135,56 @@ def day_totals(by_day: list[dict[str, tuple[int, float]]], days: list[str]) -> t
     return rows, effects
 
 
+def resampled_sums(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Return the rows on each of `days` over the pairs, the sums a day bootstrap resamples (the
+    target-driven parts when every pair recorded them, else the effects) and the method's name."""
+    rows, effects = day_totals([e.days for e in evidence if e.days is not None], days)
+    if any(e.target_noise is None for e in evidence):
+        return rows, effects, DAYS
+    index = {day: i for i, day in enumerate(days)}
+    noise = np.zeros(len(days))
+    for e in evidence:
+        assert e.target_noise is not None  # checked above
+        for day, total in e.target_noise.items():
+            noise[index[day]] += total
+    return rows, noise, GIVEN_FEATURES
+
+
 def resampled_days(count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
     """Return (draws, count) multiplicities of `count` days drawn with replacement."""
     picks = rng.integers(0, count, size=(draws, count)) + count * np.arange(draws)[:, None]
     return np.bincount(picks.ravel(), minlength=draws * count).reshape(draws, count)
 
 
-def day_bootstrap(by_day: list[dict[str, tuple[int, float]]], draws: int, rng: np.random.Generator) -> PooledEffect:
+def day_bootstrap(evidence: list[HeldOutEvidence], draws: int, rng: np.random.Generator) -> PooledEffect:
     """Return the row-weighted mean effect over every pair's held-out days, its standard error
-    from resampling whole days (the same days in every pair), scaled by sqrt(D / (D - 1))."""
+    from resampling whole days (the same days in every pair) of the sums `resampled_sums` names,
+    scaled by sqrt(D / (D - 1))."""
+    by_day = [e.days for e in evidence if e.days is not None]
     days = sorted(set().union(*by_day))
     rows, effects = day_totals(by_day, days)
+    _, resampled, method = resampled_sums(evidence, days)
     count = len(days)
     weights = resampled_days(count, draws, rng)
-    replicates = weights @ effects / (weights @ rows)
+    replicates = weights @ resampled / (weights @ rows)
     standard_error = float(replicates.std(ddof=1)) * math.sqrt(count / (count - 1))
-    return PooledEffect(float(effects.sum() / rows.sum()), standard_error, count - 1, DAYS, count)
+    return PooledEffect(float(effects.sum() / rows.sum()), standard_error, count - 1, method, count)
 
 
 def horizon_correlation(
-    by_horizon: list[list[dict[str, tuple[int, float]]]], draws: int, rng: np.random.Generator
+    by_horizon: list[list[HeldOutEvidence]], draws: int, rng: np.random.Generator
 ) -> np.ndarray | None:
     """Return the correlation between a family's pooled effects at its horizons (one list of the
-    pairs' day records per horizon) under one resampling of whole days shared by every horizon
-    and pair: the dependence their overlapping targets and the same held-out days give them.
-    None when a horizon's resampled effect does not vary."""
-    days = sorted(set().union(*(d for pairs in by_horizon for d in pairs)))
+    pairs' evidence with day records per horizon) under one resampling of whole days shared by
+    every horizon and pair, of the same sums each horizon's pooled test resamples: the dependence
+    their overlapping targets and the same held-out days give them. None when a horizon's
+    resampled effect does not vary."""
+    days = sorted(set().union(*(e.days or {} for pairs in by_horizon for e in pairs)))
     weights = resampled_days(len(days), draws, rng)
     replicates = []
     for pairs in by_horizon:
-        rows, effects = day_totals(pairs, days)
-        replicates.append(weights @ effects / np.maximum(weights @ rows, 1))
+        rows, resampled, _ = resampled_sums(pairs, days)
+        replicates.append(weights @ resampled / np.maximum(weights @ rows, 1))
     if min(float(np.std(r)) for r in replicates) == 0:
         return None
     return np.corrcoef(np.array(replicates))
@@ -167,5 +205,5 @@ def pooled_effect(evidence: list[HeldOutEvidence], draws: int, seed: np.random.S
     and there are two or more, else by the worst-case combination."""
     by_day = [e.days for e in evidence if e.days is not None]
     if len(by_day) == len(evidence) and len(set().union(*by_day)) >= 2:
-        return day_bootstrap(by_day, draws, np.random.default_rng(seed))
+        return day_bootstrap(evidence, draws, np.random.default_rng(seed))
     return worst_case_combination(evidence)

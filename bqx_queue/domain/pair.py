@@ -87,6 +87,11 @@ class FeatureVerdict(Record):
     day_effects: list[float] | None = Field(
         default=None, description="the effect summed over each held-out day's rows (Confirmation.heldout_days)"
     )
+    day_target_noise: list[float] | None = Field(
+        default=None,
+        description="per held-out day, the summed part of the effect the target drives given the features: "
+        "(up - p) x the permutation's change in log odds (absent in older summaries)",
+    )
 
 
 class Confirmation(Record):

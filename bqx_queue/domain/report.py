@@ -177,9 +177,12 @@ class PooledFamilyEffect(Record):
     estimate: float = Field(description="mean increase in held-out log loss per row when the member is permuted")
     low: float = Field(description="95% interval")
     high: float
-    method: Literal["days", "worst-case correlation"] = Field(
-        description='"days": whole held-out days resampled jointly in every pair; "worst-case correlation": '
-        "summaries without days, standard errors added as if the pairs were perfectly correlated"
+    method: Literal["days, given the features", "days", "worst-case correlation"] = Field(
+        description='"days, given the features": whole held-out days of the effect\'s target-driven part '
+        "(up - p) x the permutation's change in log odds resampled jointly in every pair, the spread of the "
+        "target given the features' values; \"days\": the days' effect sums resampled (summaries without the "
+        'target-driven part); "worst-case correlation": summaries without days, standard errors added as if '
+        "the pairs were perfectly correlated"
     )
     days: Count | None = Field(default=None, description="held-out days resampled")
     pairs: list[str] = Field(description="pairs pooled: those with a stable member of the family")
