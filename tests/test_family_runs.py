@@ -140,7 +140,7 @@ def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):
 
 def test_the_demo_warehouse_plants_the_same_families_in_three_quarters_of_the_pairs(tmp_path):
     # `bqx demo`'s warehouse, made smaller (2 days, 40 features): the same families in 21 of 28 pairs
-    from bqx_queue.cli.cli import DEMO_WAREHOUSE
+    from bqx_queue.cli.demo import DEMO_WAREHOUSE
     from bqx_queue.domain.universe import PAIRS as ALL_PAIRS
 
     spec = WarehouseSpec(**(DEMO_WAREHOUSE | {"days": 2, "features_per_pair": 40}))

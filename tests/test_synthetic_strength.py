@@ -10,7 +10,8 @@ import math
 import duckdb
 import pytest
 
-from bqx_queue.cli.cli import DEMO_WAREHOUSE, main
+from bqx_queue.cli import main
+from bqx_queue.cli.demo import DEMO_WAREHOUSE
 from bqx_queue.domain.errors import WarehouseError
 from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.warehouse import synthetic

@@ -1,8 +1,9 @@
 """One typed settings object, read from BQX_* environment variables and an optional TOML file.
 
-Precedence: explicit overrides > environment (BQX_MAX_ROWS=...) > TOML file named by BQX_CONFIG
-(or `--config`) > defaults. A worker host needs only the broker settings and the artifact store:
-everything about a run travels in the run manifest.
+Precedence: explicit overrides > environment (BQX_MAX_ROWS=...) > TOML file (load_settings'
+`config`, which `--config` passes, else the one BQX_CONFIG names) > defaults. A worker host needs
+only the broker settings and the artifact store: everything about a run travels in the run
+manifest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -28,19 +30,23 @@ EraCount = Annotated[int, Field(ge=2, le=20)]  # contiguous eras when the sample
 EraReferenceFeatures = Annotated[int, Field(ge=10)]  # other features competing with the stable ones
 
 KIB_PER_GIB = 1024 * 1024
+# the settings file load_settings was given: the file source reads it while Settings is built
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("bqx_config_file", default=None)
 REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
-    """Settings from the TOML file named by BQX_CONFIG (flat keys, or a [bqx] table)."""
+    """Settings from the TOML file load_settings was given, else the one BQX_CONFIG names (flat
+    keys, or a [bqx] table)."""
 
     def __call__(self) -> dict[str, Any]:
-        path = os.environ.get("BQX_CONFIG")
+        given = _CONFIG_FILE.get()
+        path = given or os.environ.get("BQX_CONFIG")
         if not path:
             return {}
         file = Path(path)
         if not file.is_file():
-            raise ConfigError(f"settings file {path} (BQX_CONFIG) does not exist")
+            raise ConfigError(f"settings file {path} ({'--config' if given else 'BQX_CONFIG'}) does not exist")
         try:
             data = tomllib.loads(file.read_text())
         except tomllib.TOMLDecodeError as exc:
@@ -228,9 +234,10 @@ HOST_SETTINGS = {
 }
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Return validated settings, each override taken as given (None included); raises
-    ConfigError with one line naming the bad setting."""
+def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
+    """Return validated settings, each override taken as given (None included), over the TOML
+    file `config` (else BQX_CONFIG's); raises ConfigError with one line naming the bad setting."""
+    token = _CONFIG_FILE.set(str(config) if config else None)
     try:
         return Settings(**overrides)
     except SettingsError as exc:  # a BQX_* value that is not valid JSON for a list setting
@@ -241,6 +248,8 @@ def load_settings(**overrides: Any) -> Settings:
         name = ".".join(str(part) for part in first["loc"]) or "settings"
         extra = f" ({len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"setting {name!r}: {first['msg']}{extra}") from None
+    finally:
+        _CONFIG_FILE.reset(token)
 
 
 def run_settings(run_values: Mapping[str, Any], host: Settings) -> Settings:
