@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -57,17 +57,36 @@ class _TomlFileSource(PydanticBaseSettingsSource):
         raise NotImplementedError  # __call__ supplies every value at once
 
 
-class Settings(BaseSettings):
-    """Everything that can be configured, with defaults that match the production layout."""
+class HostSettings(BaseModel):
+    """Where this host's broker, files and cores are: a worker keeps its own, never a run's (HOST_SETTINGS)."""
 
-    model_config = SettingsConfigDict(env_prefix="BQX_", extra="forbid", frozen=True)
-
-    # Queue
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
     concurrency: int = Field(8, ge=1, le=256)
     # threads of each worker child (LightGBM, BLAS, DuckDB); None: the host's cores shared out among the children
     threads_per_child: int | None = Field(None, ge=1, le=1024)
+    runs_dir: str = "data/runs"  # a local folder, or a bucket URL (gs://bucket/prefix, s3://...)
+    bucket_stall_s: float = Field(60, gt=0)  # a gs:// request silent this long is abandoned and retried
+    scratch_dir: Path | None = None  # where a pair's matrix waits during selection (system temp by default)
+
+    @field_validator("runs_dir", mode="before")
+    @classmethod
+    def _location_text(cls, value: object) -> object:
+        # a str, not a Path: Path("gs://bucket/runs") would collapse the URL's "//"
+        return str(value) if isinstance(value, Path) else value
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        # the message never repeats the URL: it may carry a password
+        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
+            raise ValueError(f"must be a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
+        return value
+
+
+class WorkerLimits(BaseModel):
+    """How a worker child is bounded and a lost task delivered again: they travel with the run."""
+
     worker_max_memory_per_child_kib: int = Field(8 * KIB_PER_GIB, ge=64 * 1024)
     memory_budget_fraction: float = Field(0.9, gt=0, le=1)
     task_time_limit_s: int = Field(3 * 3600, ge=10)
@@ -75,7 +94,10 @@ class Settings(BaseSettings):
     max_deliveries: int = Field(3, ge=1, le=20)
     result_expires_s: int = Field(7 * 24 * 3600, ge=3600)
 
-    # Warehouse
+
+class WarehouseSettings(BaseModel):
+    """Where a run's tables are and how many rows it samples from them."""
+
     source: Literal["auto", "duckdb", "parquet", "bigquery"] = "auto"
     warehouse: Path = Path("data/warehouse.duckdb")
     features_dataset: str = "bqx_features"
@@ -86,9 +108,18 @@ class Settings(BaseSettings):
     max_rows: int = Field(80_000, ge=100)
     # a table repeating an interval_time: keep one row by the rule in warehouse/sql.py, or fail the pair
     on_duplicate_timestamps: Literal["drop", "fail"] = "drop"
-    price_per_tib_usd: float = Field(6.25, gt=0)
 
-    # BigQuery and cost (source = "bigquery")
+    @field_validator("pair_table_pattern", "targets_table")
+    @classmethod
+    def _has_pair_placeholder(cls, value: str) -> str:
+        if "{pair}" not in value:
+            raise ValueError("must contain the {pair} placeholder")
+        return value
+
+
+class BigQuerySettings(BaseModel):
+    """The BigQuery client (source = "bigquery") and how it estimates and splits a pair's query."""
+
     bigquery_project: str | None = None
     bigquery_location: str = "US"
     bigquery_api_endpoint: str | None = None  # e.g. a local test server; anonymous credentials
@@ -96,20 +127,48 @@ class Settings(BaseSettings):
     # and this unset, results come through REST (an emulator's jobs name no readable table there)
     bigquery_storage_api_endpoint: str | None = None
     bigquery_retry_deadline_s: float = Field(60.0, ge=0)  # bounded backoff on rate limits
-    budget_usd: float = Field(50.0, gt=0)  # a run whose estimate is above this is refused
     string_length_estimate: int = Field(16, ge=0)  # UTF-8 bytes per STRING value, metadata estimates
     shared_tables_once: bool = True  # BigQuery: fetch tri_/mkt_/var_/csi_ once per run, not per pair
     max_query_columns: int = Field(10_000, ge=2, le=10_000)  # BigQuery: result columns per query
 
-    # Run
-    runs_dir: str = "data/runs"  # a local folder, or a bucket URL (gs://bucket/prefix, s3://...)
-    bucket_stall_s: float = Field(60, gt=0)  # a gs:// request silent this long is abandoned and retried
+    @field_validator("bigquery_project")
+    @classmethod
+    def _project_id(cls, value: str | None) -> str | None:
+        # it is written into SQL (`project.dataset.table`): only the project-id alphabet
+        # (lower-case letters, digits, hyphens; dots and a colon in domain-scoped ids)
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.:-]*", value):
+            raise ValueError("must be a Google Cloud project id (letters, digits, hyphens)")
+        return value
+
+
+class CostSettings(BaseModel):
+    """What a run may spend: the price of a TiB billed and the budget its estimate must stay under."""
+
+    price_per_tib_usd: float = Field(6.25, gt=0)
+    budget_usd: float = Field(50.0, gt=0)  # a run whose estimate is above this is refused
+
+
+class RunSettings(BaseModel):
+    """What a run covers and reuses: its horizons, its random root, the extract cache."""
+
     extract_cache: bool = True  # keep each query's rows under runs_dir/cache; a rerun reads them, unbilled
     refresh_extracts: bool = False  # query again even when the cache holds the rows (bqx-enqueue --refresh)
     horizons: tuple[int, ...] = HORIZONS
     seed: int = Field(42, ge=0)  # the root of every random stream (numpy SeedSequence entropy)
 
-    # Selection (complementary-pairs stability selection, MB error bound)
+    @field_validator("horizons")
+    @classmethod
+    def _known_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        unknown = [h for h in value if h not in HORIZONS]
+        if unknown or not value or len(set(value)) != len(value):
+            raise ValueError(f"horizons must be distinct values from {HORIZONS}, got {value}")
+        return tuple(sorted(value))
+
+
+class SelectionSettings(BaseModel):
+    """Complementary-pairs stability selection with its Meinshausen-Buehlmann error bound
+    (analysis/stability.py)."""
+
     selection_pairs: SelectionPairs = 50
     selection_threshold: float = Field(0.8, gt=0.5, le=1)
     selection_q: int | None = Field(None, ge=1)
@@ -128,9 +187,12 @@ class Settings(BaseSettings):
     nonlinear_min_z: float = Field(5.0, ge=0)
     # features entering selection; None: as many as the memory budget holds beside the matrix
     selection_max_features: int | None = Field(None, ge=2)
-    scratch_dir: Path | None = None  # where a pair's matrix waits during selection (system temp by default)
 
-    # Evaluation
+
+class ModelSettings(BaseModel):
+    """Each horizon's walk-forward LightGBM models, their SHAP values and the held-out verdicts
+    (analysis/training.py, analysis/confirmation.py)."""
+
     holdout_fraction: float = Field(0.25, gt=0.05, lt=0.8)
     cv_folds: int = Field(3, ge=1, le=20)
     embargo_fraction: float = Field(0.01, ge=0, lt=0.2)
@@ -150,7 +212,10 @@ class Settings(BaseSettings):
     confirmation_repeats: int = Field(3, ge=1)  # permutations of each column per fold
     confirmation_draws: int = Field(1000, ge=2)  # block-bootstrap resamples behind each standard error
 
-    # Across pairs (report): families, substitutes, eras
+
+class AcrossPairsSettings(BaseModel):
+    """The report's view across pairs: families, substitutes and eras."""
+
     # a feature's family is its name without these tokens (analysis/families.py)
     family_strip_tokens: tuple[str, ...] = PAIRS + CURRENCIES
     family_fdr: float = Field(0.05, gt=0, lt=1)  # Benjamini-Yekutieli level over families x horizons
@@ -159,43 +224,23 @@ class Settings(BaseSettings):
     era_reference_features: EraReferenceFeatures = 100
     era_collapse_frequency: float = Field(0.3, ge=0, lt=1)  # below this in an era: era-dependent
 
-    @field_validator("runs_dir", mode="before")
-    @classmethod
-    def _location_text(cls, value: object) -> object:
-        # a str, not a Path: Path("gs://bucket/runs") would collapse the URL's "//"
-        return str(value) if isinstance(value, Path) else value
 
-    @field_validator("bigquery_project")
-    @classmethod
-    def _project_id(cls, value: str | None) -> str | None:
-        # it is written into SQL (`project.dataset.table`): only the project-id alphabet
-        # (lower-case letters, digits, hyphens; dots and a colon in domain-scoped ids)
-        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9.:-]*", value):
-            raise ValueError("must be a Google Cloud project id (letters, digits, hyphens)")
-        return value
+class Settings(
+    HostSettings,
+    WorkerLimits,
+    WarehouseSettings,
+    BigQuerySettings,
+    CostSettings,
+    RunSettings,
+    SelectionSettings,
+    ModelSettings,
+    AcrossPairsSettings,
+    BaseSettings,
+):
+    """Everything that can be configured, with defaults that match the production layout: one flat
+    object (BQX_<NAME> for every field), its fields declared by concern in the classes above."""
 
-    @field_validator("horizons")
-    @classmethod
-    def _known_horizons(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        unknown = [h for h in value if h not in HORIZONS]
-        if unknown or not value or len(set(value)) != len(value):
-            raise ValueError(f"horizons must be distinct values from {HORIZONS}, got {value}")
-        return tuple(sorted(value))
-
-    @field_validator("broker_url", "result_backend")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        # the message never repeats the URL: it may carry a password
-        if value is not None and urlsplit(value).scheme not in REDIS_SCHEMES:
-            raise ValueError(f"must be a Redis URL ({', '.join(s + '://' for s in REDIS_SCHEMES)})")
-        return value
-
-    @field_validator("pair_table_pattern", "targets_table")
-    @classmethod
-    def _has_pair_placeholder(cls, value: str) -> str:
-        if "{pair}" not in value:
-            raise ValueError("must contain the {pair} placeholder")
-        return value
+    model_config = SettingsConfigDict(env_prefix="BQX_", extra="forbid", frozen=True)
 
     @property
     def backend_url(self) -> str:
@@ -223,15 +268,7 @@ class Settings(BaseSettings):
 
 
 # Settings that belong to a host (where its broker, files and cores are), not to a run.
-HOST_SETTINGS = {
-    "broker_url",
-    "result_backend",
-    "runs_dir",
-    "bucket_stall_s",
-    "concurrency",
-    "scratch_dir",
-    "threads_per_child",
-}
+HOST_SETTINGS = set(HostSettings.model_fields)
 
 
 def load_settings(config: str | Path | None = None, **overrides: Any) -> Settings:
