@@ -28,8 +28,8 @@ probability for q (`day_target_noise`, analysis/confirmation.py's permutation_ef
 days resampled are those sums. The effect itself also swings with which values a persistent
 feature happened to take on each day (where it sat far from its median the model's predictions
 change more when it is permuted); that swing is in the days' effect sums but is not evidence
-for or against the target moving with the feature, and for a feature persistent over hours it
-is most of their spread: resampling it would take the power the pooled test is for. Using the
+for or against the target moving with the feature, and resampling it widens the interval, the
+more the stronger and the more persistent the feature. Using the
 model's probability where the true q belongs leaves (q - p) x (A - B), also set by the
 features, in the resampled sums: their spread, and so the interval, can only grow. Summaries
 without the target-driven sums resample the days' effect sums (method "days").
@@ -135,19 +135,18 @@ def day_totals(by_day: list[dict[str, tuple[int, float]]], days: list[str]) -> t
     return rows, effects
 
 
-def resampled_sums(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    """Return the rows on each of `days` over the pairs, the sums a day bootstrap resamples (the
+def resampled_sums(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, str]:
+    """Return the sums on each of `days`, over the pairs, that a day bootstrap resamples (the
     target-driven parts when every pair recorded them, else the effects) and the method's name."""
-    rows, effects = day_totals([e.days for e in evidence if e.days is not None], days)
     if any(e.target_noise is None for e in evidence):
-        return rows, effects, DAYS
+        return day_totals([e.days for e in evidence if e.days is not None], days)[1], DAYS
     index = {day: i for i, day in enumerate(days)}
     noise = np.zeros(len(days))
     for e in evidence:
         assert e.target_noise is not None  # checked above
         for day, total in e.target_noise.items():
             noise[index[day]] += total
-    return rows, noise, GIVEN_FEATURES
+    return noise, GIVEN_FEATURES
 
 
 def resampled_days(count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -163,7 +162,7 @@ def day_bootstrap(evidence: list[HeldOutEvidence], draws: int, rng: np.random.Ge
     by_day = [e.days for e in evidence if e.days is not None]
     days = sorted(set().union(*by_day))
     rows, effects = day_totals(by_day, days)
-    _, resampled, method = resampled_sums(evidence, days)
+    resampled, method = resampled_sums(evidence, days)
     count = len(days)
     weights = resampled_days(count, draws, rng)
     replicates = weights @ resampled / (weights @ rows)
@@ -183,7 +182,8 @@ def horizon_correlation(
     weights = resampled_days(len(days), draws, rng)
     replicates = []
     for pairs in by_horizon:
-        rows, resampled, _ = resampled_sums(pairs, days)
+        rows, _ = day_totals([e.days for e in pairs if e.days is not None], days)
+        resampled, _ = resampled_sums(pairs, days)
         replicates.append(weights @ resampled / np.maximum(weights @ rows, 1))
     if min(float(np.std(r)) for r in replicates) == 0:
         return None
