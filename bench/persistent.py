@@ -1,6 +1,7 @@
 """Persistent families in a few pairs: does the pooled test find what no pair confirms alone?
 
     python bench/persistent.py                 # 3 pairs, 60 days, R^2 0.5% and 1%, all 7 horizons
+    python bench/persistent.py --r2 1,1.5,2    # the strengths docs/performance.md quotes
 
 Issue 18's case: three persistent features (AR(1) phi 0.999, half-life about 11.5 hours) planted
 in the same three families in every one of 3 pairs, informative at every horizon, each explaining
@@ -8,9 +9,12 @@ in the same three families in every one of 3 pairs, informative at every horizon
 nonlinear kind. Each pair runs through the product's own path without a broker (bench/power.py's
 `analyse`: run.plan_run and execute_pair in this process, one thread), and the families found
 are the report's (`families.findings`: the pooled test, one finding per family across horizons,
-Bonferroni over its horizons, BY over families at family_fdr).
+max-T over its horizons, BY over families at family_fdr).
 
-Per planted family and horizon it prints each pair's held-out verdict (confirmed alone or not,
+Per strength it first prints each planted feature's correlation with the h45 target over all the
+warehouse's rows and over the run's held-out days: a series this persistent has few independent
+stretches in 60 days, so what the held-out days carry can be far from what was planted. Then per
+planted family and horizon it prints each pair's held-out verdict (confirmed alone or not,
 its effect and 95% interval), the pooled effect with its interval and p-value, and whether the
 family is among the report's findings at that horizon; then per strength one line: planted
 family x horizon cells listed by a finding, families found, and families found that were not
