@@ -2,8 +2,8 @@
 
 - `errors`: the one exception family (`BqxError` and its children), each a line a user can act on.
 - what crosses a boundary, as pydantic models: `record` (`Record`, which refuses unknown keys, the
-  number types, `PairStatus`), `manifest` (a run's plan and cost estimates), `pair` (a pair's
-  summary, its horizons' results and its task's message) and `report` (report.json).
+  number types, `Timestamp`, `PairStatus`), `manifest` (a run's plan and cost estimates), `pair`
+  (a pair's summary, its horizons' results and its task's message) and `report` (report.json).
 - `universe`: the 8 currencies, 28 pairs, 7 horizons and the target column's name.
 - `keys`: the Redis key of every record bqx writes (a run's cost ledger, a pair's deliveries),
   here because the warehouse's budget and the Celery layer both name them.
@@ -65,6 +65,7 @@ from bqx_queue.domain.record import (
     PairOutcome,
     PairStatus,
     Record,
+    Timestamp,
 )
 from bqx_queue.domain.report import (
     ConfirmationSection,
@@ -170,6 +171,7 @@ __all__ = [
     "SubstituteCluster",
     "Substitutes",
     "TableRows",
+    "Timestamp",
     "Totals",
     "UnconfirmedRow",
     "VerdictRow",

@@ -17,6 +17,7 @@ from bqx_queue.domain.record import (
     PairOutcome,
     PairStatus,
     Record,
+    Timestamp,
 )
 
 # A failed pair's error in its task result (Redis); the artifact keeps the whole message.
@@ -292,8 +293,8 @@ class PairMeasures(Record):
     worker: str | None = Field(
         default=None, description="Celery node name of the worker that ran the pair, when the task records it"
     )
-    started_at: float | None = None
-    finished_at: float | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     extract_cache: ExtractCacheSummary | None = None
     data_quality: PairDataQuality | None = None
     families: dict[str, Annotated[int, Field(ge=1)]] | None = Field(

@@ -26,7 +26,7 @@ from bqx_queue.domain.pair import (
     Substitutes,
     TableRows,
 )
-from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record
+from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record, Timestamp
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class ReportPair(PairMeasures):
 
 class RunSection(Record):
     run_id: str
-    created_at: str
+    created_at: Timestamp
     duration_s: float = Field(ge=0)
     pairs: list[str]
     horizons: list[int]

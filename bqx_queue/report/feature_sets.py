@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field
 
-from bqx_queue.domain import Fraction, Record, Report, RunManifest, target_column
+from bqx_queue.domain import Fraction, Record, Report, RunManifest, Timestamp, target_column
 from bqx_queue.report.confirmation import why_unconfirmed
 
 
@@ -68,7 +68,7 @@ class FeatureSets(Record):
     model_config = ConfigDict(extra="forbid", title="bqx-queue feature sets")
 
     run_id: str
-    created_at: str
+    created_at: Timestamp
     warehouse: str
     source: str
     days: list[date]
