@@ -132,3 +132,15 @@ def test_a_time_without_a_zone_is_refused_naming_the_field(tmp_path):
     )
     with pytest.raises(ValueError, match="started_at\n  Input should have timezone info"):
         _failed(started_at="2026-12-05T10:00:00")
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        (RunManifest, _manifest_body("2026-12-05T10:00:00+00:00") | {"source": "sqlite"}, "source"),
+        (PairSummary, {"pair": "eurusd", "status": "ok", "gram_storage": "half"}, "gram_storage"),
+    ],
+)
+def test_a_value_outside_a_closed_vocabulary_is_refused_naming_the_field(model, body, field):
+    with pytest.raises(ValueError, match=f"{field}\n  Input should be"):
+        model.model_validate(body)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bqx_queue.domain.record import ARTIFACT_FORMAT, Count, Record, Timestamp
+from bqx_queue.domain.record import ARTIFACT_FORMAT, Count, Record, SourceKind, Timestamp
 
 # BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
 # referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
@@ -109,7 +109,7 @@ class RunManifest(Record):
     horizons: list[int]
     days: list[date]
     warehouse: str
-    source: str
+    source: SourceKind
     plans: dict[str, PairPlanSummary]
     estimate: RunEstimate | None = None
     shared_tables: SharedTablesPlan | None = None  # BigQuery: the shared tables once, before any pair

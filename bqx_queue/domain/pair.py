@@ -20,6 +20,9 @@ from bqx_queue.domain.record import (
     Timestamp,
 )
 
+# How a pair's block Grams were held: whole, packed (one triangle, when whole ones would not fit
+# the memory budget), or none (the LightGBM selector builds no Gram).
+GramStorage = Literal["full", "packed", "none"]
 # A failed pair's error in its task result (Redis); the artifact keeps the whole message.
 SMALL_ERROR_CHARS = 500
 
@@ -332,7 +335,7 @@ class PairSummary(PairMeasures):
     queries: Count = 0
     bytes_billed: Count = 0
     cost_usd: float = 0.0
-    gram_storage: str | None = None  # how the block Grams were held: "full", "packed" or "none"
+    gram_storage: GramStorage | None = None
     horizons: dict[str, HorizonOutcome] = {}
 
     @property

@@ -1,5 +1,6 @@
 """What every artifact model shares: `Record` (unknown keys refused, absent fields left out of the
-JSON), the bounded number types, `Timestamp`, the artifact format and `PairStatus`.
+JSON), the bounded number types, `Timestamp`, the closed vocabularies, the artifact format and
+`PairStatus`.
 
 The JSON files of a run folder (manifest.json, pairs/PAIR.json, report.json) are models of this
 package dumped; report.schema.json is generated from `Report` (`python -m bqx_queue.report.schema`).
@@ -31,6 +32,8 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
 # the basis column through which a feature entered selection (analysis/basis.py Shape)
 FeatureShape = Literal["linear", "absolute", "product", "gate"]
+# the kind of warehouse a run read (warehouse/interface.py WarehouseSource.kind)
+SourceKind = Literal["duckdb", "parquet", "bigquery"]
 
 
 def _in_utc(moment: datetime) -> datetime:

@@ -26,7 +26,7 @@ from bqx_queue.domain.pair import (
     Substitutes,
     TableRows,
 )
-from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record, Timestamp
+from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record, SourceKind, Timestamp
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ class RunSection(Record):
     horizons: list[int]
     days: int = Field(ge=1)
     warehouse: str
-    source: str
+    source: SourceKind
     workers: dict[str, int]
     worker_count: Count
     concurrency: Count
