@@ -17,6 +17,7 @@ import pytest
 
 from bqx_queue.cli import enqueue_main, main
 from bqx_queue.report.build import report_schema
+from bqx_queue.runner.approval import read_plan
 
 ENQUEUE = str(Path(sys.executable).with_name("bqx-enqueue"))
 
@@ -145,6 +146,21 @@ def test_a_missing_or_foreign_plan_file_is_refused(tmp_path, capsys):
     assert main(["plan", "approve", str(tmp_path / "none.json"), "--by", "ada"]) == 2
 
 
+@pytest.mark.unit
+def test_a_plan_approved_before_times_were_typed_reads_back_as_it_was_approved(tmp_path):
+    # the approval is a digest of the plan as read back: its times must dump as the strings they were
+    plan = {
+        "kind": "bqx-plan", "version": 1, "written_at": "2026-12-05T10:00:00.123456+00:00", "overrides": {},
+        "settings": {}, "fingerprints": {},
+        "manifest": {"pairs": ["eurusd"], "horizons": [15], "days": ["2026-01-05"], "warehouse": "w.duckdb",
+                     "source": "duckdb", "plans": {}, "settings": {}},
+        "approval": {"by": "ada", "at": "2026-12-05T10:05:00+00:00", "digest": "0" * 64},
+    }  # fmt: skip
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    assert read_plan(path).model_dump(mode="json") == plan
+
+
 @pytest.mark.e2e
 def test_an_approved_one_pair_plan_runs_and_its_report_shows_the_approval_and_the_projection(
     small_warehouse, tmp_path, queue_env, start_worker, capsys
@@ -162,6 +178,10 @@ def test_an_approved_one_pair_plan_runs_and_its_report_shows_the_approval_and_th
     plan = json.loads(path.read_text())
     assert report["run"]["pairs"] == ["eurusd"] and report["run"]["horizons"] == [15]
     assert report["approval"]["approved_by"] == "ada" and report["approval"]["fingerprints"] == plan["fingerprints"]
+    assert (report["approval"]["written_at"], report["approval"]["approved_at"]) == (
+        plan["written_at"],
+        plan["approval"]["at"],
+    )
     manifest = json.loads((report_path.parent / "manifest.json").read_text())
     assert manifest["days"] == plan["manifest"]["days"] and manifest["estimate"] == plan["manifest"]["estimate"]
     pilot = report["pilot"]
@@ -174,3 +194,4 @@ def test_an_approved_one_pair_plan_runs_and_its_report_shows_the_approval_and_th
     assert "approved by **ada**" in markdown and "projected for 28 pairs" in markdown
     page = (report_path.parent / "report.html").read_text()
     assert "approved by ada" in page and "projected: 28 pairs" in page
+    assert f"approved by ada</b> at {plan['approval']['at']}" in page

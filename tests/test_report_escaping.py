@@ -51,7 +51,7 @@ def _report() -> dict:
             {
                 "pair": "eurusd", "status": "ok", "error": None, "queries": 1, "bytes_billed": 0, "cost_usd": 0.0,
                 "host": "h", "pid": 1, "horizons": {"15": horizon}, "failed_horizons": {},
-                "started_at": 1767225601.0, "finished_at": 1767225602.0,
+                "started_at": "2026-01-01T00:00:01+00:00", "finished_at": "2026-01-01T00:00:02+00:00",
             },
             {
                 "pair": "gbpusd", "status": "failed", "error": ERROR, "queries": 0, "bytes_billed": 0, "cost_usd": 0.0,

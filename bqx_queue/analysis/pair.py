@@ -50,6 +50,7 @@ from bqx_queue.domain import (
     Eras,
     FailedHorizon,
     FeatureShape,
+    GramStorage,
     HorizonMetrics,
     HorizonOutcome,
     HorizonResult,
@@ -179,7 +180,7 @@ class Selection:
     results: dict[int, SelectionResult]
     entered: int
     screened: dict[int, str]
-    storage: str  # how the block Grams were held: "full", "packed", or "none" (LightGBM selector)
+    storage: GramStorage
     columns: GramColumns | None = None  # None: the LightGBM selector, one column per feature
     spilled: SpilledMatrix | None = None  # where the matrix waits, when it left memory
 
@@ -255,7 +256,7 @@ def _select(
     gram_columns = GramColumns(columns, basis.columns, total_features=p)
     results = select_stable(grams, crosses, params, gram_columns, basis.allowed)
     del grams
-    storage = "packed" if memory.packed else "full"
+    storage: GramStorage = "packed" if memory.packed else "full"
     spilled = matrix if isinstance(matrix, SpilledMatrix) else None
     if screened:
         results = {h: _screened_as_nan(r, list(screened)) for h, r in results.items()}

@@ -19,6 +19,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,9 +140,9 @@ def _write_local(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         raise
 
 
-def modified_at(path: ArtifactPath) -> float:
-    """Return when an artifact was last written (seconds since the epoch)."""
-    return float(path.stat().st_mtime)
+def modified_at(path: ArtifactPath) -> datetime:
+    """Return when an artifact was last written."""
+    return datetime.fromtimestamp(float(path.stat().st_mtime), UTC)
 
 
 def children(folder: ArtifactPath, pattern: str) -> Iterator[ArtifactPath]:

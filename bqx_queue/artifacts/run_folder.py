@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -70,7 +71,7 @@ class RunStore:
     def read_json(self, path: ArtifactPath) -> Any:
         return artifacts.read_json(path)
 
-    def modified_at(self, path: ArtifactPath) -> float:
+    def modified_at(self, path: ArtifactPath) -> datetime:
         return modified_at(path)
 
     def manifest(self) -> RunManifest:

@@ -95,6 +95,6 @@ def prepare_resume(store: RunStore, broker_url: str) -> list[str]:
     manifest = store.manifest()
     pending = unfinished_pairs(store)
     reset_deliveries(broker_url, store.run_id, pending)
-    resumes = [*(manifest.resumes or []), Resume(at=datetime.now(UTC).isoformat(), pairs=pending)]
+    resumes = [*(manifest.resumes or []), Resume(at=datetime.now(UTC), pairs=pending)]
     store.write_manifest(manifest.model_copy(update={"resumes": resumes}))
     return pending

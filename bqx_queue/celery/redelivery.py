@@ -9,7 +9,7 @@ forever (README, "Failure modes").
 from __future__ import annotations
 
 import logging
-import time
+from datetime import UTC, datetime
 
 from celery.exceptions import TimeLimitExceeded
 
@@ -72,6 +72,6 @@ def record_failure(store: RunStore, pair: str, reason: str) -> PairSummary:
     existing = store.pair_summary(pair)
     if existing and existing.ok:
         return existing
-    summary = failed_summary(pair, reason, finished_at=time.time())
+    summary = failed_summary(pair, reason, finished_at=datetime.now(UTC))
     store.write_pair_summary(summary)
     return summary

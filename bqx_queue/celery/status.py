@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ class RunningPair:
     pair: str
     worker: str  # Celery node name, e.g. w1@host
     pid: int | None
-    started_at: float | None
+    started_at: datetime | None
     task_id: str
 
 
@@ -50,7 +50,7 @@ class PairState:
     pair: str
     state: PairStatus
     worker: str = ""  # node name while running; host:pid once finished
-    started_at: float | None = None
+    started_at: datetime | None = None
     wall_s: float | None = None
     cost_usd: float = 0.0
     error: str | None = None
@@ -63,8 +63,8 @@ class RunStatus:
 
     run_id: str
     pairs: tuple[PairState, ...]
-    created_at: float
-    observed_at: float
+    created_at: datetime
+    observed_at: datetime
     slots: int
     estimate: RunEstimate | None = None  # the producer's, when the manifest has one
     report_path: Path | None = None
@@ -84,7 +84,7 @@ class RunStatus:
 
     @property
     def elapsed_s(self) -> float:
-        return max(0.0, self.observed_at - self.created_at)
+        return max(0.0, (self.observed_at - self.created_at).total_seconds())
 
     @property
     def finished(self) -> bool:
@@ -102,7 +102,7 @@ class RunStatus:
             return None
         mean = sum(walls) / len(walls)
         running_left = sum(
-            max(mean - (self.observed_at - p.started_at), 0.0) if p.started_at else mean
+            max(mean - (self.observed_at - p.started_at).total_seconds(), 0.0) if p.started_at else mean
             for p in self.having(PairStatus.RUNNING)
         )
         slots = max(self.slots, counts[PairStatus.RUNNING], 1)
@@ -127,17 +127,18 @@ def running_pairs(app: Any, run_id: str, timeout_s: float = 1.0) -> dict[str, Ru
             pair = kwargs.get("pair", args[1] if len(args) > 1 else None)
             if request.get("name") != PROCESS_PAIR or task_run != run_id or not pair:
                 continue
+            time_start = request.get("time_start")  # the worker's clock, in epoch seconds
             running[pair] = RunningPair(
                 pair,
                 node,
                 request.get("worker_pid"),
-                request.get("time_start"),
+                datetime.fromtimestamp(time_start, UTC) if time_start else None,
                 request.get("id", ""),
             )
     return running
 
 
-def _finished_at(summaries: dict[str, PairSummary], report: Path) -> float:
+def _finished_at(summaries: dict[str, PairSummary], report: Path) -> datetime:
     """Return when a finished run ended: its last pair, else when its report was written."""
     ends = [s.finished_at for s in summaries.values() if s.finished_at]
     return max(ends) if ends else modified_at(report)
@@ -149,11 +150,12 @@ def _current_summaries(summaries: dict[str, PairSummary], manifest: RunManifest)
     if not manifest.resumes:
         return summaries
     last = manifest.resumes[-1]
-    resumed_at = datetime.fromisoformat(last.at).timestamp()
     return {
         pair: summary
         for pair, summary in summaries.items()
-        if not (pair in last.pairs and not summary.ok and (summary.finished_at or 0) < resumed_at)
+        if not (
+            pair in last.pairs and not summary.ok and (summary.finished_at is None or summary.finished_at < last.at)
+        )
     }
 
 
@@ -181,7 +183,7 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
             started = summary.started_at
             wall = summary.wall_s
             if summary.finished_at and started:
-                wall = summary.finished_at - started
+                wall = (summary.finished_at - started).total_seconds()
             states.append(
                 PairState(
                     pair,
@@ -202,8 +204,8 @@ def run_status(store: RunStore, app: Any = None, timeout_s: float = 1.0) -> RunS
     return RunStatus(
         run_id=store.run_id,
         pairs=tuple(states),
-        created_at=datetime.fromisoformat(manifest.created_at).timestamp(),
-        observed_at=_finished_at(summaries, report) if finished else time.time(),
+        created_at=manifest.created_at,
+        observed_at=_finished_at(summaries, report) if finished else datetime.now(UTC),
         slots=manifest.slots,
         estimate=manifest.estimate,
         report_path=report if finished else None,
@@ -264,7 +266,9 @@ def render_status(status: RunStatus) -> RenderableType:
             table.add_column(column)
         for pair in active:
             running = pair.state is PairStatus.RUNNING
-            since = status.observed_at - pair.started_at if running and pair.started_at else pair.wall_s
+            since = pair.wall_s
+            if running and pair.started_at:
+                since = (status.observed_at - pair.started_at).total_seconds()
             style = "cyan" if running else "red"
             table.add_row(
                 pair.pair,

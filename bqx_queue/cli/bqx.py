@@ -55,7 +55,7 @@ def _plan(args: argparse.Namespace) -> int:
 
     if args.plan_action == "approve":
         approval = approve_plan(Path(args.plan_file), args.by)
-        print(f"{args.plan_file}: approved by {approval.by} at {approval.at}")
+        print(f"{args.plan_file}: approved by {approval.by} at {approval.at.isoformat()}")
         return 0
     if not args.output:
         raise BqxError("bqx plan needs -o PLAN_JSON (where to write the plan)")

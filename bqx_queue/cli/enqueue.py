@@ -121,7 +121,7 @@ def _enqueue_plan(args: argparse.Namespace, console: Console) -> int:
     settings = settings_of(args, **plan.overrides)
     manifest = manifest_from_plan(plan, settings, path, args.run_id)
     assert manifest.plan is not None  # manifest_from_plan records the approval
-    console.print(f"plan {path}: approved by {manifest.plan.approved_by} at {manifest.plan.approved_at}")
+    console.print(f"plan {path}: approved by {manifest.plan.approved_by} at {manifest.plan.approved_at.isoformat()}")
     return _enqueue_manifest(settings, manifest, args, console)
 
 

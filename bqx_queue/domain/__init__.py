@@ -2,8 +2,9 @@
 
 - `errors`: the one exception family (`BqxError` and its children), each a line a user can act on.
 - what crosses a boundary, as pydantic models: `record` (`Record`, which refuses unknown keys, the
-  number types, `PairStatus`), `manifest` (a run's plan and cost estimates), `pair` (a pair's
-  summary, its horizons' results and its task's message) and `report` (report.json).
+  number types, `Timestamp`, the closed vocabularies, `PairStatus`), `manifest` (a run's plan and
+  cost estimates), `pair` (a pair's summary, its horizons' results and its task's message) and
+  `report` (report.json).
 - `universe`: the 8 currencies, 28 pairs, 7 horizons and the target column's name.
 - `keys`: the Redis key of every record bqx writes (a run's cost ledger, a pair's deliveries),
   here because the warehouse's budget and the Celery layer both name them.
@@ -44,6 +45,7 @@ from bqx_queue.domain.pair import (
     ExtractCacheSummary,
     FailedHorizon,
     FeatureVerdict,
+    GramStorage,
     HorizonMetrics,
     HorizonOutcome,
     HorizonResult,
@@ -65,6 +67,8 @@ from bqx_queue.domain.record import (
     PairOutcome,
     PairStatus,
     Record,
+    SourceKind,
+    Timestamp,
 )
 from bqx_queue.domain.report import (
     ConfirmationSection,
@@ -134,6 +138,7 @@ __all__ = [
     "FeatureVerdict",
     "FlaggedHorizon",
     "Fraction",
+    "GramStorage",
     "HorizonMetrics",
     "HorizonOutcome",
     "HorizonResult",
@@ -165,11 +170,13 @@ __all__ = [
     "ShapFeature",
     "SharedCost",
     "SharedTablesPlan",
+    "SourceKind",
     "StableFeature",
     "StoreUnwritable",
     "SubstituteCluster",
     "Substitutes",
     "TableRows",
+    "Timestamp",
     "Totals",
     "UnconfirmedRow",
     "VerdictRow",

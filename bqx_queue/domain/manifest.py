@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bqx_queue.domain.record import ARTIFACT_FORMAT, Count, Record
+from bqx_queue.domain.record import ARTIFACT_FORMAT, Count, Record, SourceKind, Timestamp
 
 # BigQuery refuses a job whose bill would pass maximum_bytes_billed; the cap adds this much per
 # referenced table to the estimate, since each table is rounded up to its 10 MiB minimum.
@@ -86,14 +86,14 @@ class ApprovedPlan(Record):
     """The approved plan a run ran (bqx-enqueue --plan)."""
 
     path: str
-    written_at: str
+    written_at: Timestamp
     approved_by: str
-    approved_at: str
+    approved_at: Timestamp
     fingerprints: dict[str, str]
 
 
 class Resume(Record):
-    at: str  # ISO time of `bqx-enqueue --resume`
+    at: Timestamp  # when `bqx-enqueue --resume` ran
     pairs: list[str]
 
 
@@ -104,12 +104,12 @@ class RunManifest(Record):
 
     format: int = ARTIFACT_FORMAT
     run_id: str
-    created_at: str
+    created_at: Timestamp
     pairs: list[str]
     horizons: list[int]
     days: list[date]
     warehouse: str
-    source: str
+    source: SourceKind
     plans: dict[str, PairPlanSummary]
     estimate: RunEstimate | None = None
     shared_tables: SharedTablesPlan | None = None  # BigQuery: the shared tables once, before any pair

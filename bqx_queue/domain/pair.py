@@ -17,8 +17,12 @@ from bqx_queue.domain.record import (
     PairOutcome,
     PairStatus,
     Record,
+    Timestamp,
 )
 
+# How a pair's block Grams were held: whole, packed (one triangle, when whole ones would not fit
+# the memory budget), or none (the LightGBM selector builds no Gram).
+GramStorage = Literal["full", "packed", "none"]
 # A failed pair's error in its task result (Redis); the artifact keeps the whole message.
 SMALL_ERROR_CHARS = 500
 
@@ -292,8 +296,8 @@ class PairMeasures(Record):
     worker: str | None = Field(
         default=None, description="Celery node name of the worker that ran the pair, when the task records it"
     )
-    started_at: float | None = None
-    finished_at: float | None = None
+    started_at: Timestamp | None = None
+    finished_at: Timestamp | None = None
     extract_cache: ExtractCacheSummary | None = None
     data_quality: PairDataQuality | None = None
     families: dict[str, Annotated[int, Field(ge=1)]] | None = Field(
@@ -331,7 +335,7 @@ class PairSummary(PairMeasures):
     queries: Count = 0
     bytes_billed: Count = 0
     cost_usd: float = 0.0
-    gram_storage: str | None = None  # how the block Grams were held: "full", "packed" or "none"
+    gram_storage: GramStorage | None = None
     horizons: dict[str, HorizonOutcome] = {}
 
     @property

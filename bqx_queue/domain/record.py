@@ -1,5 +1,6 @@
 """What every artifact model shares: `Record` (unknown keys refused, absent fields left out of the
-JSON), the bounded number types, the artifact format and `PairStatus`.
+JSON), the bounded number types, `Timestamp`, the closed vocabularies, the artifact format and
+`PairStatus`.
 
 The JSON files of a run folder (manifest.json, pairs/PAIR.json, report.json) are models of this
 package dumped; report.schema.json is generated from `Report` (`python -m bqx_queue.report.schema`).
@@ -8,10 +9,20 @@ The domain imports nothing from the rest of the package, so every layer may use 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 # The format of the run folder's JSON artifacts (manifest, pair summaries): a reader refuses a
 # newer one in one line rather than misreading it. Files written before it was recorded are 1.
@@ -21,6 +32,24 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 Count = Annotated[int, Field(ge=0)]
 # the basis column through which a feature entered selection (analysis/basis.py Shape)
 FeatureShape = Literal["linear", "absolute", "product", "gate"]
+# the kind of warehouse a run read (warehouse/interface.py WarehouseSource.kind)
+SourceKind = Literal["duckdb", "parquet", "bigquery"]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+# When something happened, the one time type of every artifact: zone-aware and held in UTC, so
+# times from different hosts subtract. Artifacts written before it read as it (ISO strings, and
+# epoch seconds where pair summaries recorded them); a time without a zone is refused, since its
+# host's zone is unknown. Written with isoformat(), as the strings were, so a plan's approval
+# digest over its written_at still matches.
+Timestamp = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_utc),
+    PlainSerializer(datetime.isoformat, return_type=str, when_used="json"),
+]
 
 
 class Record(BaseModel):

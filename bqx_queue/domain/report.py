@@ -26,7 +26,7 @@ from bqx_queue.domain.pair import (
     Substitutes,
     TableRows,
 )
-from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record
+from bqx_queue.domain.record import Count, Fraction, PairOutcome, PairStatus, Record, SourceKind, Timestamp
 
 # --- the report ------------------------------------------------------------------------------
 
@@ -111,13 +111,13 @@ class ReportPair(PairMeasures):
 
 class RunSection(Record):
     run_id: str
-    created_at: str
+    created_at: Timestamp
     duration_s: float = Field(ge=0)
     pairs: list[str]
     horizons: list[int]
     days: int = Field(ge=1)
     warehouse: str
-    source: str
+    source: SourceKind
     workers: dict[str, int]
     worker_count: Count
     concurrency: Count

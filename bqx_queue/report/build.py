@@ -5,9 +5,8 @@ feature_sets.json (what a training job reads; checked against its schema)."""
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -81,8 +80,8 @@ def report_data(store: RunStore) -> Report:
     damaged = [p for p in manifest.pairs if p in summaries and summaries[p].status is PairStatus.DAMAGED]
     pairs = [ReportPair.of(summaries.get(pair) or _unrecorded(pair)) for pair in manifest.pairs]
     ok = [p for p in pairs if p.ok]
-    finished = max((p.finished_at or 0 for p in pairs), default=0) or time.time()
-    created = datetime.fromisoformat(manifest.created_at).timestamp()
+    ends = [p.finished_at for p in pairs if p.finished_at]
+    finished = max(ends) if ends else datetime.now(UTC)
     workers = manifest.workers or {}
     selected = Counter(s.feature for p in ok for h in p.horizons.values() for s in h.stable)
     held_out = confirmation.confirmation_section(ok)
@@ -92,7 +91,7 @@ def report_data(store: RunStore) -> Report:
         run=RunSection(
             run_id=manifest.run_id,
             created_at=manifest.created_at,
-            duration_s=round(max(0.0, finished - created), 3),
+            duration_s=round(max(0.0, (finished - manifest.created_at).total_seconds()), 3),
             pairs=manifest.pairs,
             horizons=manifest.horizons,
             days=len(manifest.days),

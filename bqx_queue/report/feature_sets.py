@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import ConfigDict, Field
 
-from bqx_queue.domain import Fraction, Record, Report, RunManifest, target_column
+from bqx_queue.domain import FeatureShape, Fraction, Record, Report, RunManifest, SourceKind, Timestamp, target_column
 from bqx_queue.report.confirmation import why_unconfirmed
 
 
@@ -30,7 +30,7 @@ class SetFeature(Record):
     """A feature of a training feature set, with its held-out evidence."""
 
     feature: str
-    shape: Literal["linear", "absolute", "product", "gate"] = "linear"
+    shape: FeatureShape = "linear"
     partner: str | None = Field(default=None, description="the other feature of a product or gate, as selection saw it")
     model_partner: str | None = Field(
         default=None,
@@ -68,9 +68,9 @@ class FeatureSets(Record):
     model_config = ConfigDict(extra="forbid", title="bqx-queue feature sets")
 
     run_id: str
-    created_at: str
+    created_at: Timestamp
     warehouse: str
-    source: str
+    source: SourceKind
     days: list[date]
     horizons: list[int]
     pairs: list[str]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from markupsafe import Markup
 
@@ -203,9 +202,15 @@ def shap_charts(report: Report) -> dict[str, Markup | None]:
 def timeline_chart(report: Report) -> Markup | None:
     """Return a lane per worker process and a bar per pair task (None when no pair recorded its
     start and end)."""
-    created_at = datetime.fromisoformat(report.run.created_at).timestamp()
+    created_at = report.run.created_at
     spans = [
-        Span(worker_label(p), p.pair, p.started_at - created_at, p.finished_at - created_at, not p.ok)
+        Span(
+            worker_label(p),
+            p.pair,
+            (p.started_at - created_at).total_seconds(),
+            (p.finished_at - created_at).total_seconds(),
+            not p.ok,
+        )
         for p in report.pairs
         if p.started_at and p.finished_at
     ]

@@ -21,7 +21,7 @@ from pydantic import Field, ValidationError
 
 from bqx_queue.artifacts import validation_problem
 from bqx_queue.config import Settings
-from bqx_queue.domain import ApprovedPlan, PlanError, Record, RunManifest
+from bqx_queue.domain import ApprovedPlan, PlanError, Record, RunManifest, Timestamp
 from bqx_queue.runner.run import HOST_SETTINGS, new_run_id, plan_run
 from bqx_queue.warehouse.catalog import Catalog
 from bqx_queue.warehouse.source import open_source
@@ -36,7 +36,7 @@ class PlanApproval(Record):
     """Who approved a plan and when, with the digest of everything they reviewed."""
 
     by: str
-    at: str
+    at: Timestamp
     digest: str = Field(pattern="^[0-9a-f]{64}$")
 
 
@@ -48,7 +48,7 @@ class Plan(Record):
 
     kind: Literal["bqx-plan"] = PLAN_KIND
     version: Literal[1] = PLAN_VERSION
-    written_at: str
+    written_at: Timestamp
     overrides: dict[str, Any]
     settings: dict[str, Any]
     fingerprints: dict[str, str]
@@ -90,7 +90,7 @@ def write_plan(settings: Settings, pairs: list[str], overrides: dict[str, Any], 
     `overrides` are the plan command's options, applied again when the plan runs."""
     manifest = plan_run(settings, pairs, run_id="planned", enforce_budget=False)
     plan = Plan(
-        written_at=datetime.now(UTC).isoformat(),
+        written_at=datetime.now(UTC),
         overrides={k: v for k, v in overrides.items() if v is not None},
         settings=run_settings_of(settings),
         fingerprints=fingerprints(settings, manifest.days),
@@ -133,7 +133,7 @@ def approve_plan(path: Path, by: str) -> PlanApproval:
     if not by.strip():
         raise PlanError("--by must name the approver")
     plan = read_plan(path)
-    approval = PlanApproval(by=by.strip(), at=datetime.now(UTC).isoformat(), digest=_reviewed(plan))
+    approval = PlanApproval(by=by.strip(), at=datetime.now(UTC), digest=_reviewed(plan))
     _write(path, plan.model_copy(update={"approval": approval}))
     return approval
 
@@ -163,7 +163,7 @@ def manifest_from_plan(plan: Plan, settings: Settings, path: Path, run_id: str |
         plan.manifest
         | {
             "run_id": run_id,
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": datetime.now(UTC),
             "plan": ApprovedPlan(
                 path=str(path),
                 written_at=plan.written_at,

@@ -10,7 +10,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from multiprocessing import get_context
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 
 
 def failed_summary(
-    pair: str, error: BaseException | str, wall_s: float | None = None, finished_at: float | None = None
+    pair: str, error: BaseException | str, wall_s: float | None = None, finished_at: datetime | None = None
 ) -> PairSummary:
     """Return the summary of a pair that could not be analysed; the run goes on without it."""
     return PairSummary(
@@ -66,6 +65,10 @@ def failed_summary(
         wall_s=wall_s,
         finished_at=finished_at,
     )
+
+
+def _seconds_since(moment: datetime) -> float:
+    return round((datetime.now(UTC) - moment).total_seconds(), 3)
 
 
 def new_run_id() -> str:
@@ -148,7 +151,7 @@ def plan_run(
     location = source.describe()
     return RunManifest(
         run_id=run_id,
-        created_at=datetime.now(UTC).isoformat(),
+        created_at=datetime.now(UTC),
         pairs=pairs,
         horizons=list(settings.horizons),
         days=days,
@@ -233,7 +236,7 @@ def execute_pair(store: RunStore, pair: str, settings: Settings | None = None) -
     from bqx_queue.analysis.pair import process_pair_all_horizons  # the science: only where pairs run
 
     manifest = store.manifest()
-    started = time.time()
+    started = datetime.now(UTC)
     try:
         # this store's location, not the settings default: the extract cache and shared rows live there
         settings = (settings or run_settings(manifest.settings, load_settings())).model_copy(
@@ -248,11 +251,11 @@ def execute_pair(store: RunStore, pair: str, settings: Settings | None = None) -
         summary = result.summary.model_copy(update={"ledger": ledger})  # the summary vouches for its ledger
     except BqxError as exc:
         log.warning("pair failed", extra={"run": store.run_id, "pair": pair, "error": str(exc)})
-        summary = failed_summary(pair, exc, wall_s=round(time.time() - started, 3))
+        summary = failed_summary(pair, exc, wall_s=_seconds_since(started))
     except Exception as exc:  # an unexpected bug must not sink the other 27 pairs
         log.exception("pair crashed", extra={"run": store.run_id, "pair": pair})
-        summary = failed_summary(pair, f"{type(exc).__name__}: {exc}", wall_s=round(time.time() - started, 3))
-    summary = summary.model_copy(update={"started_at": started, "finished_at": time.time()})
+        summary = failed_summary(pair, f"{type(exc).__name__}: {exc}", wall_s=_seconds_since(started))
+    summary = summary.model_copy(update={"started_at": started, "finished_at": datetime.now(UTC)})
     store.write_pair_summary(summary)
     return summary.message()
 

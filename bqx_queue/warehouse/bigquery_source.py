@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.domain import BudgetError, ConfigError, CostEstimate, WarehouseError
+from bqx_queue.domain import BudgetError, ConfigError, CostEstimate, SourceKind, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier
@@ -55,7 +55,7 @@ class BilledRows:
 class BigQuerySource:
     """A warehouse in BigQuery. The client is created lazily per process, so it survives a fork."""
 
-    kind = "bigquery"
+    kind: SourceKind = "bigquery"
     billable = True
 
     def __init__(self, settings: Settings, client: Any = None) -> None:

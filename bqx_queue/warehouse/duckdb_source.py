@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.domain import CostEstimate, WarehouseError
+from bqx_queue.domain import CostEstimate, SourceKind, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
 from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use
@@ -64,6 +64,7 @@ def _ident(name: str) -> str:
 class DuckDBSource:
     """A warehouse on local disk. Connections open lazily, so the object survives a fork."""
 
+    kind: SourceKind  # "duckdb" for a file, "parquet" for a folder
     billable = False  # its queries cost nothing; the bytes BigQuery would bill are measured
 
     def __init__(self, path: Path | str, threads: int | None = None) -> None:

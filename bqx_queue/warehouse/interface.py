@@ -12,7 +12,7 @@ from datetime import date
 from typing import Protocol
 
 from bqx_queue.config import Settings
-from bqx_queue.domain import CostEstimate
+from bqx_queue.domain import CostEstimate, SourceKind
 from bqx_queue.warehouse.catalog import Catalog, Table
 from bqx_queue.warehouse.fetch import PairFetch
 from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan
@@ -21,7 +21,7 @@ from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan
 class WarehouseSource(Protocol):
     """A warehouse a run reads: its tables, their calendars, what a query costs, a pair's rows."""
 
-    kind: str  # "duckdb", "parquet" or "bigquery"
+    kind: SourceKind
     billable: bool  # whether queries are billed (BigQuery): capped, ledgered, shared tables once
 
     def describe(self) -> str:
