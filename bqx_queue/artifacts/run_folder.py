@@ -18,7 +18,16 @@ from pydantic import BaseModel
 
 from bqx_queue.artifacts import reader as artifacts
 from bqx_queue.artifacts.filesystem import ArtifactPath, artifact_root, children, modified_at, write_whole
-from bqx_queue.domain import ArtifactDigest, BqxError, DamagedArtifact, PairStatus, PairSummary, Report, RunManifest
+from bqx_queue.domain import (
+    ArtifactDigest,
+    BqxError,
+    DamagedArtifact,
+    PairStatus,
+    PairSummary,
+    Report,
+    RunManifest,
+    SharedIndex,
+)
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -54,6 +63,15 @@ class RunStore:
 
     def ledger_path(self, pair: str) -> ArtifactPath:
         return self.root / "pairs" / f"{pair}.ledger.parquet"
+
+    @property
+    def shared_index_path(self) -> ArtifactPath:
+        """Return where the run's shared-table index is (whether or not the run has one)."""
+        return self.root / "shared" / "index.json"
+
+    def shared_index(self) -> SharedIndex:
+        """Return the run's shared-table index; DamagedArtifact naming the file when it is damaged."""
+        return artifacts.read_model(self.shared_index_path, SharedIndex, "shared-table index")
 
     def write_json(self, path: ArtifactPath, data: Any) -> None:
         write_json_atomic(path, data)
