@@ -9,7 +9,7 @@ from datetime import date
 from bqx_queue.artifacts import RunStore
 from bqx_queue.config import Settings
 from bqx_queue.runner.cost_ledger import run_context
-from bqx_queue.runner.extract_cache import cache_uses, summarize, through_cache
+from bqx_queue.runner.extract_cache import ExtractUse, cache_uses, summarize, through_cache
 from bqx_queue.runner.shared_tables import shared_parts
 from bqx_queue.warehouse.fetch import PairFetch, fetch_pair
 from bqx_queue.warehouse.interface import WarehouseSource
@@ -21,7 +21,7 @@ def fetch_run_pair(
     """Return the pair's rows on these days and what they cost, with what the extract cache did
     (cost["extract_cache"]); in a run (`run_id`) a query the cache answers is not sent, so not
     counted in cost["queries"]."""
-    uses = []
+    uses: list[ExtractUse] = []
     if run_id is None:
         fetched = fetch_pair(source, pair, settings, days)
     else:
