@@ -1,7 +1,8 @@
-"""The run folder: manifest, one summary and ledger per pair, and the report, in a local folder
-or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.artifacts.filesystem). Every write
-is whole or absent for readers on any host (storage.write_whole), so a pair's summary, written
-after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts.
+"""The run folder: manifest, one summary and ledger per pair, the shared-table index and the
+report, in a local folder or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see
+bqx_queue.artifacts.filesystem). Every write is whole or absent for readers on any host
+(storage.write_whole), so a pair's summary, written after its ledger, is what marks the pair
+done, and a repeated pair simply replaces its artifacts.
 
 Reading is where damage shows (bqx_queue.artifacts): a damaged manifest stops every command with
 one line; a damaged pair summary or ledger makes the pair DAMAGED, which is not done, so the report
