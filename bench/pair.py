@@ -52,10 +52,10 @@ def _usage() -> tuple[float, float]:
 
 def product(warehouse: str, pair: str, pairs: int, threads: int, basis: str, seed: int, out: dict[str, Any]) -> None:
     from bqx_queue.analysis.basis import BasisParams, basis_memory
-    from bqx_queue.analysis.pair import process_pair_all_horizons
     from bqx_queue.analysis.width import plan_memory
     from bqx_queue.artifacts.run_folder import RunStore
     from bqx_queue.config import load_settings
+    from bqx_queue.runner.pair import process_pair_all_horizons
     from bqx_queue.warehouse.source import open_source
 
     settings = load_settings(warehouse=warehouse, selection_pairs=pairs, selection_basis=basis, seed=seed)

@@ -413,7 +413,7 @@ def run_product_stable(frame: Frame, horizon: int, folder: Path, seed: int) -> O
 
 def run_product_pair(frame: Frame, folder: Path, seed: int) -> tuple[float, dict[str, Any], str]:
     """Return the whole pair's wall seconds, its summary and settings (process_pair_all_horizons)."""
-    from bqx_queue.analysis.pair import process_pair_all_horizons
+    from bqx_queue.runner.pair import process_pair_all_horizons
     from bqx_queue.warehouse.source import open_source
 
     settings = product_settings(frame, folder, seed)

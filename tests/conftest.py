@@ -162,7 +162,7 @@ TIERS = ("unit", "integration", "e2e")
 # others run in-process on arrays in well under a second.
 DOCTEST_TIERS = {
     "bqx_queue.runner.run.run_parallel_testing": "integration",
-    "bqx_queue.analysis.pair.process_pair_all_horizons": "integration",
+    "bqx_queue.runner.pair.process_pair_all_horizons": "integration",
     "bqx_queue.analysis.pair.run_stability_selection_local": "integration",
     "bqx_queue.warehouse.source.query_pair_all_horizons": "integration",
 }

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bqx_queue.analysis.memory import MemoryWatch
-from bqx_queue.analysis.pair import process_pair_all_horizons, run_stability_selection_local
+from bqx_queue.analysis.pair import run_stability_selection_local
 from bqx_queue.analysis.prepare import frame_from_pandas, prepare_pair
 from bqx_queue.analysis.stability import choose_q, error_bound
 from bqx_queue.config import load_settings
 from bqx_queue.domain.errors import DataError, MemoryBudgetExceeded, WarehouseError
 from bqx_queue.domain.universe import TARGET_COLUMNS
+from bqx_queue.runner.memory import MemoryWatch
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 

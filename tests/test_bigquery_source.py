@@ -18,6 +18,7 @@ from bqx_queue.domain.errors import BudgetError, ConfigError, WarehouseError
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
+from bqx_queue.warehouse.fetch import QueryContext, fetch_pair
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import plan_pair
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
@@ -82,9 +83,9 @@ def test_fetch_pair_equals_the_embedded_source_and_caps_the_query(
     source = BigQuerySource(settings)
     local = DuckDBSource(warehouse)
     days = sorted(local.day_counts(local.catalog().table("bqx_analytics", "targets_eurusd")))[:2]
-    fetched = source.fetch_pair("eurusd", settings, days, run_id="Run-42")
+    fetched = fetch_pair(source, "eurusd", settings, days, QueryContext(labels={"run": "Run-42"}))
     frame, cost = fetched.frame, fetched.cost
-    embedded = local.fetch_pair("eurusd", load_settings(max_rows=3000), days)
+    embedded = fetch_pair(local, "eurusd", load_settings(max_rows=3000), days)
     expected, expected_cost = embedded.frame, embedded.cost
 
     assert frame.rows == expected.rows == 2 * 1440
@@ -203,7 +204,8 @@ def test_settings_and_credentials_errors_are_clear(server: BigQueryServer, monke
 def test_shared_tables_fetched_once_join_into_the_same_frame(
     server: BigQueryServer, warehouse: Path, tmp_path: Path
 ) -> None:
-    from bqx_queue.warehouse.shared import fetch_shared
+    from bqx_queue.runner.pair_fetch import fetch_run_pair
+    from bqx_queue.runner.shared_tables import fetch_shared
     from bqx_queue.warehouse.sql import plan_shared_tables
 
     settings = bq_settings(server, runs_dir=tmp_path)
@@ -220,11 +222,11 @@ def test_shared_tables_fetched_once_join_into_the_same_frame(
     assert index.bytes_billed == sum(int(j["statistics"]["query"]["totalBytesBilled"])
                                         for j in server.query_jobs(dry_run=False)[sent_before:])  # fmt: skip
 
-    fetched = source.fetch_pair("eurusd", settings, days, run_id="shared-run")
+    fetched = fetch_run_pair(source, "eurusd", settings, days, run_id="shared-run")
     frame, cost = fetched.frame, fetched.cost
     pair_sql = server.query_jobs(dry_run=False)[-1]["configuration"]["query"]["query"]
     assert "tri_g000" not in pair_sql and "targets_eurusd" in pair_sql  # the pair read its own tables only
-    expected = local.fetch_pair("eurusd", load_settings(max_rows=3000), days).frame
+    expected = fetch_pair(local, "eurusd", load_settings(max_rows=3000), days).frame
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]
     np.testing.assert_array_equal(frame.times, expected.times)
@@ -240,7 +242,7 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryS
     local = DuckDBSource(warehouse)
     days = sorted(local.day_counts(local.catalog().table("bqx_analytics", "targets_gbpusd")))[:2]
     sent_before = len(server.query_jobs(dry_run=False))
-    fetched = source.fetch_pair("gbpusd", settings, days)
+    fetched = fetch_pair(source, "gbpusd", settings, days)
     frame, cost = fetched.frame, fetched.cost
     sent = [  # the pair's queries (the source's catalog queries carry no labels)
         j
@@ -251,7 +253,7 @@ def test_a_plan_past_the_column_limit_is_split_and_joined_back(server: BigQueryS
     for job in sent:
         assert len(job["statistics"]["query"]["schema"]["fields"]) <= 12
     assert cost["bytes_billed"] == sum(int(j["statistics"]["query"]["totalBytesBilled"]) for j in sent)
-    expected = local.fetch_pair("gbpusd", load_settings(max_rows=3000), days).frame
+    expected = fetch_pair(local, "gbpusd", load_settings(max_rows=3000), days).frame
     assert sorted(frame.numeric_names) == sorted(expected.numeric_names)
     order = [frame.numeric_names.index(n) for n in expected.numeric_names]
     np.testing.assert_array_equal(frame.times, expected.times)

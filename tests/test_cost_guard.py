@@ -16,10 +16,11 @@ from support.bigquery_server import BigQueryServer
 from bqx_queue.cli import enqueue_main
 from bqx_queue.config import load_settings
 from bqx_queue.domain import BudgetError, CostEstimate
+from bqx_queue.runner.cost_ledger import RunLedger
+from bqx_queue.runner.pair_fetch import fetch_run_pair
 from bqx_queue.runner.run import plan_run
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
-from bqx_queue.warehouse.budget import RunLedger
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
 PROJECT = "bqx-cost"
@@ -173,10 +174,10 @@ def test_a_query_that_would_pass_the_run_budget_is_not_sent(bq_env: dict[str, st
     settings = load_settings(source="bigquery", budget_usd=budget_usd)
     source = BigQuerySource(settings)
     sent_before = len(server.query_jobs(dry_run=False))
-    cost = source.fetch_pair("eurusd", settings, days, run_id="one-pair-budget").cost
+    cost = fetch_run_pair(source, "eurusd", settings, days, run_id="one-pair-budget").cost
     sent_after_first = len(server.query_jobs(dry_run=False))
     with pytest.raises(BudgetError, match="budget exhausted: pair gbpusd") as exhausted:
-        source.fetch_pair("gbpusd", settings, days, run_id="one-pair-budget")
+        fetch_run_pair(source, "gbpusd", settings, days, run_id="one-pair-budget")
     assert "the query was not sent" in str(exhausted.value)
     assert len(server.query_jobs(dry_run=False)) == sent_after_first  # gbpusd never reached BigQuery
     assert sent_after_first > sent_before

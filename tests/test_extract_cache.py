@@ -16,7 +16,8 @@ from support.bigquery_server import BigQueryServer
 
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.domain.errors import BudgetError
-from bqx_queue.warehouse.extract_cache import CACHE_DIR
+from bqx_queue.runner.extract_cache import CACHE_DIR
+from bqx_queue.runner.pair_fetch import fetch_run_pair
 from bqx_queue.warehouse.fetch import pair_days
 from bqx_queue.warehouse.frame import PairFrame
 from bqx_queue.warehouse.source import open_source
@@ -48,7 +49,7 @@ def settings_for(warehouse: Path | str, runs: Path, **overrides: object) -> Sett
 def fetch(settings: Settings, pair: str = "eurusd", run_id: str | None = "cache-test") -> tuple[PairFrame, dict]:
     """Fetch the pair as a run does (run_id set: through the extract cache) or outside a run."""
     source = open_source(settings)
-    fetched = source.fetch_pair(pair, settings, pair_days(source, pair, settings), run_id)
+    fetched = fetch_run_pair(source, pair, settings, pair_days(source, pair, settings), run_id)
     return fetched.frame, fetched.cost
 
 

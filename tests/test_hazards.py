@@ -18,16 +18,16 @@ from hazard_export import PAIRS, ROWS_PER_DAY, Export, build_export, minutes, we
 from support.bigquery_server import BigQueryServer
 from test_report_html import _distinct_colours, _visit, browser  # noqa: F401  (the headless Chromium fixture)
 
-from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.domain.errors import DataError, WarehouseError
 from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.report.build import report_schema, write_report
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.runner.run import execute_pair, plan_run, write_manifest
 from bqx_queue.warehouse import duckdb_source
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.fetch import fetch_pair, pair_days
 from bqx_queue.warehouse.source import open_source, query_pair_all_horizons
 from bqx_queue.warehouse.sql import plan_pair
 
@@ -142,15 +142,15 @@ def test_duckdb_table_groups_and_the_bigquery_split_see_the_same_rows_and_counts
     settings = fast_settings(export)
     source = DuckDBSource(export.root)
     days = pair_days(source, "eurusd", settings)
-    whole = DuckDBSource(export.root).fetch_pair("eurusd", settings, days)
+    whole = fetch_pair(DuckDBSource(export.root), "eurusd", settings, days)
     monkeypatch.setattr(duckdb_source, "PART_TABLES", 1)  # one feature table per DuckDB statement
-    grouped = DuckDBSource(export.root).fetch_pair("eurusd", settings, days)
+    grouped = fetch_pair(DuckDBSource(export.root), "eurusd", settings, days)
     with BigQueryServer(export.root, project="bqx-test") as server:
         bigquery = load_settings(
             source="bigquery", bigquery_project="bqx-test", bigquery_api_endpoint=server.url,
             bigquery_retry_deadline_s=0, max_query_columns=10,
         )  # fmt: skip
-        split = BigQuerySource(bigquery).fetch_pair("eurusd", bigquery, days)
+        split = fetch_pair(BigQuerySource(bigquery), "eurusd", bigquery, days)
     assert split.cost["queries"] >= 3  # past the column limit: split, joined back on interval_time
     for fetched in (grouped, split):
         frame = fetched.frame

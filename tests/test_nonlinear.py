@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from bqx_queue.analysis.basis import BasisParams, Shape, block_bins, block_pair_sums, nonlinear_basis
-from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.analysis.stability import SelectionParams, complementary_halves, time_blocks
 from bqx_queue.analysis.width import screen
 from bqx_queue.config import Settings, load_settings
 from bqx_queue.domain import ReportPair
 from bqx_queue.report.confirmation import confirmation_section
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import NONLINEAR_KINDS, WarehouseSpec, build_warehouse
 

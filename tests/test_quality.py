@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse

@@ -14,10 +14,10 @@ import jsonschema
 import pytest
 from support.real_prices import build_real_price_export, momentum_feature, noise_features
 
-from bqx_queue.analysis.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
 from bqx_queue.domain.universe import HORIZONS, TARGET_WINDOW
 from bqx_queue.report.build import report_schema, write_report
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.runner.run import execute_pair, plan_run, write_manifest
 from bqx_queue.warehouse.source import open_source
 

@@ -57,7 +57,7 @@ def wide_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 PAIR_IN_A_FRESH_PROCESS = """
 import json, sys
-from bqx_queue.analysis.pair import process_pair_all_horizons
+from bqx_queue.runner.pair import process_pair_all_horizons
 from bqx_queue.config import load_settings
 from bqx_queue.warehouse.source import open_source
 budget = int(sys.argv[2])

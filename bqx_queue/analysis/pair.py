@@ -1,31 +1,26 @@
-"""One pair, every horizon: one query, one prepared matrix, then selection, models and SHAP.
+"""One pair's fetched frame analysed at every horizon: one prepared matrix, then stability
+selection over every horizon at once, and per horizon the models, held-out verdicts and SHAP.
 
-Plain functions with no Celery in them: a test or a notebook can run a pair without a broker.
+The steps are plain functions named for what they give (`usable_horizons`, `select_features`,
+`analyse_horizon`, `pair_ledger`); the runner fetches the frame, watches memory, times the steps
+and builds the pair's summary (bqx_queue.runner.pair).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import socket
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 from bqx_queue.analysis.basis import BasisParams, GramColumns, Shape, basis_memory, nonlinear_basis
 from bqx_queue.analysis.confirmation import ConfirmParams, HeldOutFold, confirm_horizon, dependence_rows
 from bqx_queue.analysis.dependence import dependence_curve
 from bqx_queue.analysis.explain import interaction_partners, shap_importance
-from bqx_queue.analysis.families import family_sizes
 from bqx_queue.analysis.grams import BlockGrams, block_crosses
-from bqx_queue.analysis.memory import MemoryWatch
 from bqx_queue.analysis.params import Stream, seed_sequence
 from bqx_queue.analysis.prepare import PreparedPair, frame_from_pandas, prepare_pair
 from bqx_queue.analysis.spill import SpilledMatrix
@@ -48,31 +43,20 @@ from bqx_queue.domain import (
     DataError,
     DependenceCurve,
     Eras,
-    FailedHorizon,
     FeatureShape,
     GramStorage,
     HorizonMetrics,
     HorizonOutcome,
     HorizonResult,
     ModelPartner,
-    PairStatus,
-    PairSummary,
     ShapFeature,
     StableFeature,
     Substitutes,
     target_column,
 )
-from bqx_queue.warehouse.fetch import pair_days
-from bqx_queue.warehouse.interface import WarehouseSource
 
 SHAP_TOP = 20
 SPILL_MIN_BYTES = 64 * 1024**2  # smaller matrices stay in memory: the file would save little
-
-
-@dataclass
-class PairResult:
-    summary: PairSummary  # what the report shows for this pair (pairs/PAIR.json)
-    ledger: pd.DataFrame  # every feature x horizon: frequency, selected, excluded reason
 
 
 @dataclass(frozen=True)
@@ -146,9 +130,8 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
     """
     target = target_column(horizon)
     prepared = prepare_pair(frame_from_pandas(df, "frame", [target]))
-    selection_rows, _ = _split(prepared, settings, [horizon])
     with contextlib.ExitStack() as scratch:
-        result = _select(prepared, selection_rows, settings, [horizon], "frame", 1, scratch).results[horizon]
+        result = select_features(prepared, settings, [horizon], 1, scratch).results[horizon]
     table = pd.DataFrame(
         {
             "feature": prepared.features,
@@ -161,14 +144,16 @@ def run_stability_selection_local(df: pd.DataFrame, horizon: int, settings: Sett
     )
 
 
-def _split(prepared: PreparedPair, settings: Settings, horizons: list[int]) -> tuple[np.ndarray, int]:
-    """Return matrix rows selection may read, and the position where the held-out rows start."""
-    n_valid = len(prepared.rows)
-    holdout_start = int(n_valid * (1 - settings.holdout_fraction))
-    gap = max(horizons) + TARGET_WINDOW + math.ceil(settings.embargo_fraction * n_valid)
-    if holdout_start - gap <= 0:
-        raise DataError(f"pair {prepared.pair}: {n_valid} rows are too few to hold out {settings.holdout_fraction:.0%}")
-    return prepared.rows[: holdout_start - gap], holdout_start
+def purge_gap(horizon: int, rows: int, settings: Settings) -> int:
+    """Return the rows left out between training and test rows so that no target window spans
+    both: the horizon and the target's own window, plus the embargo's share of the rows."""
+    return horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * rows)
+
+
+def usable_horizons(prepared: PreparedPair, horizons: list[int]) -> tuple[list[int], dict[int, str]]:
+    """Return the horizons whose target is usable, and why each other one fails (it fails alone)."""
+    failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
+    return [h for h in horizons if h not in failed], failed
 
 
 @dataclass
@@ -177,6 +162,8 @@ class Selection:
     before selection (index -> reason) because their block Grams would not fit memory, and
     what each Gram column read (linear and nonlinear basis columns)."""
 
+    rows: np.ndarray  # the matrix rows selection read: the history before the held-out rows and their gap
+    holdout_start: int  # the position in prepared.rows where the held-out rows start
     results: dict[int, SelectionResult]
     entered: int
     screened: dict[int, str]
@@ -193,19 +180,19 @@ class Selection:
         return shape.value, partner
 
 
-def _select(
-    prepared: PreparedPair,
-    selection_rows: np.ndarray,
-    settings: Settings,
-    horizons: list[int],
-    pair: str,
-    threads: int,
-    scratch: contextlib.ExitStack,
+def select_features(
+    prepared: PreparedPair, settings: Settings, horizons: list[int], threads: int, scratch: contextlib.ExitStack
 ) -> Selection:
-    """Return per-horizon selections. Past SPILL_MIN_BYTES the matrix moves to a scratch file
-    (kept open on `scratch`) once the crosses and the nonlinear basis are computed, so the block
-    Grams have its memory."""
-    params = SelectionParams.from_settings(settings, pair)
+    """Return per-horizon selections over the history before the held-out rows and their purge
+    gap. Past SPILL_MIN_BYTES the matrix moves to a scratch file (kept open on `scratch`) once the
+    crosses and the nonlinear basis are computed, so the block Grams have its memory."""
+    n_valid = len(prepared.rows)
+    holdout_start = int(n_valid * (1 - settings.holdout_fraction))
+    gap = purge_gap(max(horizons), n_valid, settings)
+    if holdout_start - gap <= 0:
+        raise DataError(f"pair {prepared.pair}: {n_valid} rows are too few to hold out {settings.holdout_fraction:.0%}")
+    selection_rows = prepared.rows[: holdout_start - gap]
+    params = SelectionParams.from_settings(settings, prepared.pair)
     blocks = time_blocks(selection_rows, params.blocks, gap=max(horizons))
     targets = np.zeros((prepared.matrix.shape[0], len(horizons)))
     for k, horizon in enumerate(horizons):
@@ -213,7 +200,8 @@ def _select(
     p = prepared.matrix.shape[1]
     if settings.selection_method == "lightgbm":
         by_horizon = {h: targets[:, k] for k, h in enumerate(horizons)}
-        return Selection(select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads), p, {}, "none")
+        results = select_stable_lightgbm(prepared.matrix, blocks, by_horizon, params, threads)
+        return Selection(selection_rows, holdout_start, results, p, {}, "none")
     xy, ysum, _ = block_crosses(prepared.matrix, blocks, targets)
     halves = complementary_halves(params, len(blocks))
     q = params.q or choose_q(p, params.threshold, params.expected_false_max)
@@ -260,7 +248,7 @@ def _select(
     spilled = matrix if isinstance(matrix, SpilledMatrix) else None
     if screened:
         results = {h: _screened_as_nan(r, list(screened)) for h, r in results.items()}
-    return Selection(results, len(columns), screened, storage, gram_columns, spilled)
+    return Selection(selection_rows, holdout_start, results, len(columns), screened, storage, gram_columns, spilled)
 
 
 def _screened_as_nan(result: SelectionResult, screened: list[int]) -> SelectionResult:
@@ -270,142 +258,17 @@ def _screened_as_nan(result: SelectionResult, screened: list[int]) -> SelectionR
     return replace(result, frequencies=frequencies)
 
 
-def process_pair_all_horizons(
-    pair: str,
-    settings: Settings,
-    days: list[date] | None = None,
-    *,
-    source: WarehouseSource,
-    threads: int = 1,
-    run_id: str | None = None,
-) -> PairResult:
-    """Return the pair's full result: one query, then for every horizon stable features,
-    walk-forward model metrics beside a naive baseline, held-out verdicts and SHAP.
-
-    The pair's sampled days are fetched in one query (every feature, every horizon's target),
-    prepared into one standardised matrix, and each horizon runs stability selection on the
-    first part of the history, then LightGBM, confirmation and SHAP on the held-out rest. A
-    horizon whose target is unusable fails alone, with its reason; the others go on.
-
-    Parameters
-    ----------
-    pair : str
-        The pair's name, e.g. "eurusd".
-    settings : Settings, optional
-        The run's settings; loaded from the environment when omitted.
-    days : list of datetime.date, optional
-        The days to read (a run samples them once for all pairs); by default sampled from the
-        pair's own calendar with ``settings.max_rows`` and ``settings.seed``.
-    source : WarehouseSource
-        The warehouse to read (`bqx_queue.warehouse.source.open_source`).
-    threads : int, default 1
-        Threads for BLAS, LightGBM and the warehouse reads of this pair.
-    run_id : str, optional
-        The run this pair belongs to: the fetch then uses the run's extract cache, cost ledger
-        and query labels.
-
-    Returns
-    -------
-    PairResult
-        ``summary``: the pair's `PairSummary` (rows, cost of the query, features tested,
-        usable and in selection, and per horizon its stable features, metrics, confirmation,
-        SHAP, substitutes and eras); ``ledger``: a DataFrame of every feature x horizon with
-        its selection frequency, whether it was selected and confirmed, or why it was excluded.
-
-    Raises
-    ------
-    DataError, WarehouseError
-        When the pair's data cannot be analysed (missing tables, too few rows, ...).
-    MemoryBudgetExceeded
-        When the process's memory passes ``settings.memory_budget_bytes``. The caller decides
-        how a failure is recorded.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from bqx_queue.config import load_settings
-    >>> from bqx_queue.warehouse.source import open_source
-    >>> from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> manifest = build_warehouse(folder / "tiny.duckdb", WarehouseSpec(("eurusd",), days=6, features_per_pair=40))
-    >>> settings = load_settings(
-    ...     warehouse=folder / "tiny.duckdb", runs_dir=folder / "runs", horizons=[15], selection_pairs=10, lgbm_rounds=9
-    ... )
-    >>> result = process_pair_all_horizons("eurusd", settings, source=open_source(settings))
-    >>> result.summary.status.value, result.summary.queries, list(result.summary.horizons)
-    ('ok', 1, ['15'])
-    >>> h15 = result.summary.horizons["15"]
-    >>> sorted(h15.metrics.mean.model_dump())
-    ['accuracy', 'auc', 'directional_accuracy', 'log_loss']
-    >>> stable = [f.feature for f in h15.stable]
-    >>> planted = manifest["pairs"]["eurusd"]["horizons"]["15"]["informative"]
-    >>> len(stable) > 0 and set(stable) <= set(planted)  # the warehouse's planted signal, nothing else
-    True
-    >>> list(result.ledger.columns[:7])  # every feature x horizon, and each one's verdict
-    ['pair', 'horizon', 'feature', 'frequency', 'selected', 'excluded', 'confirmed']
-    """
-    started = time.perf_counter()
-    horizons = list(settings.horizons)
-    timings: dict[str, float] = {}
-    with MemoryWatch(settings.memory_budget_bytes) as memory, threadpool_limits(threads):
-        days = days if days is not None else pair_days(source, pair, settings)
-        fetched = source.fetch_pair(pair, settings, days, run_id)
-        timings["query_s"] = time.perf_counter() - started
-        rows_fetched = fetched.frame.rows
-        cost = fetched.cost
-        prepared = prepare_pair(fetched.frame, exclusions=fetched.excluded)
-        del fetched  # the prepared matrix now holds the only reference to the fetched values
-        # a horizon whose target is unusable fails alone, with its reason; the others go on
-        failed = {h: prepared.failed_targets[t] for h in horizons if (t := target_column(h)) in prepared.failed_targets}
-        horizons = [h for h in horizons if h not in failed]
-        timings["prepare_s"] = time.perf_counter() - started - sum(timings.values())
-        selection_rows, holdout_start = _split(prepared, settings, horizons)
-        scratch = contextlib.ExitStack()
-        with scratch:  # the spilled matrix lives until the models have read their columns
-            selection = _select(prepared, selection_rows, settings, horizons, pair, threads, scratch)
-            selections = selection.results
-            timings["selection_s"] = time.perf_counter() - started - sum(timings.values())
-            # horizons side by side, one thread each: a horizon's models train on a few stable
-            # features, where LightGBM gains nothing from a second thread (model_threads)
-            workers = max(1, min(threads, len(horizons)))
-            train = TrainParams.from_settings(settings, pair, max(1, threads // workers))
-
-            def one_horizon(horizon: int) -> HorizonOutcome:
-                # its own map of a spilled matrix: the pages it read leave the RSS with it
-                view = prepared if selection.spilled is None else replace(prepared, matrix=selection.spilled.mapped())
-                stable = _stable_features(prepared.features, selection, horizon)
-                selected = selections[horizon]
-                return _horizon_result(view, selected, stable, selection_rows, holdout_start, settings, train)
-
-            with threadpool_limits(max(1, threads // workers)), ThreadPoolExecutor(workers) as pool:
-                horizon_results = {str(h): r for h, r in zip(horizons, pool.map(one_horizon, horizons), strict=True)}
-        horizon_results |= {str(h): FailedHorizon(error=reason) for h, reason in failed.items()}
-        timings["models_s"] = time.perf_counter() - started - sum(timings.values())
-    summary = PairSummary(
-        pair=pair,
-        status=PairStatus.OK,
-        rows=rows_fetched,
-        rows_used=len(prepared.rows),
-        days=len(days),
-        features_tested=prepared.tested,
-        features_usable=len(prepared.features),
-        features_in_selection=selection.entered,
-        # family -> members that entered selection: the across-pair null model's family size
-        families=family_sizes(
-            (f for j, f in enumerate(prepared.features) if j not in selection.screened), settings.family_strip_tokens
-        ),
-        gram_storage=selection.storage,
-        **cost,
-        wall_s=round(time.perf_counter() - started, 3),
-        timings={k: round(v, 3) for k, v in timings.items()},
-        peak_rss_bytes=memory.peak_bytes,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        horizons=horizon_results,
-    )
-    ledger = _ledger(pair, prepared, selections, selection.screened)
-    return PairResult(summary, _with_verdicts(ledger, horizon_results))
+def analyse_horizon(
+    prepared: PreparedPair, selection: Selection, horizon: int, settings: Settings, model_threads: int
+) -> HorizonResult:
+    """Return one horizon's result from the pair's selection: its stable features, the
+    walk-forward model beside its baseline, held-out verdicts, SHAP, substitutes, eras and
+    nonlinear dependence curves. Horizons may run side by side, each on `model_threads`."""
+    # its own map of a spilled matrix: the pages it read leave the RSS with it
+    view = prepared if selection.spilled is None else replace(prepared, matrix=selection.spilled.mapped())
+    stable = _stable_features(prepared.features, selection, horizon)
+    train = TrainParams.from_settings(settings, prepared.pair, model_threads)
+    return _horizon_result(view, selection.results[horizon], stable, selection, settings, train)
 
 
 def _stable_features(features: list[str], selection: Selection, horizon: int) -> list[StableFeature]:
@@ -452,14 +315,14 @@ def _horizon_result(
     prepared: PreparedPair,
     selection: SelectionResult,
     stable_features: list[StableFeature],
-    selection_rows: np.ndarray,
-    holdout_start: int,
+    pair_selection: Selection,
     settings: Settings,
     train: TrainParams,
 ) -> HorizonResult:
     """Return one horizon's result: the walk-forward model beside its baseline, held-out verdicts
     of the stable features, SHAP, their substitutes and eras, and nonlinear dependence curves."""
     horizon = selection.horizon
+    holdout_start = pair_selection.holdout_start
     target = prepared.targets[target_column(horizon)].to_numpy()
     stable = selection.stable
     columns = np.asarray(stable, dtype=np.int64)
@@ -468,7 +331,7 @@ def _horizon_result(
     # target also runs on past it, so the gap is at least the features' dependence (over the rows
     # before the held-out end; at most a quarter of them): a noise column aligned with the target at
     # the end of the training rows would otherwise still look aligned at the start of the test window
-    gap = horizon + TARGET_WINDOW + math.ceil(settings.embargo_fraction * len(target))
+    gap = purge_gap(horizon, len(target), settings)
     if stable:
         persistence = int(dependence_rows(features[:holdout_start].astype(np.float64)).max())
         gap = max(gap, min(persistence, holdout_start // 4))
@@ -502,7 +365,7 @@ def _horizon_result(
             )
             for p in found
         ]
-    structure = stable_structure(prepared, selection_rows, names, confirmation.confirmed, horizon, settings)
+    structure = stable_structure(prepared, pair_selection.rows, names, confirmation.confirmed, horizon, settings)
     return HorizonResult(
         stable=stable_features,
         q=selection.q,
@@ -519,20 +382,23 @@ def _horizon_result(
     )
 
 
-def _ledger(
-    pair: str, prepared: PreparedPair, selections: dict[int, SelectionResult], screened: dict[int, str]
+def pair_ledger(
+    prepared: PreparedPair, selection: Selection, horizon_results: dict[str, HorizonOutcome]
 ) -> pd.DataFrame:
-    reasons = [screened.get(j) for j in range(len(prepared.features))]
+    """Return the pair's feature ledger: every feature x selected horizon with its selection
+    frequency, whether it was selected, why it was excluded, and its held-out verdict."""
+    pair = prepared.pair
+    reasons = [selection.screened.get(j) for j in range(len(prepared.features))]
     parts = []
-    for horizon, selection in selections.items():
+    for horizon, result in selection.results.items():
         parts.append(
             pd.DataFrame(
                 {
                     "pair": pair,
                     "horizon": horizon,
                     "feature": prepared.features,
-                    "frequency": selection.frequencies,
-                    "selected": np.isin(np.arange(len(prepared.features)), selection.stable),
+                    "frequency": result.frequencies,
+                    "selected": np.isin(np.arange(len(prepared.features)), result.stable),
                     "excluded": reasons,
                 }
             )
@@ -552,7 +418,7 @@ def _ledger(
             )
     ledger = pd.concat(parts, ignore_index=True)
     ledger["excluded"] = ledger["excluded"].astype("string")
-    return ledger
+    return _with_verdicts(ledger, horizon_results)
 
 
 def _with_verdicts(ledger: pd.DataFrame, horizon_results: dict[str, HorizonOutcome]) -> pd.DataFrame:

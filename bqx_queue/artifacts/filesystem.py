@@ -8,7 +8,7 @@ GCS emulator does: a worker killed mid-upload left half a summary under its fina
 show part of one. So an object is uploaded whole under a temporary name, then copied server-side
 to its own name: a reader sees no object or the whole one, whatever the upload's fate. Objects
 too large to hold in memory (extracts) are streamed and then named by a small marker written
-after them (bqx_queue.warehouse.extract_cache).
+after them (bqx_queue.runner.extract_cache).
 """
 
 from __future__ import annotations

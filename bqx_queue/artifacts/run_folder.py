@@ -1,7 +1,8 @@
-"""The run folder: manifest, one summary and ledger per pair, and the report, in a local folder
-or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see bqx_queue.artifacts.filesystem). Every write
-is whole or absent for readers on any host (storage.write_whole), so a pair's summary, written
-after its ledger, is what marks the pair done, and a repeated pair simply replaces its artifacts.
+"""The run folder: manifest, one summary and ledger per pair, the shared-table index and the
+report, in a local folder or a bucket (runs_dir may be gs://bucket/prefix or s3://...; see
+bqx_queue.artifacts.filesystem). Every write is whole or absent for readers on any host
+(storage.write_whole), so a pair's summary, written after its ledger, is what marks the pair
+done, and a repeated pair simply replaces its artifacts.
 
 Reading is where damage shows (bqx_queue.artifacts): a damaged manifest stops every command with
 one line; a damaged pair summary or ledger makes the pair DAMAGED, which is not done, so the report
@@ -19,7 +20,16 @@ from pydantic import BaseModel
 
 from bqx_queue.artifacts import reader as artifacts
 from bqx_queue.artifacts.filesystem import ArtifactPath, artifact_root, children, modified_at, write_whole
-from bqx_queue.domain import ArtifactDigest, BqxError, DamagedArtifact, PairStatus, PairSummary, Report, RunManifest
+from bqx_queue.domain import (
+    ArtifactDigest,
+    BqxError,
+    DamagedArtifact,
+    PairStatus,
+    PairSummary,
+    Report,
+    RunManifest,
+    SharedIndex,
+)
 
 # A run id names a folder: no separators, no "..", nothing a shell or a path would read twice.
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -55,6 +65,15 @@ class RunStore:
 
     def ledger_path(self, pair: str) -> ArtifactPath:
         return self.root / "pairs" / f"{pair}.ledger.parquet"
+
+    @property
+    def shared_index_path(self) -> ArtifactPath:
+        """Return where the run's shared-table index is (whether or not the run has one)."""
+        return self.root / "shared" / "index.json"
+
+    def shared_index(self) -> SharedIndex:
+        """Return the run's shared-table index; DamagedArtifact naming the file when it is damaged."""
+        return artifacts.read_model(self.shared_index_path, SharedIndex, "shared-table index")
 
     def write_json(self, path: ArtifactPath, data: Any) -> None:
         write_json_atomic(path, data)

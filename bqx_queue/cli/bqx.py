@@ -51,7 +51,7 @@ def _plan(args: argparse.Namespace) -> int:
     """bqx plan: write the reviewed estimate of a run to a plan file; `bqx plan approve` signs it."""
     from bqx_queue.domain import resolve_horizons, resolve_pairs
     from bqx_queue.runner import approve_plan, write_plan
-    from bqx_queue.warehouse.budget import format_estimate
+    from bqx_queue.warehouse.billing import format_estimate
 
     if args.plan_action == "approve":
         approval = approve_plan(Path(args.plan_file), args.by)

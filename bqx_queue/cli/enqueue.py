@@ -88,7 +88,7 @@ def run_enqueue(args: argparse.Namespace, console: Console | None = None) -> int
     from bqx_queue.runner import plan_run
 
     if getattr(args, "dry_run", False):
-        from bqx_queue.warehouse.budget import format_estimate
+        from bqx_queue.warehouse.billing import format_estimate
 
         estimate = plan_run(settings, pairs, run_id=args.run_id, enforce_budget=False).estimate
         assert estimate is not None  # plan_run always estimates
@@ -137,7 +137,7 @@ def _enqueue_manifest(settings: Settings, manifest: RunManifest, args: argparse.
     print(f"sampled days ({len(manifest.days)}): {', '.join(day.isoformat() for day in manifest.days)}")
     if manifest.shared_tables:  # BigQuery: the shared tables once, before any pair
         from bqx_queue.config import run_settings
-        from bqx_queue.warehouse.shared import prefetch_shared
+        from bqx_queue.runner.shared_tables import prefetch_shared
 
         shared = prefetch_shared(store, run_settings(manifest.settings, settings))
         if shared:

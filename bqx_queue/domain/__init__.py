@@ -3,11 +3,11 @@
 - `errors`: the one exception family (`BqxError` and its children), each a line a user can act on.
 - what crosses a boundary, as pydantic models: `record` (`Record`, which refuses unknown keys, the
   number types, `Timestamp`, the closed vocabularies, `PairStatus`), `manifest` (a run's plan and
-  cost estimates), `pair` (a pair's summary, its horizons' results and its task's message) and
-  `report` (report.json).
+  cost estimates), `pair` (a pair's summary, its horizons' results and its task's message),
+  `shared_tables` (a run's shared-table index) and `report` (report.json).
 - `universe`: the 8 currencies, 28 pairs, 7 horizons and the target column's name.
 - `keys`: the Redis key of every record bqx writes (a run's cost ledger, a pair's deliveries),
-  here because the warehouse's budget and the Celery layer both name them.
+  here because the runner's cost ledger and the Celery layer both name them.
 
 Other layers import these names from `bqx_queue.domain`.
 """
@@ -93,6 +93,7 @@ from bqx_queue.domain.report import (
     UnconfirmedRow,
     VerdictRow,
 )
+from bqx_queue.domain.shared_tables import SharedIndex, SharedPart
 from bqx_queue.domain.universe import (
     BQX_WINDOWS,
     CURRENCIES,
@@ -169,6 +170,8 @@ __all__ = [
     "SelectionError",
     "ShapFeature",
     "SharedCost",
+    "SharedIndex",
+    "SharedPart",
     "SharedTablesPlan",
     "SourceKind",
     "StableFeature",

@@ -10,5 +10,5 @@ def deliveries_key(run_id: str, pair: str) -> str:
 
 
 def ledger_key(run_id: str) -> str:
-    """The hash of a run's billed and reserved bytes (bqx_queue.warehouse.budget)."""
+    """The hash of a run's billed and reserved bytes (bqx_queue.runner.cost_ledger)."""
     return f"bqx:ledger:{run_id}"

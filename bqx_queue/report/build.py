@@ -35,8 +35,6 @@ from bqx_queue.report import confirmation, families, pilot
 from bqx_queue.report.feature_sets import export_text, feature_sets, feature_sets_schema
 from bqx_queue.report.html import render_html
 from bqx_queue.report.markdown import render_markdown
-from bqx_queue.warehouse.extract_cache import add_summaries
-from bqx_queue.warehouse.shared import read_shared_index, shared_index_path
 from bqx_queue.warehouse.sql import DUPLICATE_RULE
 
 # reports of runs whose manifest predates the across-pair settings read the defaults
@@ -51,12 +49,23 @@ def report_schema() -> dict[str, Any]:
     return json.loads(resources.files("bqx_queue.report").joinpath("report.schema.json").read_text())
 
 
+def _cache_total(summaries: list[ExtractCacheSummary | None]) -> ExtractCacheSummary:
+    """Return the sum of extract-cache summaries (pairs and shared tables of a run)."""
+    kept = [summary for summary in summaries if summary is not None]
+    return ExtractCacheSummary(
+        hits=sum(s.hits for s in kept),
+        misses=sum(s.misses for s in kept),
+        saved_bytes_billed=sum(s.saved_bytes_billed for s in kept),
+        saved_usd=round(sum(s.saved_usd for s in kept), 6),
+        saved_s=round(sum(s.saved_s for s in kept), 3),
+    )
+
+
 def _shared_tables_cost(store: RunStore) -> SharedCost:
     """Return what the run's once-per-run shared-table queries cost (BigQuery runs only)."""
-    index = shared_index_path(store)
-    if not index.exists():
+    if not store.shared_index_path.exists():
         return SharedCost(queries=0, tables=0, bytes_processed=0, bytes_billed=0, cost_usd=0)
-    data = read_shared_index(index)
+    data = store.shared_index()
     return SharedCost(
         queries=data.queries_sent if data.queries_sent is not None else data.queries,  # a cached extract sent none
         tables=data.tables,
@@ -117,12 +126,7 @@ def report_data(store: RunStore) -> Report:
             error_bound_sum=round(sum(h.error_bound for h in horizons), 4),
             confirmed_findings=len(held_out.findings),
             flagged_horizons=len(held_out.flagged_horizons),
-            extract_cache=ExtractCacheSummary.model_validate(
-                add_summaries(
-                    [p.extract_cache.model_dump() if p.extract_cache else None for p in pairs]
-                    + [shared.extract_cache.model_dump() if shared.extract_cache else None]
-                )
-            ),
+            extract_cache=_cache_total([p.extract_cache for p in pairs] + [shared.extract_cache]),
         ),
         pairs=pairs,
         shared=shared,

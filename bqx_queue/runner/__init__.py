@@ -5,6 +5,11 @@
   and `run_parallel_testing`, the whole run in a local process pool without a broker.
 - `approval`: the plan file, reviewed and approved (`write_plan`, `approve_plan`), then run only
   as planned (`read_plan`, `manifest_from_plan`).
+- `pair`: one pair analysed (`process_pair_all_horizons`): its rows fetched (`pair_fetch`), the
+  analysis's steps sequenced under a memory watch (`memory`), timed, and its summary built.
+- `pair_fetch`, `extract_cache`, `cost_ledger`, `shared_tables`: how a run reads a pair's rows:
+  through the extract cache (a source wrapping any source), its billable queries labelled with
+  the run and reserved in its cost ledger in Redis, joined with the shared tables fetched once.
 - `processes`: `stop_process`, stopping a child (a worker, a Redis) the same way everywhere.
 """
 

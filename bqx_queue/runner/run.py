@@ -16,7 +16,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from bqx_queue.analysis.basis import BasisParams, basis_memory
-from bqx_queue.analysis.memory import GIB
 from bqx_queue.analysis.width import PeakEstimate, plan_memory
 from bqx_queue.artifacts import RunStore
 from bqx_queue.config import HOST_SETTINGS, Settings, load_settings, run_settings
@@ -34,13 +33,12 @@ from bqx_queue.domain import (
     SharedTablesPlan,
     resolve_pairs,
 )
+from bqx_queue.runner.extract_cache import CACHED_METHOD, CachedSource, ExtractCache, cached_estimate
+from bqx_queue.runner.memory import GIB
+from bqx_queue.runner.shared_tables import shared_once
 from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.catalog import Catalog
-from bqx_queue.warehouse.extract_cache import CACHED_METHOD, ExtractCache, cached_estimate, fetch_settings, in_use
 from bqx_queue.warehouse.frame import MAX_STRING_LEVELS, NUMERIC_TYPES
-from bqx_queue.warehouse.interface import WarehouseSource
 from bqx_queue.warehouse.sampling import common_days, sample_days
-from bqx_queue.warehouse.shared import shared_once
 from bqx_queue.warehouse.source import open_source
 from bqx_queue.warehouse.sql import (
     FeatureColumn,
@@ -113,20 +111,24 @@ def plan_run(
         for pair, plan in plans.items()
     }
     run_id = run_id or new_run_id()
-    cache = ExtractCache(settings) if in_use(settings, run_id) else None
+    # the run's queries as the extract cache keys them: with every horizon's target the targets table holds
+    cached = CachedSource(source, ExtractCache(settings)) if settings.extract_cache else None
 
-    def priced(queries: list[QueryPlan], cached: list[QueryPlan]) -> list[CostEstimate]:
-        """Return each query's estimate; $0 and not sent for one whose rows (keyed as `cached`,
+    def priced(queries: list[QueryPlan], keyed: list[QueryPlan]) -> list[CostEstimate]:
+        """Return each query's estimate; $0 and not sent for one whose rows (keyed as `keyed`,
         the same queries as the fetch plans them) are in the extract cache."""
         estimates = [source.estimate(query, days, settings) for query in queries]
-        if cache is None or len(cached) != len(queries):
+        if cached is None or len(keyed) != len(queries):
             return estimates
-        covered = [cache.covers(source, query, days) for query in cached]
+        covered = [cached.cache.covers(source, query, days) for query in keyed]
         return [cached_estimate(e) if hit else e for e, hit in zip(estimates, covered, strict=True)]
 
     estimates = {}
     for pair, plan in plans.items():
-        keyed = cache_keyed_plans(source, catalog, pair, settings, run_id, once) if cache else []
+        keyed: list[QueryPlan] = []
+        if cached is not None:
+            keyed_plan, keyed_parts = cached.pair_plans(pair, catalog, settings, include_shared=not once)
+            keyed = [keyed_plan, *keyed_parts]
         estimates[pair] = billing.combined_estimate(priced([plan, *parts[pair]], keyed))
     shared_plans = plan_shared_tables(catalog, settings) if once else []
     shared = priced(list(shared_plans), list(shared_plans))
@@ -172,16 +174,6 @@ def plan_run(
         settings=settings.model_dump(mode="json", exclude=HOST_SETTINGS) | source.location_settings(),
         workers=workers,
     )
-
-
-def cache_keyed_plans(
-    source: WarehouseSource, catalog: Catalog, pair: str, settings: Settings, run_id: str, shared_once: bool
-) -> list[QueryPlan]:
-    """Return the pair's queries as its fetch keys them in the extract cache: with every horizon's
-    target the targets table holds (fetch_settings), split as BigQuery's limits require."""
-    wide = fetch_settings(source, pair, settings, run_id)
-    plan, parts = source.pair_plans(pair, catalog, wide, include_shared=not shared_once)
-    return [plan, *parts]
 
 
 def refuse_if_too_wide(
@@ -233,7 +225,7 @@ def execute_pair(store: RunStore, pair: str, settings: Settings | None = None) -
     existing = store.pair_summary(pair)
     if existing and existing.ok:
         return existing.message()
-    from bqx_queue.analysis.pair import process_pair_all_horizons  # the science: only where pairs run
+    from bqx_queue.runner.pair import process_pair_all_horizons  # the science: only where pairs run
 
     manifest = store.manifest()
     started = datetime.now(UTC)

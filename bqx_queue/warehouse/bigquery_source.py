@@ -4,8 +4,8 @@ A WarehouseSource like DuckDBSource; underneath, fetch(plan, days) runs one stat
 its Arrow record batches with the bytes BigQuery processed and billed for it (BilledRows), and
 dry_run(plan, days) is BigQuery's own estimate. Identifiers come from INFORMATION_SCHEMA (one
 query per dataset, cached); values (the days) are query parameters. Every real query carries
-maximum_bytes_billed and labels (run, pair). Any client error becomes one WarehouseError or
-BudgetError line naming the object.
+maximum_bytes_billed and labels (the app, the pair, and the caller's: a run's id). Any client
+error becomes one WarehouseError or BudgetError line naming the object.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -24,12 +25,9 @@ import pyarrow as pa
 from bqx_queue.config import Settings
 from bqx_queue.domain import BudgetError, ConfigError, CostEstimate, SourceKind, WarehouseError
 from bqx_queue.warehouse import billing
-from bqx_queue.warehouse.budget import billable_rows
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, base_type, check_identifier
-from bqx_queue.warehouse.extract_cache import fetch_settings
-from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.fetch import QueryContext, QueryRows
 from bqx_queue.warehouse.frame import BATCH_ROWS
-from bqx_queue.warehouse.shared import attach_shared, join_parts, read_all, shared_index
 from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan, split_pair_plan
 
 log = logging.getLogger(__name__)
@@ -264,28 +262,46 @@ class BigQuerySource:
         """Return BigQuery's dry-run estimate for the plan (free: nothing is read)."""
         return self.dry_run(plan, days)
 
-    def fetch_pair(self, pair: str, settings: Settings, days: list[date], run_id: str | None = None) -> PairFetch:
-        """Return the pair's frame, what BigQuery billed and what the extract cache did: its own
-        tables and targets in as few capped, ledgered queries as BigQuery's limits allow (one,
-        normally; none when cached), joined with the run's shared tables fetched once."""
-        wide = fetch_settings(self, pair, settings, run_id)
-        shared = shared_index(wide, run_id, self)
-        plan, parts = self.pair_plans(pair, self.catalog(), wide, include_shared=shared is None)
-        reader, job_bytes, uses = billable_rows(self, plan, days, wide, run_id)
-        results = []
-        for part in parts:
-            part_reader, part_bytes, used = billable_rows(self, part, days, wide, run_id)
-            uses += used
-            results.append((read_all(part_reader), list(part.features), list(part.excluded), list(part.tables)))
-            job_bytes = {key: job_bytes[key] + part_bytes[key] for key in job_bytes}
-        if results:
-            reader, plan = join_parts(reader, plan, results)
-        if shared is not None:
-            reader, plan = attach_shared(reader, plan, shared)
-        queries = sum(not use.hit for use in uses) if uses else 1 + len(parts)  # a cached query is not sent
-        return read_pair_fetch(
-            pair, settings, self.catalog(), plan, [reader], job_bytes, queries, uses, capacity=settings.max_rows
-        )
+    def query(self, plan: QueryPlan, days: list[date], settings: Settings, context: QueryContext) -> QueryRows:
+        """Return the plan's rows and bytes, never over budget: the cost guard.
+
+        The plan is dry-run first; its cap (estimate + 11 MiB per table) is sent as
+        maximum_bytes_billed, after the context's reservation of it (a run's shared ledger)
+        succeeds, and the reservation is settled with the bytes BigQuery billed; the job carries
+        the context's labels. Raises BudgetError("budget exhausted") when the cap is above the
+        whole budget, or does not fit what the reservation has left.
+        """
+        estimate = self.dry_run(plan, days)
+        cap = estimate.cap
+        what = f"pair {plan.pair}"
+        budget = billing.usd_to_bytes(settings.budget_usd, settings.price_per_tib_usd)
+        if cap > budget:
+            raise BudgetError(
+                f"budget exhausted: {what} could be billed up to {cap:,} bytes, more than the whole budget "
+                f"(${settings.budget_usd:.2f} = {budget:,} bytes); the query was not sent"
+            )
+        guard = context.reservation(cap, what) if context.reservation else nullcontext({"billed": cap})
+        with guard as spent:
+            try:
+                fetched = self.fetch(plan, days, maximum_bytes_billed=cap, labels=dict(context.labels))
+            except BudgetError:  # refused for bytesBilledLimitExceeded before it ran: nothing billed
+                spent["billed"] = 0
+                raise
+            spent["billed"] = fetched.bytes_billed
+        job_bytes = {
+            "bytes_processed": fetched.bytes_processed,
+            "bytes_billed": fetched.bytes_billed,
+            "maximum_bytes_billed": cap,
+            "estimated_bytes_billed": estimate.bytes_billed,
+        }
+        return QueryRows([fetched.reader], job_bytes)
+
+    def frame_rows(self, plan: PairPlan, days: list[date], settings: Settings) -> int:
+        """Return max_rows: the sampled days hold no more, and counting them would cost a query."""
+        return settings.max_rows
+
+    def close(self) -> None:
+        """Keep the client: it holds nothing that grows with a pair."""
 
     def fetch(
         self,

@@ -8,7 +8,7 @@ Bytes billed: at least 10 MiB per referenced table, the total rounded up to the 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bqx_queue.domain import CostEstimate
 
@@ -161,3 +161,34 @@ def combined_estimate(estimates: list[CostEstimate]) -> CostEstimate:
         cost_usd=sum(e.cost_usd for e in estimates) if len(estimates) > 1 else first.cost_usd,
         method=first.method,
     )
+
+
+def format_estimate(estimate: dict[str, Any]) -> str:
+    """Return the dry-run table: one line per pair (queries, tables, columns, bytes, $), then
+    the run total against the budget."""
+    header = (
+        f"{'pair':<10} {'queries':>7} {'tables':>6} {'columns':>8} {'bytes processed':>16} {'bytes billed':>16} "
+        f"{'$':>10}"
+    )
+    rule = "-" * len(header)
+    lines = [header, rule]
+    for pair, e in estimate["pairs"].items():
+        lines.append(
+            f"{pair:<10} {e['queries']:>7} {e['tables']:>6} {e['columns']:>8} "
+            f"{e['bytes_processed']:>16,} {e['bytes_billed']:>16,} {e['cost_usd']:>10.4f}"
+        )
+    for e in estimate.get("shared", []):
+        lines.append(
+            f"{e['pair']:<10} {e['queries']:>7} {e['tables']:>6} {e['columns']:>8} "
+            f"{e['bytes_processed']:>16,} {e['bytes_billed']:>16,} {e['cost_usd']:>10.4f}"
+            "  (shared tables, once per run)"
+        )
+    total, budget = estimate["cost_usd"], estimate["budget_usd"]
+    lines += [
+        rule,
+        f"{'total':<10} {estimate['queries']:>7} {'':>6} {'':>8} "
+        f"{estimate['bytes_processed']:>16,} {estimate['bytes_billed']:>16,} {total:>10.4f}",
+        f"estimate ({estimate['method']}) ${total:.4f} for {len(estimate['pairs'])} pairs; budget ${budget:.4f}: "
+        + ("within budget" if total <= budget else "OVER BUDGET"),
+    ]
+    return "\n".join(lines)

@@ -17,11 +17,10 @@ import duckdb
 import pyarrow as pa
 
 from bqx_queue.config import Settings
-from bqx_queue.domain import CostEstimate, SourceKind, WarehouseError
+from bqx_queue.domain import HORIZONS, CostEstimate, SourceKind, WarehouseError, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import KEY_COLUMN, Catalog, Column, Table, check_identifier
-from bqx_queue.warehouse.extract_cache import ExtractCache, ExtractUse, Parts, fetch_settings, in_use
-from bqx_queue.warehouse.fetch import PairFetch, read_pair_fetch
+from bqx_queue.warehouse.fetch import QueryContext, QueryRows
 from bqx_queue.warehouse.frame import BATCH_ROWS
 from bqx_queue.warehouse.sql import DUCKDB, PairPlan, QueryPlan, TablesPlan, plan_pair
 
@@ -195,40 +194,20 @@ class DuckDBSource:
             plan, catalog, rows, settings.price_per_tib_usd, settings.string_length_estimate
         )
 
-    def fetch_pair(self, pair: str, settings: Settings, days: list[date], run_id: str | None = None) -> PairFetch:
-        """Return the pair's frame and what BigQuery would bill for its one query. In a run the
-        rows go through the extract cache: a rerun that needs the same rows reads them."""
-        wide = fetch_settings(self, pair, settings, run_id)
-        plan = plan_pair(pair, self.catalog(), wide)
-        parts, job_bytes, uses = self._rows(pair, plan, wide, days, run_id)
-        queries = sum(not use.hit for use in uses) if uses else plan.queries
-        # the rows the targets hold on these days: the matrix is allocated once at its size (an
-        # oversized column-major buffer becomes resident whole under transparent huge pages)
+    def query(self, plan: QueryPlan, days: list[date], settings: Settings, context: QueryContext) -> QueryRows:
+        """Return the pair plan's rows (one stream per statement, see fetch_plan) and what BigQuery
+        would bill for its one query; nothing here is billed, so the context has nothing to add."""
+        if not isinstance(plan, PairPlan):
+            raise WarehouseError(f"query {plan.name}: a DuckDB warehouse runs whole pair plans only")
+        per_table = self.scanned_bytes(plan, days)
+        billed = {"bytes_processed": sum(per_table.values()), "bytes_billed": billing.bytes_billed(per_table.values())}
+        return QueryRows(list(self.fetch_plan(plan.pair, plan, settings, days)), billed)
+
+    def frame_rows(self, plan: PairPlan, days: list[date], settings: Settings) -> int:
+        """Return the rows the targets table holds on these days: the matrix is allocated once at
+        its size (an oversized column-major buffer becomes resident whole under transparent huge pages)."""
         counts = self.day_counts(self.catalog().table(*plan.tables[0].split(".")))
-        capacity = sum(counts.get(day, 0) for day in days)
-        fetched = read_pair_fetch(pair, settings, self.catalog(), plan, parts, job_bytes, queries, uses, capacity)
-        self.close()  # its block cache would count against the pair's memory budget
-        return fetched
-
-    def _rows(
-        self, pair: str, plan: PairPlan, settings: Settings, days: list[date], run_id: str | None
-    ) -> tuple[Parts, dict[str, int], list[ExtractUse]]:
-        """Return the pair's rows (one stream per statement), what BigQuery would bill for them
-        (nothing when cached) and what the extract cache did."""
-
-        def fetch() -> tuple[Parts, dict[str, int]]:
-            per_table = self.scanned_bytes(plan, days)
-            billed = {
-                "bytes_processed": sum(per_table.values()),
-                "bytes_billed": billing.bytes_billed(per_table.values()),
-            }
-            return list(self.fetch_plan(pair, plan, settings, days)), billed
-
-        if not in_use(settings, run_id):
-            parts, job_bytes = fetch()
-            return parts, job_bytes, []
-        streams, job_bytes, use = ExtractCache(settings).rows(self, plan, days, fetch)
-        return list(streams), job_bytes, [use]
+        return sum(counts.get(day, 0) for day in days)
 
     def fetch(self, plan: PairPlan, days: list[date]) -> pa.RecordBatchReader:
         """Run one statement and stream its rows as Arrow record batches."""
@@ -251,6 +230,8 @@ class DuckDBSource:
         interval_time. BigQuery runs the one statement.
         """
         catalog = self.catalog()
+        # the plan's targets, not the settings' horizons: a plan may read more (the extract cache's)
+        horizons = tuple(h for target in plan.targets for h in HORIZONS if target_column(h) == target)
         columns_of: dict[str, int] = {}
         for feature in plan.features:
             columns_of[feature.table] = columns_of.get(feature.table, 0) + 1
@@ -269,7 +250,14 @@ class DuckDBSource:
         return [
             self._stream(
                 plan_pair(
-                    pair, catalog, settings, tables=group, sort_repeats_only=True, dialect=DUCKDB, ordered=not number
+                    pair,
+                    catalog,
+                    settings,
+                    horizons,
+                    tables=group,
+                    sort_repeats_only=True,
+                    dialect=DUCKDB,
+                    ordered=not number,
                 ),
                 days,
             )

@@ -1,8 +1,9 @@
-"""The one interface of a warehouse: what the producer and a pair's analysis ask of it.
+"""The one interface of a warehouse: what the producer and a pair's fetch ask of it.
 
-DuckDBSource (a DuckDB file or a Parquet folder) and BigQuerySource implement it; callers hold a
-WarehouseSource and never ask which one they have. This module imports no client library, so
-analysis/ can name the type without reaching BigQuery or Redis (import-linter keeps it so).
+DuckDBSource (a DuckDB file or a Parquet folder) and BigQuerySource implement it, and so does a
+source that wraps another (the runner's extract cache); callers hold a WarehouseSource and never
+ask which one they have. A source only queries: fetch.fetch_pair composes a pair's queries. This
+module imports no client library, so any layer can name the type without reaching BigQuery.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Protocol
 from bqx_queue.config import Settings
 from bqx_queue.domain import CostEstimate, SourceKind
 from bqx_queue.warehouse.catalog import Catalog, Table
-from bqx_queue.warehouse.fetch import PairFetch
+from bqx_queue.warehouse.fetch import QueryContext, QueryRows
 from bqx_queue.warehouse.sql import PairPlan, QueryPlan, TablesPlan
 
 
@@ -56,10 +57,15 @@ class WarehouseSource(Protocol):
         """Return what the plan's query will process and be billed on these days."""
         ...
 
-    def fetch_pair(self, pair: str, settings: Settings, days: list[date], run_id: str | None = None) -> PairFetch:
-        """Return the pair's rows on these days as a PairFrame, and what fetching them cost.
+    def query(self, plan: QueryPlan, days: list[date], settings: Settings, context: QueryContext) -> QueryRows:
+        """Return one planned query's rows on these days and the bytes it processed and billed;
+        a billable query carries the context's labels and is sent inside its reservation."""
+        ...
 
-        In a run (run_id set) the query goes through the extract cache, and on a billable source
-        it is labelled with the run and reserved in the run's cost ledger.
-        """
+    def frame_rows(self, plan: PairPlan, days: list[date], settings: Settings) -> int:
+        """Return the most rows the pair's plan can return on these days (its frame's size)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the source holds between pairs; the next use reopens it."""
         ...

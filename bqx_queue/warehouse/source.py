@@ -12,7 +12,7 @@ from bqx_queue.config import Settings, load_settings
 from bqx_queue.domain import WarehouseError
 from bqx_queue.warehouse.bigquery_source import BigQuerySource
 from bqx_queue.warehouse.duckdb_source import DuckDBSource
-from bqx_queue.warehouse.fetch import pair_days
+from bqx_queue.warehouse.fetch import fetch_pair, pair_days
 from bqx_queue.warehouse.interface import WarehouseSource
 
 
@@ -83,4 +83,4 @@ def query_pair_all_horizons(
     settings = settings or load_settings()
     source = source or open_source(settings)
     days = days if days is not None else pair_days(source, pair, settings)
-    return source.fetch_pair(pair, settings, days).frame.to_pandas()
+    return fetch_pair(source, pair, settings, days).frame.to_pandas()

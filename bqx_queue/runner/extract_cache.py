@@ -1,5 +1,6 @@
 """The extract cache: each query's rows kept in the artifact store (runs_dir/cache/), so a rerun or
-a resume that needs the same rows sends no query and is billed nothing.
+a resume that needs the same rows sends no query and is billed nothing. CachedSource wraps any
+warehouse source with it: a run fetches through the wrapper, a standalone query does not.
 
 A query's rows are identified by what determines them: the warehouse, every referenced table with
 its last modification time (BigQuery's lastModifiedTime; the file's mtime for DuckDB and Parquet),
@@ -25,9 +26,9 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,19 +39,19 @@ from bqx_queue.artifacts import ArtifactPath, artifact_root, children, is_local,
 from bqx_queue.config import Settings
 from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, target_column
 from bqx_queue.warehouse import billing
+from bqx_queue.warehouse.catalog import Catalog, Table
+from bqx_queue.warehouse.fetch import QueryContext, QueryRows
 from bqx_queue.warehouse.frame import BATCH_ROWS
-from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, rows_alias
-
-if TYPE_CHECKING:
-    from bqx_queue.warehouse.interface import WarehouseSource
+from bqx_queue.warehouse.interface import WarehouseSource
+from bqx_queue.warehouse.sql import DUPLICATE_RULE, PairPlan, QueryPlan, TablesPlan, rows_alias
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = "cache"
 CACHED_METHOD = "extract-cache"  # an estimate's method when the cache holds the query's rows
 FORMAT = 1  # bump when what a query returns for the same key changes
-UNBILLED_KEYS = ("bytes_processed", "bytes_billed", "maximum_bytes_billed", "estimated_bytes_billed")
-Parts = list[Iterable[pa.RecordBatch]]  # one stream per statement, lined up on interval_time
+BILLED_KEYS = ("bytes_processed", "bytes_billed")
+UNBILLED_KEYS = (*BILLED_KEYS, "maximum_bytes_billed", "estimated_bytes_billed")  # a billable hit's: no cap sent
 
 
 class MarkerPart(Record):
@@ -129,18 +130,6 @@ def summarize(uses: list[ExtractUse]) -> dict[str, Any]:
     }
 
 
-def add_summaries(summaries: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
-    """Return the sum of cache summaries (pairs and shared tables of a run)."""
-    keys = ("hits", "misses", "saved_bytes_billed", "saved_usd", "saved_s")
-    total: dict[str, Any] = dict.fromkeys(keys, 0)
-    for summary in summaries:
-        for key in keys:
-            total[key] += (summary or {}).get(key, 0)
-    total["saved_usd"] = round(total["saved_usd"], 6)
-    total["saved_s"] = round(total["saved_s"], 3)
-    return total
-
-
 def extract_identity(source: WarehouseSource, plan: QueryPlan, days: list[date]) -> dict[str, Any]:
     """Return everything that determines a query's rows, except its targets (see the docstring)."""
     modified = source.tables_modified(plan.tables)
@@ -167,15 +156,11 @@ class ExtractCache:
         self.refresh = settings.refresh_extracts
 
     def rows(
-        self,
-        source: WarehouseSource,
-        plan: QueryPlan,
-        days: list[date],
-        fetch: Callable[[], tuple[Parts, dict[str, int]]],
-    ) -> tuple[list[Iterator[pa.RecordBatch]], dict[str, int], ExtractUse]:
-        """Return the query's rows (one stream per statement), the bytes this call billed and what
-        the cache did: the cached rows when an extract matches (nothing billed), otherwise
-        fetch()'s rows, stored as they are read."""
+        self, source: WarehouseSource, plan: QueryPlan, days: list[date], send: Callable[[], QueryRows]
+    ) -> tuple[QueryRows, ExtractUse]:
+        """Return the query's rows and the bytes this call billed, and what the cache did: the
+        cached rows when an extract matches (nothing billed), otherwise send()'s rows, stored as
+        they are read."""
         identity = extract_identity(source, plan, days)
         folder = self.root / _digest(identity)
         targets = list(plan.targets)
@@ -184,10 +169,12 @@ class ExtractCache:
             if marker is not None:
                 use = ExtractUse(plan.pair, True, marker.bytes_billed, marker.cost_usd, marker.fetch_s)
                 log.info("extract cache hit", extra={"query": plan.pair, "key": folder.name})
-                return self._read(folder, marker, targets, use), {"bytes_processed": 0, "bytes_billed": 0}, use
+                unbilled = dict.fromkeys(UNBILLED_KEYS if source.billable else BILLED_KEYS, 0)
+                return QueryRows(list(self._read(folder, marker, targets, use)), unbilled), use
         use = ExtractUse(plan.pair, False)
-        parts, job_bytes = fetch()
-        return self._store(folder, identity, targets, parts, job_bytes, use), job_bytes, use
+        sent = send()
+        stored = self._store(folder, identity, targets, sent.parts, sent.job_bytes, use)
+        return QueryRows(list(stored), sent.job_bytes), use
 
     def covers(self, source: WarehouseSource, plan: QueryPlan, days: list[date]) -> bool:
         """Return whether a whole extract holds the plan's rows: a query a run would not send.
@@ -238,7 +225,7 @@ class ExtractCache:
         folder: ArtifactPath,
         identity: dict[str, Any],
         targets: list[str],
-        parts: Parts,
+        parts: list[Iterable[pa.RecordBatch]],
         job_bytes: dict[str, int],
         use: ExtractUse,
     ) -> list[Iterator[pa.RecordBatch]]:
@@ -350,25 +337,73 @@ def cached_estimate(estimate: CostEstimate) -> CostEstimate:
     )
 
 
-def in_use(settings: Settings, run_id: str | None) -> bool:
-    """Return whether queries go through the cache: in a run (it has a run folder's store), unless
-    extract_cache is off. A standalone query_pair_all_horizons reads the warehouse directly."""
-    return settings.extract_cache and run_id is not None
-
-
-def fetch_settings(source: WarehouseSource, pair: str, settings: Settings, run_id: str | None) -> Settings:
+def every_target_settings(source: WarehouseSource, pair: str, settings: Settings) -> Settings:
     """Return the settings a cached run plans its queries with: every horizon whose target the
     targets table has, so a rerun with other horizons needs the same rows. The extra targets are
     a few FLOAT64 columns of one table, billed at its 10 MiB minimum at the usual row counts; the
-    frame reads only the run's own (narrow_targets)."""
-    if not in_use(settings, run_id):
-        return settings
+    frame reads only the run's own (fetch.read_pair_fetch)."""
     targets_table = source.catalog().table(settings.analytics_dataset, settings.targets_table.format(pair=pair))
     present = set(targets_table.column_names())
     every = tuple(h for h in HORIZONS if h in settings.horizons or target_column(h) in present)
     return settings if every == tuple(settings.horizons) else settings.model_copy(update={"horizons": every})
 
 
-def narrow_targets(plan: PairPlan, settings: Settings) -> PairPlan:
-    """Return the plan reading only the run's own targets (the rows may hold more)."""
-    return replace(plan, targets=tuple(target_column(h) for h in settings.horizons))
+class CachedSource:
+    """A warehouse source whose queries go through the extract cache: any WarehouseSource wrapped.
+    It plans every horizon's target (every_target_settings) and records what the cache did for
+    each query (`uses`); everything else is the wrapped source's."""
+
+    def __init__(self, source: WarehouseSource, cache: ExtractCache) -> None:
+        self.source = source
+        self.cache = cache
+        self.kind = source.kind
+        self.billable = source.billable
+        self.uses: list[ExtractUse] = []
+
+    def query(self, plan: QueryPlan, days: list[date], settings: Settings, context: QueryContext) -> QueryRows:
+        """Return the cached rows of the query (nothing billed), or the wrapped source's, stored."""
+        rows, use = self.cache.rows(self.source, plan, days, lambda: self.source.query(plan, days, settings, context))
+        self.uses.append(use)
+        return rows
+
+    def pair_plans(
+        self, pair: str, catalog: Catalog, settings: Settings, include_shared: bool = True
+    ) -> tuple[PairPlan, list[TablesPlan]]:
+        """Return the wrapped source's plans with every horizon's target (the cache's keys)."""
+        wide = every_target_settings(self.source, pair, settings)
+        return self.source.pair_plans(pair, catalog, wide, include_shared=include_shared)
+
+    def describe(self) -> str:
+        return self.source.describe()
+
+    def catalog(self) -> Catalog:
+        return self.source.catalog()
+
+    def day_counts(self, table: Table) -> dict[date, int]:
+        return self.source.day_counts(table)
+
+    def tables_modified(self, tables: Iterable[str]) -> dict[str, str]:
+        return self.source.tables_modified(tables)
+
+    def location_settings(self) -> dict[str, str]:
+        return self.source.location_settings()
+
+    def estimate(self, plan: QueryPlan, days: list[date], settings: Settings) -> CostEstimate:
+        return self.source.estimate(plan, days, settings)
+
+    def frame_rows(self, plan: PairPlan, days: list[date], settings: Settings) -> int:
+        return self.source.frame_rows(plan, days, settings)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def through_cache(source: WarehouseSource, settings: Settings) -> WarehouseSource:
+    """Return the source a run queries: wrapped in its store's extract cache, unless extract_cache
+    is off. A standalone query_pair_all_horizons reads the warehouse directly."""
+    return CachedSource(source, ExtractCache(settings)) if settings.extract_cache else source
+
+
+def cache_uses(source: WarehouseSource) -> list[ExtractUse]:
+    """Return what the extract cache did for the source's queries (none: a source it does not wrap)."""
+    return source.uses if isinstance(source, CachedSource) else []
