@@ -98,7 +98,7 @@ class WorkerLimits(BaseModel):
 class WarehouseSettings(BaseModel):
     """Where a run's tables are and how many rows it samples from them."""
 
-    source: Literal["auto", "duckdb", "parquet", "bigquery"] = "auto"
+    source: Literal["auto", "duckdb", "parquet", "bigquery"] = "auto"  # auto, or a SourceKind
     warehouse: Path = Path("data/warehouse.duckdb")
     features_dataset: str = "bqx_features"
     analytics_dataset: str = "bqx_analytics"

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from bqx_queue import artifacts
 from bqx_queue.artifacts import ArtifactPath, artifact_root, children, is_local, remove, write_json_atomic
 from bqx_queue.config import Settings
-from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, target_column
+from bqx_queue.domain import HORIZONS, CostEstimate, DamagedArtifact, Record, Timestamp, target_column
 from bqx_queue.warehouse import billing
 from bqx_queue.warehouse.catalog import Catalog, Table
 from bqx_queue.warehouse.fetch import QueryContext, QueryRows
@@ -76,7 +76,7 @@ class Marker(Record):
     bytes_billed: int
     cost_usd: float
     fetch_s: float
-    created_at: str
+    created_at: Timestamp
 
 
 class HashingFile(io.RawIOBase):
@@ -247,7 +247,7 @@ class ExtractCache:
                 bytes_billed=billed,
                 cost_usd=billing.cost_usd(billed, self.price_per_tib_usd),
                 fetch_s=round(time.monotonic() - use.started, 3),
-                created_at=datetime.now(UTC).isoformat(),
+                created_at=datetime.now(UTC),
             )
             write_json_atomic(folder / f"{_digest(targets)}.json", marker)
 
