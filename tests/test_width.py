@@ -80,7 +80,9 @@ def test_a_pair_wider_than_its_budget_is_screened_to_fit_and_finds_its_signal(wi
     # the fetch came within 0.04 GiB of the budget and a busy CI host crossed it.
     cap_kib = int(1.4 * 1024 * 1024)
     done = subprocess.run(
-        [sys.executable, "-c", PAIR_IN_A_FRESH_PROCESS, str(wide_warehouse), str(cap_kib), str(tmp_path)],
+        # -X faulthandler: a crash in a C extension prints every thread's stack in the assertion below
+        [sys.executable, "-X", "faulthandler", "-c", PAIR_IN_A_FRESH_PROCESS, str(wide_warehouse), str(cap_kib),
+         str(tmp_path)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
