@@ -364,8 +364,8 @@ def confirm_horizon(
             f"held-out log loss is worse than the baseline's by {-gain_estimate:.4f} (95% CI of the gain "
             f"{gain_low:.4f} to {gain_high:.4f})"
         )
-    by_day = day_sums(effects, days) if days is not None else None
-    noise_by_day = day_sums(target_noise, days)[2] if days is not None else None
+    # each day's effect and target-driven part summed in one grouping of the rows by day
+    by_day = day_sums(np.hstack([effects, target_noise]), days) if days is not None else None
     estimates = effects.mean(axis=0)
     dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
@@ -392,9 +392,9 @@ def confirm_horizon(
                 "confirmed": bool(lower_bound > 0 and gate_bounds[j] > 0),
             }
         )
-        if by_day is not None and noise_by_day is not None:
+        if by_day is not None:
             features[-1]["day_effects"] = by_day[2][:, j].tolist()
-            features[-1]["day_target_noise"] = noise_by_day[:, j].tolist()
+            features[-1]["day_target_noise"] = by_day[2][:, k + j].tolist()
     verdicts = {
         "k": k,
         "alpha": params.alpha,

@@ -135,18 +135,25 @@ def day_totals(by_day: list[dict[str, tuple[int, float]]], days: list[str]) -> t
     return rows, effects
 
 
-def resampled_sums(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, str]:
-    """Return the sums on each of `days`, over the pairs, that a day bootstrap resamples (the
-    target-driven parts when every pair recorded them, else the effects) and the method's name."""
+def target_noise_totals(evidence: list[HeldOutEvidence], days: list[str]) -> np.ndarray | None:
+    """Return the target-driven part summed on each of `days` over the pairs, or None when a
+    pair's summary did not record it (the days' effect sums are resampled instead)."""
     if any(e.target_noise is None for e in evidence):
-        return day_totals([e.days for e in evidence if e.days is not None], days)[1], DAYS
+        return None
     index = {day: i for i, day in enumerate(days)}
     noise = np.zeros(len(days))
     for e in evidence:
-        assert e.target_noise is not None  # checked above
-        for day, total in e.target_noise.items():
+        for day, total in (e.target_noise or {}).items():
             noise[index[day]] += total
-    return noise, GIVEN_FEATURES
+    return noise
+
+
+def day_records(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Return on each of `days`, over the pairs: the rows, the summed effect, the sums a day
+    bootstrap resamples (the target-driven parts, else the effects) and that method's name."""
+    rows, effects = day_totals([e.days for e in evidence if e.days is not None], days)
+    noise = target_noise_totals(evidence, days)
+    return (rows, effects, effects, DAYS) if noise is None else (rows, effects, noise, GIVEN_FEATURES)
 
 
 def resampled_days(count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
@@ -157,12 +164,10 @@ def resampled_days(count: int, draws: int, rng: np.random.Generator) -> np.ndarr
 
 def day_bootstrap(evidence: list[HeldOutEvidence], draws: int, rng: np.random.Generator) -> PooledEffect:
     """Return the row-weighted mean effect over every pair's held-out days, its standard error
-    from resampling whole days (the same days in every pair) of the sums `resampled_sums` names,
-    scaled by sqrt(D / (D - 1))."""
-    by_day = [e.days for e in evidence if e.days is not None]
-    days = sorted(set().union(*by_day))
-    rows, effects = day_totals(by_day, days)
-    resampled, method = resampled_sums(evidence, days)
+    from resampling whole days (the same days in every pair) of the target-driven parts (else
+    the effects), scaled by sqrt(D / (D - 1))."""
+    days = sorted(set().union(*(e.days or {} for e in evidence)))
+    rows, effects, resampled, method = day_records(evidence, days)
     count = len(days)
     weights = resampled_days(count, draws, rng)
     replicates = weights @ resampled / (weights @ rows)
@@ -182,8 +187,7 @@ def horizon_correlation(
     weights = resampled_days(len(days), draws, rng)
     replicates = []
     for pairs in by_horizon:
-        rows, _ = day_totals([e.days for e in pairs if e.days is not None], days)
-        resampled, _ = resampled_sums(pairs, days)
+        rows, _, resampled, _ = day_records(pairs, days)
         replicates.append(weights @ resampled / np.maximum(weights @ rows, 1))
     if min(float(np.std(r)) for r in replicates) == 0:
         return None
