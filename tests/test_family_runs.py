@@ -61,8 +61,8 @@ def test_the_planted_families_are_found_in_about_the_planted_share_and_are_signi
             assert 4 <= cell["k"] <= 8 and cell["n_pairs"] == len(PAIRS)
             assert len(set(cell["pairs"]) & set(sharing)) >= 4  # found where it was planted
             assert cell["p_value"] < 1e-4 and cell["expected_under_null"] < 1
-            pooled = cell["pooled"]  # the held-out effects pooled over the pairs where it was stable, by day
-            assert pooled["significant"] and pooled["method"] == "days, given the features" and pooled["low"] > 0, (
+            pooled = cell["pooled"]  # the held-out effects pooled over the pairs where it was stable, by block
+            assert pooled["significant"] and pooled["method"] == "blocks, given the features" and pooled["low"] > 0, (
                 pooled
             )
             assert set(pooled["positive"]) >= set(cell["pairs"])

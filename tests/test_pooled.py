@@ -6,7 +6,7 @@ pairs that move as one count as one, and a family found at two horizons is one f
 from __future__ import annotations
 
 import math
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import jsonschema
 import numpy as np
@@ -15,6 +15,7 @@ from scipy.stats import t as student_t
 
 from bqx_queue.analysis.across_pairs import benjamini_yekutieli, family_cells, pooled_tests
 from bqx_queue.analysis.family_findings import family_findings
+from bqx_queue.analysis.pooled import BlockRecord, HeldOutEvidence, block_variance, day_bootstrap, pooled_effect
 from bqx_queue.config import load_settings
 from bqx_queue.domain import Report, RunManifest
 from bqx_queue.domain.universe import PAIRS
@@ -247,3 +248,94 @@ def test_the_report_shows_the_pooled_effect_beside_k_of_n():
     page = render_html(model, manifest)
     assert f"<td>0 of 28</td>\n<td>{pooled['estimate']:+.4f} <span class='note'>[{pooled['low']:+.4f}" in page
     assert "pooled effect over 28 pairs" in page and "SIGNIFICANT" in page  # the heatmap's tooltip
+
+
+# --- clock blocks within days (method "blocks, given the features") ---------------------------
+
+BLOCK_MINUTES, BLOCKS_PER_DAY, ROWS_PER_BLOCK = 180, 8, 150
+
+
+def _block_evidence(block_sums: np.ndarray, effect: float, minutes: int = BLOCK_MINUTES, lag: int = 1):
+    """One pair's evidence from its target-driven part per 3-hour block (days x 8 blocks); the day
+    records sum the same blocks, and the effect is spread evenly over the days."""
+    days, per_day = block_sums.shape
+    start = datetime(2024, 3, 4, tzinfo=UTC)
+    starts = [start + timedelta(days=d, minutes=b * minutes) for d in range(days) for b in range(per_day)]
+    labels = [str(date(2024, 3, 4) + timedelta(days=d)) for d in range(days)]
+    rows = ROWS_PER_BLOCK * per_day
+    cells = zip(starts, block_sums.ravel(), strict=True)
+    record = BlockRecord(minutes, lag, {s: (ROWS_PER_BLOCK, float(v)) for s, v in cells})
+    return HeldOutEvidence(
+        "mom_x__mom_0", effect, 0.0, 1, rows * days, {d: (rows, effect * rows) for d in labels},
+        dict(zip(labels, block_sums.sum(axis=1).tolist(), strict=True)), record,
+    )  # fmt: skip
+
+
+def test_blocks_give_more_degrees_of_freedom_than_days_and_the_same_spread_for_independent_blocks():
+    """Independent blocks: the block standard error matches the day bootstrap's (both estimate the
+    same spread) and its Student t has about 14 x 8 / 2.75 degrees of freedom, not 13."""
+    rng = np.random.default_rng(11)
+    ratios = []
+    for _ in range(40):
+        evidence = [_block_evidence(rng.standard_normal((14, BLOCKS_PER_DAY)), 0.001)]
+        blocks = pooled_effect(evidence, 2000, np.random.SeedSequence(1))
+        days = day_bootstrap(evidence, 2000, np.random.default_rng(1))
+        assert blocks.method == "blocks, given the features" and days.method == "days, given the features"
+        assert (blocks.days, blocks.blocks, days.dof) == (14, 112, 13)
+        assert blocks.dof == int(112**2 / (112 + 2 * 111)) - 1  # 111 neighbours: the days follow one another
+        ratios.append(blocks.standard_error / days.standard_error)
+    assert 0.9 < float(np.median(ratios)) < 1.1
+    # their spread around each other: the day bootstrap's 13 degrees of freedom, not the blocks' 36
+    assert float(np.std(np.log(ratios))) < 0.3
+
+
+def test_blocks_a_labels_overlap_apart_are_counted_together():
+    """Adjacent blocks that share labels (a moving sum across the boundary) are positively
+    correlated: leaving their covariance out would understate the spread, the lag puts it back."""
+    rng = np.random.default_rng(12)
+    shocks = rng.standard_normal((14, BLOCKS_PER_DAY + 1))
+    overlapping = shocks[:, :-1] + shocks[:, 1:]  # each block shares a shock with the next one
+    with_lag = block_variance([_block_evidence(overlapping, 0.001)])
+    without = block_variance([_block_evidence(overlapping, 0.001, lag=0)])
+    assert with_lag is not None and without is not None
+    # the true spread of a day's 8 blocks here is 8 x 2 + 2 x 7 = 30 against 16 without the covariances
+    assert with_lag.standard_error / without.standard_error == pytest.approx(math.sqrt(30 / 16), rel=0.15)
+    assert with_lag.dof < without.dof
+
+
+def test_pairs_that_move_as_one_are_one_pair_in_blocks_too():
+    rng = np.random.default_rng(13)
+    sums = rng.standard_normal((14, BLOCKS_PER_DAY))
+    alone = block_variance([_block_evidence(sums, 0.002)])
+    twins = block_variance([_block_evidence(sums, 0.002), _block_evidence(sums.copy(), 0.002)])
+    other = rng.standard_normal(sums.shape)
+    independent = block_variance([_block_evidence(sums, 0.002), _block_evidence(other, 0.002)])
+    assert alone and twins and independent
+    assert (twins.estimate, twins.standard_error) == pytest.approx((alone.estimate, alone.standard_error))
+    assert independent.standard_error == pytest.approx(alone.standard_error / math.sqrt(2), rel=0.25)
+
+
+def test_shared_block_shocks_centred_on_zero_find_nothing():
+    """30 families x 14 pairs, every pair's block sums a shared shock (the same news at the same
+    hour) plus its own noise, around zero: no pooled cell is significant, though pairs taken as
+    independent would call some."""
+    rng = np.random.default_rng(14)
+    p_values, naive = [], []
+    for _ in range(30):
+        shock = 2 * rng.standard_normal((14, BLOCKS_PER_DAY))
+        series = [shock + rng.standard_normal(shock.shape) for _ in range(14)]
+        evidence = [_block_evidence(s, float(s.sum()) / (ROWS_PER_BLOCK * s.size)) for s in series]
+        p_values.append(pooled_effect(evidence, 2000, np.random.SeedSequence(2)).p_value())
+        separate = [block_variance([e]) for e in evidence]
+        z = sum(e.estimate for e in separate if e) / math.sqrt(sum(e.standard_error**2 for e in separate if e))
+        naive.append(float(student_t.sf(z, 13 * 36)))
+    assert (benjamini_yekutieli(np.array(p_values)) <= FDR).sum() == 0
+    assert (benjamini_yekutieli(np.array(naive)) <= FDR).sum() >= 3
+
+
+def test_pairs_with_different_blocks_fall_back_to_days():
+    rng = np.random.default_rng(15)
+    evidence = [_block_evidence(rng.standard_normal((14, 8)), 0.001),
+                _block_evidence(rng.standard_normal((14, 4)), 0.001, minutes=360)]  # fmt: skip
+    assert block_variance(evidence) is None
+    assert pooled_effect(evidence, 2000, np.random.SeedSequence(3)).method == "days, given the features"

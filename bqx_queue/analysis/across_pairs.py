@@ -209,6 +209,8 @@ def pooled_tests(
             "high": high,
             "method": effect.method,
             "days": effect.days,
+            "blocks": effect.blocks,
+            "dof": effect.dof,
             "pairs": sorted(cell.evidence),
             "positive": sorted(pair for pair, e in cell.evidence.items() if e.effect > 0),
             "features": {pair: e.feature for pair, e in sorted(cell.evidence.items())},

@@ -40,6 +40,7 @@ from scipy.stats import t as student_t
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
+from bqx_queue.config.settings import PooledBlockMinutes
 from bqx_queue.domain import DataError
 
 PROBABILITY_FLOOR = 1e-6
@@ -52,6 +53,7 @@ class ConfirmParams(AnalysisParams):
     alpha: float = Field(gt=0, lt=1)  # family-wise error rate over a horizon's stable features
     repeats: int = Field(ge=1)  # permutations of each column per fold
     draws: int = Field(ge=2)  # block-bootstrap resamples: a standard error needs two
+    pooled_block_minutes: PooledBlockMinutes  # the clock blocks the target-driven part is summed in
     seed: np.random.SeedSequence
 
     @classmethod
@@ -61,6 +63,7 @@ class ConfirmParams(AnalysisParams):
             alpha=settings.confirmation_alpha,
             repeats=settings.confirmation_repeats,
             draws=settings.confirmation_draws,
+            pooled_block_minutes=settings.pooled_block_minutes,
             seed=seed_sequence(settings.seed, pair, Stream.CONFIRMATION, horizon),
         )
 
@@ -224,19 +227,40 @@ def permutation_effects(
     return probability, effects, target_noise
 
 
-def day_sums(per_row: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return the distinct days in order, the rows on each, and the (days, m) column sums of
-    (n, m) `per_row` per day, for `days` the calendar day of each row.
+def unit_sums(per_row: np.ndarray, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the distinct units in order, the rows in each, and the (units, m) column sums of
+    (n, m) `per_row` per unit, for `units` the unit of each row (its day, or its block's start).
 
     >>> days = np.array(["2024-01-02", "2024-01-02", "2024-01-03"], dtype="datetime64[D]")
-    >>> labels, rows, sums = day_sums(np.array([[1.0], [2.0], [4.0]]), days)
+    >>> labels, rows, sums = unit_sums(np.array([[1.0], [2.0], [4.0]]), days)
     >>> [str(d) for d in labels], rows.tolist(), sums.tolist()
     (['2024-01-02', '2024-01-03'], [2, 1], [[3.0], [4.0]])
     """
-    labels, day_of_row = np.unique(days, return_inverse=True)
+    labels, unit_of_row = np.unique(units, return_inverse=True)
     sums = np.zeros((len(labels), per_row.shape[1]))
-    np.add.at(sums, day_of_row, per_row)
-    return labels, np.bincount(day_of_row, minlength=len(labels)), sums
+    np.add.at(sums, unit_of_row, per_row)
+    return labels, np.bincount(unit_of_row, minlength=len(labels)), sums
+
+
+def block_starts(times: np.ndarray, minutes: int) -> np.ndarray:
+    """Return the start of each row's clock block of `minutes` (counted from the epoch, so a
+    block that divides a day starts at midnight).
+
+    >>> times = np.array(["2024-01-02T02:59", "2024-01-02T03:00"], dtype="datetime64[m]")
+    >>> [str(t) for t in block_starts(times, 180)]
+    ['2024-01-02T00:00', '2024-01-02T03:00']
+    """
+    since_epoch = times.astype("datetime64[m]").astype(np.int64)
+    return (since_epoch - since_epoch % minutes).astype("datetime64[m]")
+
+
+def label_lag(times: np.ndarray, block: int, minutes: int) -> int:
+    """Return how many clock blocks of `minutes` apart two rows' labels can still share rows: the
+    labels' overlap of `block` rows at the held-out rows' usual spacing (1-minute bars: horizon +
+    45 minutes, one 3-hour block; hourly bars: as many hours)."""
+    steps = np.diff(times.astype("datetime64[m]").astype(np.int64))
+    spacing = float(np.median(steps[steps > 0])) if (steps > 0).any() else 1.0
+    return max(1, math.ceil(block * spacing / minutes))
 
 
 def holm_levels(p_values: np.ndarray, alpha: float) -> np.ndarray:
@@ -287,15 +311,16 @@ def feature_gates(
 
 
 def confirm_horizon(
-    folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams, days: np.ndarray | None = None
+    folds: list[HeldOutFold], names: list[str], block: int, params: ConfirmParams, times: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Return the horizon's held-out verdicts (JSON-serialisable): per stable feature its
     permutation effect, 95% interval, Holm level, lower bound at it and whether it is confirmed; the
     AUC and log-loss gain over the baseline with 95% intervals, and whether the horizon is
-    flagged. With `days` (the calendar day of each held-out row, in fold order) each feature's
-    effect is also given summed per day (`day_effects`, over `heldout_days` and their
+    flagged. With `times` (each held-out row's time, in fold order) each feature's effect is also
+    given summed per calendar day (`day_effects`, over `heldout_days` and their
     `heldout_day_rows`), and so is its target-driven part (`day_target_noise`, see
-    permutation_effects), for the pooled test across pairs.
+    permutation_effects), and that part again per clock block of params.pooled_block_minutes
+    (`block_target_noise`, over `pooling_blocks`), for the pooled test across pairs.
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
     lower bound of its effect at its Holm level is above zero) and that the model beats the
@@ -364,8 +389,12 @@ def confirm_horizon(
             f"held-out log loss is worse than the baseline's by {-gain_estimate:.4f} (95% CI of the gain "
             f"{gain_low:.4f} to {gain_high:.4f})"
         )
-    # each day's effect and target-driven part summed in one grouping of the rows by day
-    by_day = day_sums(np.hstack([effects, target_noise]), days) if days is not None else None
+    # each day's effect and target-driven part summed in one grouping of the rows by day; the
+    # target-driven part again per clock block
+    by_day = by_block = None
+    if times is not None:
+        by_day = unit_sums(np.hstack([effects, target_noise]), times.astype("datetime64[D]"))
+        by_block = unit_sums(target_noise, block_starts(times, params.pooled_block_minutes))
     estimates = effects.mean(axis=0)
     dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
@@ -395,6 +424,8 @@ def confirm_horizon(
         if by_day is not None:
             features[-1]["day_effects"] = by_day[2][:, j].tolist()
             features[-1]["day_target_noise"] = by_day[2][:, k + j].tolist()
+        if by_block is not None:
+            features[-1]["block_target_noise"] = by_block[2][:, j].tolist()
     verdicts = {
         "k": k,
         "alpha": params.alpha,
@@ -415,4 +446,11 @@ def confirm_horizon(
     }
     if by_day is not None:
         verdicts |= {"heldout_days": [str(d) for d in by_day[0]], "heldout_day_rows": by_day[1].tolist()}
+    if by_block is not None and times is not None:
+        verdicts["pooling_blocks"] = {
+            "minutes": params.pooled_block_minutes,
+            "lag": label_lag(times, block, params.pooled_block_minutes),
+            "starts": [f"{t}:00+00:00" for t in by_block[0]],
+            "rows": by_block[1].tolist(),
+        }
     return verdicts

@@ -344,10 +344,10 @@ def _horizon_result(
         for (_, test), booster, up_rate in zip(folds, boosters, model.fold_up_rates, strict=True)
     ]
     confirm = ConfirmParams.from_settings(settings, prepared.pair, horizon)
-    # the calendar day of each held-out row: the report pools pairs by resampling the same days
+    # the time of each held-out row: the report pools pairs over the same days and clock blocks
     heldout_rows = prepared.rows[np.concatenate([test for _, test in folds])]
-    days = prepared.times[heldout_rows].astype("datetime64[D]")
-    confirmation = Confirmation.model_validate(confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, days))
+    times = prepared.times[heldout_rows]
+    confirmation = Confirmation.model_validate(confirm_horizon(heldout, names, horizon + TARGET_WINDOW, confirm, times))
     shap_top, model_partners = [], []
     if model.booster is not None:
         shap_seed = seed_sequence(settings.seed, prepared.pair, Stream.SHAP, horizon)

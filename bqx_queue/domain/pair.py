@@ -96,6 +96,20 @@ class FeatureVerdict(Record):
         description="per held-out day, the summed part of the effect the target drives given the features: "
         "(up - p) x the permutation's change in log odds (absent in older summaries)",
     )
+    block_target_noise: list[float] | None = Field(
+        default=None,
+        description="the same target-driven part summed per clock block (Confirmation.pooling_blocks; absent "
+        "in older summaries)",
+    )
+
+
+class PoolingBlocks(Record):
+    """The clock blocks a horizon's held-out rows fall in, for the pooled test across pairs."""
+
+    minutes: int = Field(ge=1, description="block length (Settings.pooled_block_minutes)")
+    lag: int = Field(ge=1, description="blocks apart whose labels can still share rows: the labels' overlap, in blocks")
+    starts: list[Timestamp] = Field(description="each block's start, in order")
+    rows: list[Annotated[int, Field(ge=1)]] = Field(description="held-out rows in each block")
 
 
 class Confirmation(Record):
@@ -128,6 +142,7 @@ class Confirmation(Record):
     heldout_day_rows: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, description="held-out rows on each of heldout_days"
     )
+    pooling_blocks: PoolingBlocks | None = Field(default=None, description="absent in older summaries")
 
 
 class Substitutes(Record):

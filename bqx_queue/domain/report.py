@@ -177,14 +177,19 @@ class PooledFamilyEffect(Record):
     estimate: float = Field(description="mean increase in held-out log loss per row when the member is permuted")
     low: float = Field(description="95% interval")
     high: float
-    method: Literal["days, given the features", "days", "worst-case correlation"] = Field(
-        description='"days, given the features": whole held-out days of the effect\'s target-driven part '
+    method: Literal["blocks, given the features", "days, given the features", "days", "worst-case correlation"] = Field(
+        description="\"blocks, given the features\": the effect's target-driven part (up - p) x the permutation's "
+        "change in log odds summed per clock block over the pairs, its standard error from the blocks' variance "
+        "and their covariances with the blocks up to the labels' overlap later; "
+        '"days, given the features": whole held-out days of the effect\'s target-driven part '
         "(up - p) x the permutation's change in log odds resampled jointly in every pair, the spread of the "
         "target given the features' values; \"days\": the days' effect sums resampled (summaries without the "
         'target-driven part); "worst-case correlation": summaries without days, standard errors added as if '
         "the pairs were perfectly correlated"
     )
-    days: Count | None = Field(default=None, description="held-out days resampled")
+    days: Count | None = Field(default=None, description="held-out days pooled")
+    blocks: Count | None = Field(default=None, description="clock blocks of the standard error (method blocks)")
+    dof: Count | None = Field(default=None, description="degrees of freedom of the Student t of interval and p-value")
     pairs: list[str] = Field(description="pairs pooled: those with a stable member of the family")
     positive: list[str] = Field(description="pooled pairs whose own estimate is above zero")
     features: dict[str, str] = Field(description="pair -> the member pooled (its most frequently selected)")
