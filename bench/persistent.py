@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--horizons", default=",".join(map(str, HORIZONS)))
     parser.add_argument("--seed", type=int, default=11, help="the warehouse's seed")
     parser.add_argument("--run-seed", type=int, default=42, help="the run's seed (selection, confirmation)")
+    parser.add_argument("--pooled-unit", choices=("days", "blocks"), default="days", help="the pooled test's unit")
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the warehouses and run folders")
     args = parser.parse_args(argv)

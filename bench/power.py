@@ -100,6 +100,7 @@ def analyse(spec: WarehouseSpec, pairs: list[str], name: str, args: argparse.Nam
         extract_cache=False,
         selection_basis=args.basis,
         seed=args.run_seed,
+        pooled_unit=args.pooled_unit,
     )
     store = write_manifest(settings, plan_run(settings, pairs, workers={"bench-power": 1}))
     for pair in pairs:
@@ -316,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--basis", choices=("nonlinear", "linear"), default="nonlinear")
     parser.add_argument("--seed", type=int, default=7, help="the planted warehouses' seed")
     parser.add_argument("--run-seed", type=int, default=42, help="the runs' seed (selection, confirmation)")
+    parser.add_argument("--pooled-unit", choices=("days", "blocks"), default="days", help="the pooled test's unit")
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the warehouses and run folders")
     args = parser.parse_args(argv)

@@ -17,6 +17,7 @@ from test_report_html import _visit, browser  # noqa: F401  (the headless Chromi
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.config import load_settings
 from bqx_queue.report.build import report_schema
+from bqx_queue.report.families import families_section
 from bqx_queue.runner.run import run_parallel_testing
 from bqx_queue.warehouse.synthetic import WarehouseSpec, build_warehouse
 
@@ -61,8 +62,8 @@ def test_the_planted_families_are_found_in_about_the_planted_share_and_are_signi
             assert 4 <= cell["k"] <= 8 and cell["n_pairs"] == len(PAIRS)
             assert len(set(cell["pairs"]) & set(sharing)) >= 4  # found where it was planted
             assert cell["p_value"] < 1e-4 and cell["expected_under_null"] < 1
-            pooled = cell["pooled"]  # the held-out effects pooled over the pairs where it was stable, by block
-            assert pooled["significant"] and pooled["method"] == "blocks, given the features" and pooled["low"] > 0, (
+            pooled = cell["pooled"]  # the held-out effects pooled over the pairs where it was stable, by day
+            assert pooled["significant"] and pooled["method"] == "days, given the features" and pooled["low"] > 0, (
                 pooled
             )
             assert set(pooled["positive"]) >= set(cell["pairs"])
@@ -128,6 +129,24 @@ def test_the_family_heatmap_renders_in_headless_chromium_with_the_significant_ce
     starred = [int(label[:-1]) for label in section["svg_labels"] if label.endswith("*")]
     significant = [c["k"] for c in report["families"]["cells"] if c["pooled"]["significant"]]
     assert len(significant) >= 8 and sorted(starred) == sorted(significant)  # 4 planted families x 2 horizons
+
+
+def test_the_same_run_pooled_in_clock_blocks_finds_the_planted_families_and_nothing_unplanted(planted):
+    """The run's own pair summaries, pooled with `pooled_unit = "blocks"` (each summary keeps its
+    target-driven part per 3-hour block beside its days)."""
+    manifest, report, _ = planted
+    s = load_settings()
+    draws = s.confirmation_draws
+    section = families_section(report["pairs"], list(HORIZONS), STRIP, s.family_fdr, draws, s.seed, "blocks")
+    pooled = [c["pooled"] for c in section["cells"] if c["pooled"]]
+    assert pooled and all(p["method"] == "blocks, given the features" for p in pooled)
+    assert all(p["blocks"] >= 8 * p["days"] - 8 and p["dof"] > p["days"] for p in pooled)  # 8 a day, one partly
+    found = {f["family"]: f["horizons"] for f in section["findings"]}
+    assert {family: found.get(family) for family in manifest["planted_families"]} == {
+        family: list(HORIZONS) for family in manifest["planted_families"]
+    }
+    planted_anywhere = {feature_family(f, STRIP) for pair in manifest["pairs"].values() for f in pair["planted"]}
+    assert set(found) <= planted_anywhere
 
 
 def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):

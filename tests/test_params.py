@@ -36,7 +36,7 @@ def test_params_take_their_values_from_settings():
     settings = load_settings(
         selection_pairs=7, selection_threshold=0.9, selection_q=5, expected_false_max=1.5, selection_blocks=6,
         selection_weakness=0.4, lgbm_rounds=11, lgbm_learning_rate=0.2, lgbm_num_leaves=7, lgbm_min_data_in_leaf=9,
-        confirmation_alpha=0.1, confirmation_repeats=2, confirmation_draws=300, pooled_block_minutes=60, era_count=3,
+        confirmation_alpha=0.1, confirmation_repeats=2, confirmation_draws=300, era_count=3,
         era_reference_features=20, era_collapse_frequency=0.25,
     )  # fmt: skip
     selection = SelectionParams.from_settings(settings, "eurusd")
@@ -47,7 +47,7 @@ def test_params_take_their_values_from_settings():
         11, 0.2, 7, 9, 3
     )  # fmt: skip
     confirm = ConfirmParams.from_settings(settings, "eurusd", 60)
-    assert (confirm.alpha, confirm.repeats, confirm.draws, confirm.pooled_block_minutes) == (0.1, 2, 300, 60)
+    assert (confirm.alpha, confirm.repeats, confirm.draws) == (0.1, 2, 300)
     eras = EraParams.from_settings(settings, "eurusd", 60)
     assert (eras.era_count, eras.reference_features, eras.collapse_frequency) == (3, 20, 0.25)
     assert (eras.pairs, eras.threshold, eras.expected_false_max, eras.weakness) == (7, 0.9, 1.5, 0.4)
@@ -113,6 +113,7 @@ def test_params_are_frozen():
         ("confirmation_repeats", 0),
         ("confirmation_draws", 1),
         ("era_collapse_frequency", 1.0),
+        ("pooled_unit", "hours"),
         ("seed", -1),  # SeedSequence entropy is a non-negative integer
     ],
 )
@@ -153,7 +154,6 @@ def test_seeds_follow_the_settings_seed():
         ("era_count", EraParams, "era_count", 21),
         ("era_reference_features", EraParams, "reference_features", 9),
         ("selection_pairs", EraParams, "pairs", 0),
-        ("pooled_block_minutes", ConfirmParams, "pooled_block_minutes", 1441),
     ],
 )
 def test_a_limit_is_declared_once_for_the_settings_and_the_parameters(setting, params, field, value):

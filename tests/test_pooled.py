@@ -278,7 +278,7 @@ def test_blocks_give_more_degrees_of_freedom_than_days_and_the_same_spread_for_i
     ratios = []
     for _ in range(40):
         evidence = [_block_evidence(rng.standard_normal((14, BLOCKS_PER_DAY)), 0.001)]
-        blocks = pooled_effect(evidence, 2000, np.random.SeedSequence(1))
+        blocks = pooled_effect(evidence, 2000, np.random.SeedSequence(1), unit="blocks")
         days = day_bootstrap(evidence, 2000, np.random.default_rng(1))
         assert blocks.method == "blocks, given the features" and days.method == "days, given the features"
         assert (blocks.days, blocks.blocks, days.dof) == (14, 112, 13)
@@ -325,7 +325,7 @@ def test_shared_block_shocks_centred_on_zero_find_nothing():
         shock = 2 * rng.standard_normal((14, BLOCKS_PER_DAY))
         series = [shock + rng.standard_normal(shock.shape) for _ in range(14)]
         evidence = [_block_evidence(s, float(s.sum()) / (ROWS_PER_BLOCK * s.size)) for s in series]
-        p_values.append(pooled_effect(evidence, 2000, np.random.SeedSequence(2)).p_value())
+        p_values.append(pooled_effect(evidence, 2000, np.random.SeedSequence(2), unit="blocks").p_value())
         separate = [block_variance([e]) for e in evidence]
         z = sum(e.estimate for e in separate if e) / math.sqrt(sum(e.standard_error**2 for e in separate if e))
         naive.append(float(student_t.sf(z, 13 * 36)))
@@ -338,4 +338,11 @@ def test_pairs_with_different_blocks_fall_back_to_days():
     evidence = [_block_evidence(rng.standard_normal((14, 8)), 0.001),
                 _block_evidence(rng.standard_normal((14, 4)), 0.001, minutes=360)]  # fmt: skip
     assert block_variance(evidence) is None
-    assert pooled_effect(evidence, 2000, np.random.SeedSequence(3)).method == "days, given the features"
+    assert pooled_effect(evidence, 2000, np.random.SeedSequence(3), unit="blocks").method == "days, given the features"
+
+
+def test_days_stay_the_unit_unless_blocks_are_asked_for():
+    evidence = [_block_evidence(np.random.default_rng(16).standard_normal((14, 8)), 0.001)]
+    seed = np.random.SeedSequence(4)
+    assert pooled_effect(evidence, 2000, seed).method == "days, given the features"
+    assert pooled_effect(evidence, 2000, seed, unit="blocks").method == "blocks, given the features"

@@ -184,7 +184,7 @@ def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
 
 
 def pooled_tests(
-    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int
+    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int, unit: str = "days"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Return (family, horizon) -> the pooled test of every cell with a stable member
     (JSON-serialisable): the pooled effect and its 95% interval, how it was pooled, the pairs
@@ -195,7 +195,7 @@ def pooled_tests(
     not depend on which other cells the run has."""
     tested = [cell for cell in cells if cell.evidence]
     effects = [
-        pooled_effect(list(c.evidence.values()), draws, seed_sequence(seed, c.family, Stream.POOLED, c.horizon))
+        pooled_effect(list(c.evidence.values()), draws, seed_sequence(seed, c.family, Stream.POOLED, c.horizon), unit)
         for c in tested
     ]
     p_values = np.array([effect.p_value() for effect in effects])

@@ -40,11 +40,13 @@ from scipy.stats import t as student_t
 
 from bqx_queue.analysis.params import AnalysisParams, Stream, seed_sequence
 from bqx_queue.config import Settings
-from bqx_queue.config.settings import PooledBlockMinutes
 from bqx_queue.domain import DataError
 
 PROBABILITY_FLOOR = 1e-6
 WEIGHT_CHUNK = 100  # bootstrap draws whose row weights are held at once
+# the clock blocks the target-driven part is also summed in, for the pooled test's blocks: longer
+# than the longest label (105 + 45 minutes), eight to a day
+POOLING_BLOCK_MINUTES = 180
 
 
 class ConfirmParams(AnalysisParams):
@@ -53,7 +55,6 @@ class ConfirmParams(AnalysisParams):
     alpha: float = Field(gt=0, lt=1)  # family-wise error rate over a horizon's stable features
     repeats: int = Field(ge=1)  # permutations of each column per fold
     draws: int = Field(ge=2)  # block-bootstrap resamples: a standard error needs two
-    pooled_block_minutes: PooledBlockMinutes  # the clock blocks the target-driven part is summed in
     seed: np.random.SeedSequence
 
     @classmethod
@@ -63,7 +64,6 @@ class ConfirmParams(AnalysisParams):
             alpha=settings.confirmation_alpha,
             repeats=settings.confirmation_repeats,
             draws=settings.confirmation_draws,
-            pooled_block_minutes=settings.pooled_block_minutes,
             seed=seed_sequence(settings.seed, pair, Stream.CONFIRMATION, horizon),
         )
 
@@ -319,7 +319,7 @@ def confirm_horizon(
     flagged. With `times` (each held-out row's time, in fold order) each feature's effect is also
     given summed per calendar day (`day_effects`, over `heldout_days` and their
     `heldout_day_rows`), and so is its target-driven part (`day_target_noise`, see
-    permutation_effects), and that part again per clock block of params.pooled_block_minutes
+    permutation_effects), and that part again per clock block of POOLING_BLOCK_MINUTES
     (`block_target_noise`, over `pooling_blocks`), for the pooled test across pairs.
 
     A feature is confirmed when held-out rows show both that the model needs it (the one-sided
@@ -394,7 +394,7 @@ def confirm_horizon(
     by_day = by_block = None
     if times is not None:
         by_day = unit_sums(np.hstack([effects, target_noise]), times.astype("datetime64[D]"))
-        by_block = unit_sums(target_noise, block_starts(times, params.pooled_block_minutes))
+        by_block = unit_sums(target_noise, block_starts(times, POOLING_BLOCK_MINUTES))
     estimates = effects.mean(axis=0)
     dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
@@ -448,8 +448,8 @@ def confirm_horizon(
         verdicts |= {"heldout_days": [str(d) for d in by_day[0]], "heldout_day_rows": by_day[1].tolist()}
     if by_block is not None and times is not None:
         verdicts["pooling_blocks"] = {
-            "minutes": params.pooled_block_minutes,
-            "lag": label_lag(times, block, params.pooled_block_minutes),
+            "minutes": POOLING_BLOCK_MINUTES,
+            "lag": label_lag(times, block, POOLING_BLOCK_MINUTES),
             "starts": [f"{t}:00+00:00" for t in by_block[0]],
             "rows": by_block[1].tolist(),
         }

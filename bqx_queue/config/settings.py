@@ -28,7 +28,6 @@ SelectionPairs = Annotated[int, Field(ge=1, le=1000)]  # B complementary pairs: 
 SelectionBlocks = Annotated[int, Field(ge=4, le=64)]  # contiguous time blocks a half takes half of
 EraCount = Annotated[int, Field(ge=2, le=20)]  # contiguous eras when the sample spans fewer than 2 years
 EraReferenceFeatures = Annotated[int, Field(ge=10)]  # other features competing with the stable ones
-PooledBlockMinutes = Annotated[int, Field(ge=1, le=1440)]  # the pooled test's clock blocks; 1440: days
 
 KIB_PER_GIB = 1024 * 1024
 # the settings file load_settings was given: the file source reads it while Settings is built
@@ -220,8 +219,9 @@ class AcrossPairsSettings(BaseModel):
     # a feature's family is its name without these tokens (analysis/families.py)
     family_strip_tokens: tuple[str, ...] = PAIRS + CURRENCIES
     family_fdr: float = Field(0.05, gt=0, lt=1)  # Benjamini-Yekutieli level over families x horizons
-    # the pooled test's unit: clock blocks of this many minutes (analysis/pooled.py)
-    pooled_block_minutes: PooledBlockMinutes = 180
+    # the pooled test's unit (analysis/pooled.py): whole held-out days, or 3-hour clock blocks (more
+    # degrees of freedom; bench/calibration.py says where they hold)
+    pooled_unit: Literal["days", "blocks"] = "days"
     substitute_correlation: float = Field(0.7, gt=0, lt=1)  # |corr| joining two stable features
     era_count: EraCount = 4
     era_reference_features: EraReferenceFeatures = 100

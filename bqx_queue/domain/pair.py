@@ -106,7 +106,7 @@ class FeatureVerdict(Record):
 class PoolingBlocks(Record):
     """The clock blocks a horizon's held-out rows fall in, for the pooled test across pairs."""
 
-    minutes: int = Field(ge=1, description="block length (Settings.pooled_block_minutes)")
+    minutes: int = Field(ge=1, description="block length (analysis/confirmation.py POOLING_BLOCK_MINUTES)")
     lag: int = Field(ge=1, description="blocks apart whose labels can still share rows: the labels' overlap, in blocks")
     starts: list[Timestamp] = Field(description="each block's start, in order")
     rows: list[Annotated[int, Field(ge=1)]] = Field(description="held-out rows in each block")

@@ -28,17 +28,18 @@ POOLED_NOTE = (
     "each (a rule fixed on the selection rows, which the held-out rows do not overlap). The 95% interval and the "
     "one-sided p-value for an effect above zero come from the spread of the part of the effect the target "
     "drives given the features' values ((up - p) x the permutation's change in log odds), not the swing that "
-    "comes from which values a persistent feature happened to take. That part is summed per clock block (3 "
-    "hours by default) over every pair, so pairs that move together at the same time count as the evidence "
-    "they are, not as independent pairs, and its standard error is the blocks' variance plus their covariances "
-    'with the blocks a label\'s overlap away (method "blocks, given the features"; Student t at n^2 / (n + 2c) '
-    "- 1 degrees of freedom, n blocks and c covariances). That assumes the target's surprises given the "
-    "features are uncorrelated beyond the labels' overlap (checked on real hourly EUR/USD bars); "
-    "pooled_block_minutes = 1440 makes days the unit. Summaries without blocks resample whole held-out days, the "
-    "same days in every pair, of the same part (or of the days' effects); summaries without days are combined "
+    "comes from which values a persistent feature happened to take. By default whole held-out days of that part "
+    "are resampled, the same days in every pair, so pairs that move together on a day count as the evidence "
+    'they are, not as independent pairs (method "days, given the features"); with pooled_unit = blocks, the '
+    "part is summed per 3-hour clock block over every pair and its standard error is the blocks' variance plus "
+    'their covariances with the blocks a label\'s overlap away (method "blocks, given the features", more '
+    "degrees of freedom; it assumes the target's surprises given the features are uncorrelated beyond the "
+    "labels' overlap). Summaries without that record resample the days' effects, and summaries without days "
+    "are combined "
     "as if the pairs were perfectly correlated. The interval covers the "
     "held-out days' targets given the fold models and the features' held-out values (not selection or "
-    "training). Significant: Benjamini-Yekutieli q at or "
+    "training, nor the lean a permutation effect of a persistent column has when it carries nothing, which "
+    "bench/calibration.py measures). Significant: Benjamini-Yekutieli q at or "
     "below the FDR level over every cell with a pooled test. Families found: a family is one finding whatever "
     "its horizons, listed with the horizons where it holds: its smallest p-value adjusted over its horizons by "
     "max-T (the horizons' dependence measured by resampling the same days at every horizon; seven strongly "
@@ -61,12 +62,13 @@ def families_section(
     fdr_level: float,
     draws: int,
     seed: int,
+    unit: str = "days",
 ) -> dict[str, Any]:
     """Return report.json's `families`: every family x horizon where some pair had a stable
     member, with its count test and pooled test (strongest pooled evidence first), the test
     counts, and the families found counted once across horizons."""
     found = family_cells(pairs, horizons, strip_tokens)
-    pooled = pooled_tests(found.cells, fdr_level, draws, seed)
+    pooled = pooled_tests(found.cells, fdr_level, draws, seed, unit)
     rows = [row | {"pooled": pooled.get((row["family"], row["horizon"]))} for row in family_tests(found, fdr_level)]
     correlations = horizon_correlations(found.cells, draws, seed)
     findings, families_tested = family_findings(pooled, fdr_level, correlations)
