@@ -2,6 +2,11 @@
 
     python bench/power.py --quick          # 8 pairs, 30 days, R^2 2%, planted in 50%: a few minutes
     python bench/power.py                  # 28 pairs, 55 days, R^2 0.25-2%, planted in 25-75%, 5 null seeds, h15+h45
+    python bench/power.py --days 200 --r2 0.5,1 --shares 50   # a run samples 55 of 200 days: spread
+
+`--days` is the warehouse's length; a run samples at most 80,000 rows (55 days) one day per stratum,
+so at 55 days its held-out days are back to back and at 200 they are spread, which decides the pooled
+test's unit under `--pooled-unit auto` (analysis/pooled.py spread_days: days, or 3-hour blocks).
 
 Per planted strength and share it builds synthetic warehouses whose four linear planted features
 each explain `--r2` of the h45 target's variance (WarehouseSpec.feature_r2: the squared expected
@@ -261,7 +266,8 @@ def _fraction(pair: tuple[int, int]) -> str:
 def print_tables(args: argparse.Namespace, pairs: list[str], power: list[dict], null: list[dict], wall: float) -> None:
     print(
         f"bench/power.py {date.today().isoformat()}: {len(pairs)} pairs, {args.days} days "
-        f"({args.days * 1440:,} rows per pair), {args.features} features per pair, horizons "
+        f"({args.days * 1440:,} rows per pair), {args.features} features per pair, pooled unit "
+        f"{args.pooled_unit}, horizons "
         f"{','.join(map(str, args.horizons))}, selection basis {args.basis}, one thread; {wall / 60:.1f} min wall"
     )
     if power:
@@ -317,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--basis", choices=("nonlinear", "linear"), default="nonlinear")
     parser.add_argument("--seed", type=int, default=7, help="the planted warehouses' seed")
     parser.add_argument("--run-seed", type=int, default=42, help="the runs' seed (selection, confirmation)")
-    parser.add_argument("--pooled-unit", choices=("days", "blocks"), default="days", help="the pooled test's unit")
+    units = ("auto", "days", "blocks")
+    parser.add_argument("--pooled-unit", choices=units, default="auto", help="the pooled test's unit")
     parser.add_argument("--workdir", type=Path, default=BENCH_DIR)
     parser.add_argument("--keep", action="store_true", help="keep the warehouses and run folders")
     args = parser.parse_args(argv)

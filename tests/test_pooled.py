@@ -255,13 +255,16 @@ def test_the_report_shows_the_pooled_effect_beside_k_of_n():
 BLOCK_MINUTES, BLOCKS_PER_DAY, ROWS_PER_BLOCK = 180, 8, 150
 
 
-def _block_evidence(block_sums: np.ndarray, effect: float, minutes: int = BLOCK_MINUTES, lag: int = 1):
-    """One pair's evidence from its target-driven part per 3-hour block (days x 8 blocks); the day
-    records sum the same blocks, and the effect is spread evenly over the days."""
+def _block_evidence(
+    block_sums: np.ndarray, effect: float, minutes: int = BLOCK_MINUTES, lag: int = 1, apart: int = 1
+) -> HeldOutEvidence:
+    """One pair's evidence from its target-driven part per 3-hour block (days x 8 blocks) on days
+    `apart` calendar days apart (1: back to back); the day records sum the same blocks, and the
+    effect is spread evenly over the days."""
     days, per_day = block_sums.shape
     start = datetime(2024, 3, 4, tzinfo=UTC)
-    starts = [start + timedelta(days=d, minutes=b * minutes) for d in range(days) for b in range(per_day)]
-    labels = [str(date(2024, 3, 4) + timedelta(days=d)) for d in range(days)]
+    starts = [start + timedelta(days=apart * d, minutes=b * minutes) for d in range(days) for b in range(per_day)]
+    labels = [str(date(2024, 3, 4) + timedelta(days=apart * d)) for d in range(days)]
     rows = ROWS_PER_BLOCK * per_day
     cells = zip(starts, block_sums.ravel(), strict=True)
     record = BlockRecord(minutes, lag, {s: (ROWS_PER_BLOCK, float(v)) for s, v in cells})
@@ -341,8 +344,19 @@ def test_pairs_with_different_blocks_fall_back_to_days():
     assert pooled_effect(evidence, 2000, np.random.SeedSequence(3), unit="blocks").method == "days, given the features"
 
 
-def test_days_stay_the_unit_unless_blocks_are_asked_for():
-    evidence = [_block_evidence(np.random.default_rng(16).standard_normal((14, 8)), 0.001)]
-    seed = np.random.SeedSequence(4)
-    assert pooled_effect(evidence, 2000, seed).method == "days, given the features"
-    assert pooled_effect(evidence, 2000, seed, unit="blocks").method == "blocks, given the features"
+def test_auto_takes_blocks_where_the_held_out_days_are_spread_and_days_where_they_are_back_to_back():
+    sums, seed = np.random.default_rng(16).standard_normal((14, 8)), np.random.SeedSequence(4)
+    back_to_back, spread = [_block_evidence(sums, 0.001)], [_block_evidence(sums, 0.001, apart=5)]
+    method = {
+        (name, unit): pooled_effect(evidence, 2000, seed, unit).method
+        for name, evidence in (("back to back", back_to_back), ("spread", spread))
+        for unit in ("auto", "days", "blocks")
+    }
+    assert method == {
+        ("back to back", "auto"): "days, given the features",
+        ("back to back", "days"): "days, given the features",
+        ("back to back", "blocks"): "blocks, given the features",
+        ("spread", "auto"): "blocks, given the features",
+        ("spread", "days"): "days, given the features",
+        ("spread", "blocks"): "blocks, given the features",
+    }

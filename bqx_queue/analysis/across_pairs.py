@@ -184,7 +184,7 @@ def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
 
 
 def pooled_tests(
-    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int, unit: str = "days"
+    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int, unit: str = "auto"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Return (family, horizon) -> the pooled test of every cell with a stable member
     (JSON-serialisable): the pooled effect and its 95% interval, how it was pooled, the pairs

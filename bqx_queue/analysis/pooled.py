@@ -13,9 +13,10 @@ Dependence: a run samples the same days for every pair, so the pairs' held-out r
 same days and hours, and pairs sharing a currency (or the same news) move together. Every unit
 below is summed over the pairs before its spread is taken (the same day, or the same clock block,
 in every pair), so whatever dependence the pairs have at the same time is kept: two pairs with
-identical records have the interval of one. The unit is Settings.pooled_unit: whole days (the
-default), resampled by a bootstrap of the same days in every pair, or 3-hour clock blocks
-(section "Blocks"). With D days the bootstrap's variance of a mean of D units is (D - 1) / D of
+identical records have the interval of one. The unit is Settings.pooled_unit: whole days,
+resampled by a bootstrap of the same days in every pair, or 3-hour clock blocks (section
+"Blocks"); "auto", the default, takes blocks where the held-out days are spread (spread_days)
+and days where they are back to back. With D days the bootstrap's variance of a mean of D units is (D - 1) / D of
 the unbiased one, so its standard error is scaled by sqrt(D / (D - 1)); interval and p-value use
 Student t with D - 1 degrees of freedom. The p-value is one-sided, for "pooled effect > 0".
 
@@ -34,7 +35,7 @@ model's probability where the true q belongs leaves (q - p) x (A - B), also set 
 features, in the resampled sums: their spread, and so the interval, can only grow. Summaries
 without the target-driven sums resample the days' effect sums (method "days").
 
-Blocks (pooled_unit "blocks", method "blocks, given the features"): 14 held-out days are 14
+Blocks (method "blocks, given the features"): 14 held-out days are 14
 units, and a Student t with 13 degrees of freedom needs t = 3.85 where a normal needs 3.09 for
 p = 0.001. Given the features, two rows' target-driven parts are correlated only while their
 labels share rows (horizon + 45 rows), provided the target's up/down surprises, what the features
@@ -56,9 +57,10 @@ what does not:
   and the model's predictions there move (Hooker & Mentch's extrapolation), a swing set by the
   features that no resampling of the target sees. bench/calibration.py measures it: null
   z-scores lean positive (mean +0.1 where held-out days are spread over the history, +0.3 where
-  they are back to back) whatever the unit; days' 13 degrees of freedom absorb more of it, and on
-  the synthetic benches, whose held-out days are back to back, blocks found families with no
-  planted feature that days did not (docs/performance.md). Hence days stay the default.
+  they are back to back) whatever the unit; days' 13 degrees of freedom absorb more of it. On
+  synthetic benches whose held-out days are back to back, blocks found families with no planted
+  feature that days did not; where the days were spread, blocks found more planted families and
+  none that was not (docs/performance.md). Hence "auto".
 
 Which member, and why the test is not biased by picking it: per pair the family's stable member
 with the highest selection frequency (ties: the first name), a rule fixed on the selection rows
@@ -292,14 +294,29 @@ def worst_case_combination(evidence: list[HeldOutEvidence]) -> PooledEffect:
     return PooledEffect(estimate, standard_error, min(e.dof for e in evidence), WORST_CASE, None)
 
 
+def spread_days(days: list[str]) -> bool:
+    """Return whether at most half of the held-out `days` follow another of them on the business
+    day before: a run over a long history samples them so; a short warehouse whose every day is
+    sampled has them back to back, where a persistent column's effect leans further from zero.
+
+    >>> spread_days(["2024-03-04", "2024-03-08", "2024-03-14"]), spread_days(["2024-03-07", "2024-03-08", "2024-03-11"])
+    (True, False)
+    """
+    dates = np.array(sorted(days), dtype="datetime64[D]")
+    previous = np.busday_offset(dates, -1, roll="backward")
+    return 2 * int(np.isin(previous, dates).sum()) <= len(dates)
+
+
 def pooled_effect(
-    evidence: list[HeldOutEvidence], draws: int, seed: np.random.SeedSequence, unit: str = "days"
+    evidence: list[HeldOutEvidence], draws: int, seed: np.random.SeedSequence, unit: str = "auto"
 ) -> PooledEffect:
-    """Return the pairs' pooled held-out effect: with `unit` "blocks", from the clock blocks'
-    covariances when every pair kept its blocks; else by resampling days when every pair kept its
-    days and there are two or more; else by the worst-case combination."""
+    """Return the pairs' pooled held-out effect: from the clock blocks' covariances with `unit`
+    "blocks", or "auto" and the held-out days spread (spread_days), when every pair kept its
+    blocks; else by resampling days when every pair kept its days and there are two or more; else
+    by the worst-case combination."""
     by_day = [e.days for e in evidence if e.days is not None]
-    if len(by_day) == len(evidence) and len(set().union(*by_day)) >= 2:
-        blocks = block_variance(evidence) if unit == "blocks" else None
+    if len(by_day) == len(evidence) and len(days := set().union(*by_day)) >= 2:
+        wanted = unit == "blocks" or (unit == "auto" and spread_days(sorted(days)))
+        blocks = block_variance(evidence) if wanted else None
         return blocks or day_bootstrap(evidence, draws, np.random.default_rng(seed))
     return worst_case_combination(evidence)

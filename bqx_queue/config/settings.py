@@ -219,9 +219,10 @@ class AcrossPairsSettings(BaseModel):
     # a feature's family is its name without these tokens (analysis/families.py)
     family_strip_tokens: tuple[str, ...] = PAIRS + CURRENCIES
     family_fdr: float = Field(0.05, gt=0, lt=1)  # Benjamini-Yekutieli level over families x horizons
-    # the pooled test's unit (analysis/pooled.py): whole held-out days, or 3-hour clock blocks (more
-    # degrees of freedom; bench/calibration.py says where they hold)
-    pooled_unit: Literal["days", "blocks"] = "days"
+    # the pooled test's unit (analysis/pooled.py): whole held-out days, 3-hour clock blocks (more
+    # degrees of freedom), or auto: blocks where the held-out days are spread, days where they are
+    # back to back (bench/calibration.py says why)
+    pooled_unit: Literal["auto", "days", "blocks"] = "auto"
     substitute_correlation: float = Field(0.7, gt=0, lt=1)  # |corr| joining two stable features
     era_count: EraCount = 4
     era_reference_features: EraReferenceFeatures = 100

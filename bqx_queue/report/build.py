@@ -155,7 +155,7 @@ def across_pairs(ok: list[ReportPair], manifest: RunManifest) -> dict[str, Any]:
             float(settings.get("family_fdr", DEFAULT_FDR)),
             int(settings.get("confirmation_draws", DEFAULT_DRAWS)),
             int(settings.get("seed", DEFAULT_SEED)),
-            str(settings.get("pooled_unit", "days")),
+            str(settings.get("pooled_unit", "days")),  # runs before pooled_unit pooled by days
         ),
         "substitutes": families.substitutes_section(entries),
         "eras": families.eras_section(entries),

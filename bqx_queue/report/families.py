@@ -28,10 +28,11 @@ POOLED_NOTE = (
     "each (a rule fixed on the selection rows, which the held-out rows do not overlap). The 95% interval and the "
     "one-sided p-value for an effect above zero come from the spread of the part of the effect the target "
     "drives given the features' values ((up - p) x the permutation's change in log odds), not the swing that "
-    "comes from which values a persistent feature happened to take. By default whole held-out days of that part "
-    "are resampled, the same days in every pair, so pairs that move together on a day count as the evidence "
-    'they are, not as independent pairs (method "days, given the features"); with pooled_unit = blocks, the '
-    "part is summed per 3-hour clock block over every pair and its standard error is the blocks' variance plus "
+    "comes from which values a persistent feature happened to take. Where the held-out days are back to back, "
+    "whole held-out days of that part are resampled, the same days in every pair, so pairs that move together "
+    'on a day count as the evidence they are, not as independent pairs (method "days, given the features"); '
+    "where they are spread over the history (pooled_unit auto; always with pooled_unit blocks), the part is "
+    "summed per 3-hour clock block over every pair and its standard error is the blocks' variance plus "
     'their covariances with the blocks a label\'s overlap away (method "blocks, given the features", more '
     "degrees of freedom; it assumes the target's surprises given the features are uncorrelated beyond the "
     "labels' overlap). Summaries without that record resample the days' effects, and summaries without days "
@@ -62,7 +63,7 @@ def families_section(
     fdr_level: float,
     draws: int,
     seed: int,
-    unit: str = "days",
+    unit: str = "auto",
 ) -> dict[str, Any]:
     """Return report.json's `families`: every family x horizon where some pair had a stable
     member, with its count test and pooled test (strongest pooled evidence first), the test
