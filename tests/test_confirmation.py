@@ -217,7 +217,7 @@ def test_confirmation_keeps_each_features_effect_per_held_out_day():
     # and its target-driven part per 3-hour block: 02:00-02:59 and 03:00-03:59 on the day of 120 rows
     blocks = verdict["pooling_blocks"]
     assert blocks["minutes"] == 180 and blocks["lag"] == 1  # 60 one-minute rows fit in one block
-    assert blocks["starts"] == [f"2024-03-0{d}:00:00+00:00" for d in ("4T00", "4T03", "5T00", "6T00")]
+    assert blocks["starts"] == [f"2024-03-0{d}:00:00Z" for d in ("4T00", "4T03", "5T00", "6T00")]
     assert blocks["rows"] == [60, 60, 100, 80]
     assert sum(feature["block_target_noise"]) == pytest.approx(sum(feature["day_target_noise"]))
     assert "heldout_days" not in confirm_horizon(folds, ["x"], 60, _params())

@@ -36,6 +36,7 @@ import numpy as np
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.analysis.params import Stream, seed_sequence
 from bqx_queue.analysis.pooled import HeldOutEvidence, horizon_correlation, pooled_effect, pooled_members
+from bqx_queue.config.settings import PooledUnit
 
 
 def poisson_binomial_tail(probabilities: list[float], k: int) -> float:
@@ -184,7 +185,7 @@ def family_tests(found: FamilyCells, fdr_level: float) -> list[dict[str, Any]]:
 
 
 def pooled_tests(
-    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int, unit: str = "auto"
+    cells: list[FamilyCell], fdr_level: float, draws: int, seed: int, unit: PooledUnit = "auto"
 ) -> dict[tuple[str, int], dict[str, Any]]:
     """Return (family, horizon) -> the pooled test of every cell with a stable member
     (JSON-serialisable): the pooled effect and its 95% interval, how it was pooled, the pairs

@@ -450,7 +450,7 @@ def confirm_horizon(
         verdicts["pooling_blocks"] = {
             "minutes": POOLING_BLOCK_MINUTES,
             "lag": label_lag(times, block, POOLING_BLOCK_MINUTES),
-            "starts": [f"{t}:00+00:00" for t in by_block[0]],
+            "starts": np.datetime_as_string(by_block[0], unit="s", timezone="UTC").tolist(),
             "rows": by_block[1].tolist(),
         }
     return verdicts

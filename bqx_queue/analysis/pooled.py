@@ -87,6 +87,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from bqx_queue.analysis.families import feature_family
+from bqx_queue.config.settings import PooledUnit
 
 BLOCKS = "blocks, given the features"
 GIVEN_FEATURES = "days, given the features"
@@ -308,7 +309,7 @@ def spread_days(days: list[str]) -> bool:
 
 
 def pooled_effect(
-    evidence: list[HeldOutEvidence], draws: int, seed: np.random.SeedSequence, unit: str = "auto"
+    evidence: list[HeldOutEvidence], draws: int, seed: np.random.SeedSequence, unit: PooledUnit = "auto"
 ) -> PooledEffect:
     """Return the pairs' pooled held-out effect: from the clock blocks' covariances with `unit`
     "blocks", or "auto" and the held-out days spread (spread_days), when every pair kept its

@@ -28,6 +28,8 @@ SelectionPairs = Annotated[int, Field(ge=1, le=1000)]  # B complementary pairs: 
 SelectionBlocks = Annotated[int, Field(ge=4, le=64)]  # contiguous time blocks a half takes half of
 EraCount = Annotated[int, Field(ge=2, le=20)]  # contiguous eras when the sample spans fewer than 2 years
 EraReferenceFeatures = Annotated[int, Field(ge=10)]  # other features competing with the stable ones
+# the pooled test's unit (analysis/pooled.py)
+PooledUnit = Literal["auto", "days", "blocks"]
 
 KIB_PER_GIB = 1024 * 1024
 # the settings file load_settings was given: the file source reads it while Settings is built
@@ -222,7 +224,7 @@ class AcrossPairsSettings(BaseModel):
     # the pooled test's unit (analysis/pooled.py): whole held-out days, 3-hour clock blocks (more
     # degrees of freedom), or auto: blocks where the held-out days are spread, days where they are
     # back to back (bench/calibration.py says why)
-    pooled_unit: Literal["auto", "days", "blocks"] = "auto"
+    pooled_unit: PooledUnit = "auto"
     substitute_correlation: float = Field(0.7, gt=0, lt=1)  # |corr| joining two stable features
     era_count: EraCount = 4
     era_reference_features: EraReferenceFeatures = 100

@@ -42,6 +42,7 @@ DEFAULT_STRIP_TOKENS = Settings.model_fields["family_strip_tokens"].default
 DEFAULT_FDR = Settings.model_fields["family_fdr"].default
 DEFAULT_DRAWS = Settings.model_fields["confirmation_draws"].default
 DEFAULT_SEED = Settings.model_fields["seed"].default
+DEFAULT_POOLED_UNIT = Settings.model_fields["pooled_unit"].default
 
 
 def report_schema() -> dict[str, Any]:
@@ -155,7 +156,7 @@ def across_pairs(ok: list[ReportPair], manifest: RunManifest) -> dict[str, Any]:
             float(settings.get("family_fdr", DEFAULT_FDR)),
             int(settings.get("confirmation_draws", DEFAULT_DRAWS)),
             int(settings.get("seed", DEFAULT_SEED)),
-            str(settings.get("pooled_unit", "days")),  # runs before pooled_unit pooled by days
+            settings.get("pooled_unit", DEFAULT_POOLED_UNIT),
         ),
         "substitutes": families.substitutes_section(entries),
         "eras": families.eras_section(entries),

@@ -10,6 +10,7 @@ from typing import Any
 from bqx_queue.analysis.across_pairs import family_cells, family_tests, horizon_correlations, pooled_tests
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.analysis.family_findings import family_findings
+from bqx_queue.config.settings import PooledUnit
 
 FAMILY_NOTE = (
     "A family is a feature name without its pair and currency tokens (setting family_strip_tokens): "
@@ -63,7 +64,7 @@ def families_section(
     fdr_level: float,
     draws: int,
     seed: int,
-    unit: str = "auto",
+    unit: PooledUnit = "auto",
 ) -> dict[str, Any]:
     """Return report.json's `families`: every family x horizon where some pair had a stable
     member, with its count test and pooled test (strongest pooled evidence first), the test
