@@ -13,37 +13,35 @@ Dependence: a run samples the same days for every pair, so the pairs' held-out r
 same days and hours, and pairs sharing a currency (or the same news) move together. Every unit
 below is summed over the pairs before its spread is taken (the same day, or the same clock block,
 in every pair), so whatever dependence the pairs have at the same time is kept: two pairs with
-identical records have the interval of one. The unit is Settings.pooled_unit: whole days,
-resampled by a bootstrap of the same days in every pair, or 3-hour clock blocks (section
-"Blocks"); "auto", the default, takes blocks where the held-out days are spread (spread_days)
-and days where they are back to back. With D days the bootstrap's variance of a mean of D units is (D - 1) / D of
-the unbiased one, so its standard error is scaled by sqrt(D / (D - 1)); interval and p-value use
+identical records have the interval of one. The unit is Settings.pooled_unit: whole days, resampled
+by a bootstrap of the same days in every pair, or 3-hour clock blocks (section "Blocks"); "auto",
+the default, takes blocks where the held-out days are spread (spread_days) and days where they are
+back to back. With D days the bootstrap's variance of a mean of D units is (D - 1) / D of the
+unbiased one, so its standard error is scaled by sqrt(D / (D - 1)); interval and p-value use
 Student t with D - 1 degrees of freedom. The p-value is one-sided, for "pooled effect > 0".
 
-What is resampled: the test asks whether, on the held-out rows as they are, the target moves
-with the feature; so the spread that counts is the target's, given the features' values
-(method "days, given the features"). A row's permutation effect is up x A + (1 - up) x B with
-A and B set by the features alone, so given the features it varies only through (up - q) x
-(A - B), q the chance of an up move; each pair records that part per day with the model's
-probability for q (`day_target_noise`, analysis/confirmation.py's permutation_effects), and the
-days resampled are those sums. The effect itself also swings with which values a persistent
-feature happened to take on each day (where it sat far from its median the model's predictions
-change more when it is permuted); that swing is in the days' effect sums but is not evidence
-for or against the target moving with the feature, and resampling it widens the interval, the
-more the stronger and the more persistent the feature. Using the
-model's probability where the true q belongs leaves (q - p) x (A - B), also set by the
-features, in the resampled sums: their spread, and so the interval, can only grow. Summaries
-without the target-driven sums resample the days' effect sums (method "days").
+What is resampled: the test asks whether, on the held-out rows as they are, the target moves with
+the feature; so the spread that counts is the target's, given the features' values (method "days,
+given the features"). A row's permutation effect is up x A + (1 - up) x B with A and B set by the
+features alone, so given the features it varies only through (up - q) x (A - B), q the chance of an
+up move; each pair records that part per day with the model's probability for q
+(`day_target_noise`, analysis/confirmation.py's permutation_effects), and the days resampled are
+those sums. The effect itself also swings with which values a persistent feature happened to take
+on each day (where it sat far from its median the model's predictions change more when it is
+permuted); that swing is in the days' effect sums but is not evidence for or against the target
+moving with the feature, and resampling it widens the interval, the more the stronger and the more
+persistent the feature. Using the model's probability where the true q belongs leaves
+(q - p) x (A - B), also set by the features, in the resampled sums: their spread, and so the
+interval, can only grow. Summaries without the target-driven sums resample the days' effect sums (method "days").
 
-Blocks (method "blocks, given the features"): 14 held-out days are 14
-units, and a Student t with 13 degrees of freedom needs t = 3.85 where a normal needs 3.09 for
-p = 0.001. Given the features, two rows' target-driven parts are correlated only while their
-labels share rows (horizon + 45 rows), provided the target's up/down surprises, what the features
-do not predict, are uncorrelated beyond that. Each pair also records the part per 3-hour clock
-block (analysis/confirmation.py POOLING_BLOCK_MINUTES), and the standard error is the blocks'
-variance plus their covariances with the blocks up to a label's overlap later (`lag`), the
-pairs summed block by block: 112 blocks of 14 days give 36 degrees of freedom. What holds and
-what does not:
+Blocks (method "blocks, given the features"): 14 held-out days are 14 units, and a Student t with
+13 degrees of freedom needs t = 3.85 where a normal needs 3.09 for p = 0.001. Given the features,
+two rows' target-driven parts are correlated only while their labels share rows (horizon + 45
+rows), provided the target's up/down surprises, what the features do not predict, are uncorrelated
+beyond that. Each pair also records the part per 3-hour clock block (analysis/confirmation.py
+POOLING_BLOCK_MINUTES), and the standard error is the blocks' variance plus their covariances with
+the blocks up to a label's overlap later (`lag`), the pairs summed block by block: 112 blocks of 14
+days give 36 degrees of freedom. What holds and what does not:
 - on prices we did not make (tests/test_real_prices.py): over 5,000 hourly EUR/USD bars (the
   `backtesting` package's) the days' sums of the next hour's direction vary 0.97 times as much
   as the 3-hour blocks say (the ratio's noise is about 0.09); a trend that moves a day's chance
