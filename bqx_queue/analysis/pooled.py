@@ -50,10 +50,11 @@ days give 36 degrees of freedom. What holds and what does not:
   variance, moves the labels together far beyond their overlap; the blocks' standard error still
   covered the spread of a noise column's effect over redraws of the target (0.87 to 1.72 times
   it over five worlds);
-- but a permutation effect is not centred on zero for a persistent column that carries nothing:
-  permuting it pairs its values with the other columns' in ways the held-out window never had,
-  and the model's predictions there move (Hooker & Mentch's extrapolation), a swing set by the
-  features that no resampling of the target sees. bench/calibration.py measures it: null
+- but a permutation effect is not centred on zero for a persistent column that carries nothing,
+  likely because permuting it pairs its values with the other columns' in ways the held-out
+  window never had and the model's predictions there move (Hooker & Mentch's extrapolation; not
+  settled, docs/performance.md): a swing set by the features that no resampling of the target
+  sees. bench/calibration.py measures it: null
   z-scores lean positive (mean +0.1 where held-out days are spread over the history, +0.3 where
   they are back to back) whatever the unit; days' 13 degrees of freedom absorb more of it. On
   synthetic benches whose held-out days are back to back, blocks found families with no planted
