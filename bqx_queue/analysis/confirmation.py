@@ -391,10 +391,16 @@ def confirm_horizon(
         )
     # each day's effect and target-driven part summed in one grouping of the rows by day; the
     # target-driven part again per clock block
-    by_day = by_block = None
+    by_day = by_block = pooling_blocks = None
     if times is not None:
         by_day = unit_sums(np.hstack([effects, target_noise]), times.astype("datetime64[D]"))
         by_block = unit_sums(target_noise, block_starts(times, POOLING_BLOCK_MINUTES))
+        pooling_blocks = {
+            "minutes": POOLING_BLOCK_MINUTES,
+            "lag": label_lag(times, block, POOLING_BLOCK_MINUTES),
+            "starts": np.datetime_as_string(by_block[0], unit="s", timezone="UTC").tolist(),
+            "rows": by_block[1].tolist(),
+        }
     estimates = effects.mean(axis=0)
     dofs = np.maximum(1, np.ceil(n / feature_stretches) - 1)
     # one-sided p-values of "no effect"; an effect with no spread at all is certain either way
@@ -446,11 +452,6 @@ def confirm_horizon(
     }
     if by_day is not None:
         verdicts |= {"heldout_days": [str(d) for d in by_day[0]], "heldout_day_rows": by_day[1].tolist()}
-    if by_block is not None and times is not None:
-        verdicts["pooling_blocks"] = {
-            "minutes": POOLING_BLOCK_MINUTES,
-            "lag": label_lag(times, block, POOLING_BLOCK_MINUTES),
-            "starts": np.datetime_as_string(by_block[0], unit="s", timezone="UTC").tolist(),
-            "rows": by_block[1].tolist(),
-        }
+    if pooling_blocks is not None:
+        verdicts["pooling_blocks"] = pooling_blocks
     return verdicts

@@ -80,7 +80,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -89,6 +89,7 @@ from bqx_queue.analysis.families import feature_family
 from bqx_queue.config.settings import PooledUnit
 
 BLOCKS = "blocks, given the features"
+Unit = TypeVar("Unit", str, datetime)  # a day's ISO date, or a clock block's start
 GIVEN_FEATURES = "days, given the features"
 DAYS = "days"
 WORST_CASE = "worst-case correlation"
@@ -117,16 +118,15 @@ class BlockRecord:
     sums: dict[datetime, tuple[int, float]]  # block start -> (rows, summed target-driven part)
 
 
-def _blocks(confirmation: dict[str, Any], verdict: dict[str, Any]) -> BlockRecord | None:
-    blocks = confirmation.get("pooling_blocks")
+def _blocks(blocks: dict[str, Any] | None, starts: list[datetime], verdict: dict[str, Any]) -> BlockRecord | None:
     if blocks is None or verdict.get("block_target_noise") is None:
         return None
-    starts = [datetime.fromisoformat(str(t)) for t in blocks["starts"]]
     cells = zip(blocks["rows"], verdict["block_target_noise"], strict=True)
     return BlockRecord(int(blocks["minutes"]), int(blocks["lag"]), dict(zip(starts, cells, strict=True)))
 
 
-def _evidence(confirmation: dict[str, Any], verdict: dict[str, Any]) -> HeldOutEvidence:
+def _evidence(confirmation: dict[str, Any], starts: list[datetime], verdict: dict[str, Any]) -> HeldOutEvidence:
+    """Return a verdict's held-out evidence; `starts` are the horizon's block starts, parsed once."""
     rows = int(confirmation["heldout_rows"])
     dof = verdict.get("dof") or max(1, math.ceil(rows / int(verdict["block_rows"])) - 1)
     standard_error = (verdict["effect_high"] - verdict["effect_low"]) / (2 * float(student_t.ppf(0.975, dof)))
@@ -136,7 +136,7 @@ def _evidence(confirmation: dict[str, Any], verdict: dict[str, Any]) -> HeldOutE
         days = {str(d): (int(n), float(e)) for (d, n), e in zip(rows_by_day, verdict["day_effects"], strict=True)}
         if verdict.get("day_target_noise") is not None:
             noise = dict(zip(map(str, confirmation["heldout_days"]), verdict["day_target_noise"], strict=True))
-    blocks = _blocks(confirmation, verdict)
+    blocks = _blocks(confirmation.get("pooling_blocks"), starts, verdict)
     return HeldOutEvidence(verdict["feature"], float(verdict["effect"]), standard_error, dof, rows, days, noise, blocks)
 
 
@@ -149,7 +149,8 @@ def pooled_members(horizon_result: dict[str, Any], strip_tokens: tuple[str, ...]
     chosen: dict[str, str] = {}
     for feature in sorted(verdicts, key=lambda f: (-frequency.get(f, 0.0), f)):
         chosen.setdefault(feature_family(feature, strip_tokens), feature)
-    return {family: _evidence(confirmation, verdicts[feature]) for family, feature in chosen.items()}
+    starts = [datetime.fromisoformat(str(t)) for t in (confirmation.get("pooling_blocks") or {}).get("starts", [])]
+    return {family: _evidence(confirmation, starts, verdicts[feature]) for family, feature in chosen.items()}
 
 
 @dataclass(frozen=True)
@@ -175,15 +176,16 @@ class PooledEffect:
         return float(student_t.sf(self.estimate / self.standard_error, self.dof))
 
 
-def day_totals(by_day: list[dict[str, tuple[int, float]]], days: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Return the rows and the summed effect on each of `days`, over every pair's held-out days."""
-    index = {day: i for i, day in enumerate(days)}
-    rows, effects = np.zeros(len(days)), np.zeros(len(days))
-    for pair_days in by_day:
-        for day, (n, total) in pair_days.items():
-            rows[index[day]] += n
-            effects[index[day]] += total
-    return rows, effects
+def unit_totals(records: list[dict[Unit, tuple[int, float]]], units: list[Unit]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the rows and the summed value on each of `units` (days, or block starts), over every
+    pair's records of unit -> (rows, sum)."""
+    index = {unit: i for i, unit in enumerate(units)}
+    rows, sums = np.zeros(len(units)), np.zeros(len(units))
+    for pair_units in records:
+        for unit, (n, total) in pair_units.items():
+            rows[index[unit]] += n
+            sums[index[unit]] += total
+    return rows, sums
 
 
 def target_noise_totals(evidence: list[HeldOutEvidence], days: list[str]) -> np.ndarray | None:
@@ -202,7 +204,7 @@ def target_noise_totals(evidence: list[HeldOutEvidence], days: list[str]) -> np.
 def day_records(evidence: list[HeldOutEvidence], days: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Return on each of `days`, over the pairs: the rows, the summed effect, the sums a day
     bootstrap resamples (the target-driven parts, else the effects) and that method's name."""
-    rows, effects = day_totals([e.days for e in evidence if e.days is not None], days)
+    rows, effects = unit_totals([e.days for e in evidence if e.days is not None], days)
     noise = target_noise_totals(evidence, days)
     return (rows, effects, effects, DAYS) if noise is None else (rows, effects, noise, GIVEN_FEATURES)
 
@@ -243,11 +245,7 @@ def block_variance(evidence: list[HeldOutEvidence]) -> PooledEffect | None:
     minutes, lag = records[0].minutes, max(r.lag for r in records)
     starts = sorted(set().union(*(r.sums for r in records)))
     index = {start: i for i, start in enumerate(starts)}
-    rows, noise = np.zeros(len(starts)), np.zeros(len(starts))
-    for record in records:
-        for start, (n, total) in record.sums.items():
-            rows[index[start]] += n
-            noise[index[start]] += total
+    rows, noise = unit_totals([r.sums for r in records], starts)
     deviations = noise - rows * (noise.sum() / rows.sum())  # the ratio's linearisation
     variance, covariances = float(deviations @ deviations), 0
     for distance in range(1, lag + 1):
@@ -316,7 +314,7 @@ def pooled_effect(
     by the worst-case combination."""
     by_day = [e.days for e in evidence if e.days is not None]
     if len(by_day) == len(evidence) and len(days := set().union(*by_day)) >= 2:
-        wanted = unit == "blocks" or (unit == "auto" and spread_days(sorted(days)))
+        wanted = unit == "blocks" or (unit == "auto" and spread_days(list(days)))
         blocks = block_variance(evidence) if wanted else None
         return blocks or day_bootstrap(evidence, draws, np.random.default_rng(seed))
     return worst_case_combination(evidence)
