@@ -131,13 +131,18 @@ def test_the_family_heatmap_renders_in_headless_chromium_with_the_significant_ce
     assert len(significant) >= 8 and sorted(starred) == sorted(significant)  # 4 planted families x 2 horizons
 
 
+def _pooled_in_blocks(report: dict) -> dict:
+    """Return the report's families section rebuilt from its pair entries pooled in 3-hour blocks."""
+    s = load_settings()
+    draws, unit = s.confirmation_draws, "blocks"
+    return families_section(report["pairs"], list(HORIZONS), STRIP, s.family_fdr, draws, s.seed, unit)
+
+
 def test_the_same_run_pooled_in_clock_blocks_finds_the_planted_families_and_nothing_unplanted(planted):
     """The run's own pair summaries, pooled with `pooled_unit = "blocks"` (each summary keeps its
     target-driven part per 3-hour block beside its days)."""
     manifest, report, _ = planted
-    s = load_settings()
-    draws = s.confirmation_draws
-    section = families_section(report["pairs"], list(HORIZONS), STRIP, s.family_fdr, draws, s.seed, "blocks")
+    section = _pooled_in_blocks(report)
     pooled = [c["pooled"] for c in section["cells"] if c["pooled"]]
     assert pooled and all(p["method"] == "blocks, given the features" for p in pooled)
     assert all(p["blocks"] >= 8 * p["days"] - 8 and p["dof"] > p["days"] for p in pooled)  # 8 a day, one partly
@@ -155,6 +160,9 @@ def test_on_a_warehouse_without_signal_no_family_is_significant(tmp_path):
     assert not any(c["significant"] for c in report["families"]["cells"])
     assert report["families"]["tests"] > 0
     assert report["families"]["pooled_significant"] == 0 and report["families"]["findings"] == []
+    # nor when the same summaries are pooled in 3-hour blocks
+    blocks = _pooled_in_blocks(report)
+    assert blocks["pooled_significant"] == 0 and blocks["findings"] == []
 
 
 def test_the_demo_warehouse_plants_the_same_families_in_three_quarters_of_the_pairs(tmp_path):
