@@ -8,6 +8,7 @@ import json
 import math
 
 import duckdb
+import numpy as np
 import pytest
 
 from bqx_queue.cli import main
@@ -85,3 +86,14 @@ def test_warehouse_build_plants_the_demo_strengths_unless_signal_r2_is_given(tmp
     strong = built("--signal-r2", "0.5", "--nonlinear-r2", "0.08")
     assert strong["spec"]["feature_r2"] is None and strong["spec"]["signal_r2"] == 0.5
     assert max(linear_h45_r2(strong)) > 0.05  # the tests' strong setting: the persistent feature near 6%
+
+
+@pytest.mark.unit
+def test_persistent_series_have_their_full_spread_from_the_first_row():
+    # a series started at zero would reach its spread only after about 1 / (1 - phi) rows: at row
+    # 300 its variance would be 1 - 0.999^600 = 0.45, a start-up stretch only training rows see
+    series = synthetic.ar1(np.random.default_rng(0), 0.999, (4000, 1500))
+    variances = series[:, [0, 300, 1499]].var(axis=0)
+    assert variances == pytest.approx([1.0, 1.0, 1.0], abs=0.08)
+    # and still AR(1) with its phi: neighbours correlate at phi
+    assert np.corrcoef(series[:, 700], series[:, 701])[0, 1] == pytest.approx(0.999, abs=0.001)

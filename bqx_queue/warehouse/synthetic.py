@@ -174,7 +174,7 @@ def _nonlinear_signals(spec: WarehouseSpec, pair: str, n: int, linear_target_var
     rng = np.random.default_rng([spec.seed, 3000, PAIRS.index(pair)])
     signals = {}
     for kind, latent_count in NONLINEAR_KINDS.items():
-        latents = tuple(_ar1(rng, NONLINEAR_PHIS[i], (n,)) for i in range(latent_count))
+        latents = tuple(ar1(rng, NONLINEAR_PHIS[i], (n,)) for i in range(latent_count))
         observed = tuple(x + NONLINEAR_NOISE * rng.standard_normal(n) for x in latents)
         shape = _standardised(nonlinear_function(kind, latents[0], latents[1] if latent_count == 2 else None))
         seen = nonlinear_function(kind, observed[0], observed[1] if latent_count == 2 else None)
@@ -214,12 +214,15 @@ class _Simulation:
     nonlinear: dict[str, dict[str, NonlinearSignal]]  # pair -> kind -> its latents and strength
 
 
-def _ar1(rng: np.random.Generator, phi: float, shape: tuple[int, ...]) -> np.ndarray:
-    """Return unit-variance AR(1) series along the last axis."""
+def ar1(rng: np.random.Generator, phi: float, shape: tuple[int, ...]) -> np.ndarray:
+    """Return unit-variance AR(1) series along the last axis, stationary from their first row.
+
+    The first value is drawn from the stationary law: a series started at zero takes about
+    1 / (1 - phi) rows to reach its spread (a day of minute bars at phi 0.999), a start-up stretch
+    unlike the rest of the history that only the first training rows hold."""
     shocks = rng.standard_normal(shape)
-    series = lfilter([math.sqrt(1 - phi**2)], [1, -phi], shocks, axis=-1)
-    series[..., 0] = shocks[..., 0]
-    return series
+    shocks[..., 0] /= math.sqrt(1 - phi**2)  # the filter scales it back to unit variance
+    return lfilter([math.sqrt(1 - phi**2)], [1, -phi], shocks, axis=-1)
 
 
 def _window_sum(phi: float, lags: range) -> float:
@@ -301,7 +304,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
     noise = rng.standard_normal((n, n_ccy)) @ np.linalg.cholesky(correlation).T * MINUTE_VOL
     pair_noise_var = 2 * MINUTE_VOL**2 * (1 - CURRENCY_CORRELATION)
     coefficients = _coefficients(spec, pair_noise_var)
-    signals = np.stack([_ar1(rng, phi, (n_ccy, n)) for phi in spec.signal_phis[: spec.signals]], axis=1)
+    signals = np.stack([ar1(rng, phi, (n_ccy, n)) for phi in spec.signal_phis[: spec.signals]], axis=1)
     # drift at t acts on the return from t to t+1: a signal observed at t predicts the future
     drift = np.einsum("k,ckn->nc", coefficients, signals)
     returns = noise.copy()
@@ -320,7 +323,7 @@ def _simulate(spec: WarehouseSpec) -> _Simulation:
         closes[pair] = 1.2 * np.exp(log_levels[:, base] - log_levels[:, quote] + own_levels)
         pair_signals[pair] = signals[base] - signals[quote]
     phis = rng.uniform(0.95, 0.999, MARKET_FACTORS)
-    factors = np.stack([_ar1(rng, phi, (n,)) for phi in phis], axis=1)
+    factors = np.stack([ar1(rng, phi, (n,)) for phi in phis], axis=1)
     return _Simulation(times, pair_signals, closes, coefficients, pair_noise_var, factors, nonlinear)
 
 
