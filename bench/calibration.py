@@ -3,6 +3,7 @@ persistent noise columns, from 3-hour blocks and from whole days, where the targ
 
     python bench/calibration.py                # 3 settings x days spread or back to back, 30 worlds each
     python bench/calibration.py --worlds 10    # a quicker look
+    python bench/calibration.py --from-zero    # series started at zero, as the synthetic warehouse's were
 
 Each world: three persistent signals (AR(1) phi 0.999, each `--r2` of the latent h45 target's
 variance) move the target; the model (LightGBM, the product's confirmation path:
@@ -17,6 +18,13 @@ analysis/pooled.py block_variance (3-hour blocks, 36 degrees of freedom) and day
 days, 13). An honest standard error gives z-scores with a spread near 1 or below (the model's p
 standing where the true chance belongs widens it) and few above 2 (2.6% of a t with 36 degrees
 of freedom, 3.4% with 13).
+
+The last two columns split each blocks' z at the true chance q of an up move (known here): the
+target part (up - q)(A - B), centred on zero given the features, and the rest, q A + (1 - q) B,
+set by the features alone (what permuting the column does to the expected loss on these rows),
+which the pooled test's standard error leaves out. The series are stationary from their first
+row (warehouse.synthetic.ar1); `--from-zero` starts them at zero, so the training rows begin with
+a stretch of about a day whose spread is still growing.
 """
 
 from __future__ import annotations
@@ -30,30 +38,37 @@ from datetime import datetime, timedelta
 import lightgbm as lgb
 import numpy as np
 from scipy.signal import lfilter
+from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from bqx_queue.analysis.confirmation import HeldOutFold, permutation_effects
 from bqx_queue.analysis.pooled import BlockRecord, HeldOutEvidence, block_variance, day_bootstrap
+from bqx_queue.warehouse import synthetic
 
 TRAIN, GAP, ROWS_PER_DAY, DAYS, BLOCK = 16_000, 4_000, 1_440, 14, 180
 SIGNALS = NOISE_COLUMNS = 3
 
 
-def world(seed: int, r2: float, unmodelled: int, spread: int) -> list[tuple[float, ...]]:
-    """Return the z-scores of each noise column in one world: 3-hour blocks and days of the
-    target-driven part, and days of the effects themselves."""
+def world(seed: int, r2: float, unmodelled: int, spread: int, from_zero: bool) -> list[tuple[float, ...]]:
+    """Return per noise column of one world its z-scores (3-hour blocks and days of the
+    target-driven part, days of the effects themselves, and the blocks' z split into its target
+    and feature parts), its effect, and the blocks' standard error."""
     rng = np.random.default_rng(seed)
     day_starts = TRAIN + GAP + np.arange(DAYS) * (ROWS_PER_DAY + spread)
     held_out = (day_starts[:, None] + np.arange(ROWS_PER_DAY)).ravel()
     n = int(held_out[-1]) + 1
 
     def ar1() -> np.ndarray:
-        return lfilter([1.0], [1.0, -0.999], rng.standard_normal(n)) * math.sqrt(1 - 0.999**2)
+        if from_zero:
+            return lfilter([1.0], [1.0, -0.999], rng.standard_normal(n)) * math.sqrt(1 - 0.999**2)
+        return synthetic.ar1(rng, 0.999, (n,))
 
     signals = [ar1() for _ in range(SIGNALS)]
     noise = [ar1() for _ in range(NOISE_COLUMNS)]
     steps = np.cumsum(rng.standard_normal(n + 45))
-    up = (steps[45:] - steps[:-45]) / math.sqrt(45) + math.sqrt(r2 / (1 - SIGNALS * r2)) * sum(signals) > 0
+    drift = math.sqrt(r2 / (1 - SIGNALS * r2)) * sum(signals)
+    up = (steps[45:] - steps[:-45]) / math.sqrt(45) + drift > 0
+    chance = norm.cdf(drift[held_out])  # the true chance of an up move given every signal
     columns = np.column_stack(signals[unmodelled:] + noise).astype(np.float32)
     booster = lgb.train(
         {"objective": "binary", "num_leaves": 15, "min_data_in_leaf": 200, "learning_rate": 0.05,
@@ -61,7 +76,12 @@ def world(seed: int, r2: float, unmodelled: int, spread: int) -> list[tuple[floa
         lgb.Dataset(columns[:TRAIN], label=up[:TRAIN].astype(np.float64)), num_boost_round=200,
     )  # fmt: skip
     fold = HeldOutFold(booster, columns[held_out], up[held_out], float(up[:TRAIN].mean()))
-    _, effects, target_noise = permutation_effects(fold, 3, np.random.default_rng(seed))
+    probability, effects, target_noise = permutation_effects(fold, 3, np.random.default_rng(seed))
+    # A - B per row, and the effect split at the true chance: (up - chance)(A - B), centred on zero
+    # given the features, and the rest, chance A + (1 - chance) B, set by the features alone
+    change = target_noise / (up[held_out] - probability)[:, None]
+    target_part = (up[held_out] - chance)[:, None] * change
+    feature_part = effects - target_part
     block_of_row, day_of_row = np.arange(len(held_out)) // BLOCK, np.arange(len(held_out)) // ROWS_PER_DAY
     apart = 1 if spread == 0 else 5  # calendar days between held-out days: back to back, or not neighbours
     starts = [
@@ -81,26 +101,45 @@ def world(seed: int, r2: float, unmodelled: int, spread: int) -> list[tuple[floa
         blocks, whole_days = block_variance([evidence]), day_bootstrap([evidence], 1000, np.random.default_rng(seed))
         effects_by_day = day_bootstrap([replace(evidence, target_noise=None)], 1000, np.random.default_rng(seed))
         assert blocks is not None
+        parts = (target_part[:, j].mean(), feature_part[:, j].mean())
         out.append(tuple(e.estimate / e.standard_error for e in (blocks, whole_days, effects_by_day)))
+        out[-1] += (*(part / blocks.standard_error for part in parts), blocks.estimate, blocks.standard_error)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worlds", type=int, default=30, help="worlds per setting (3 noise columns each)")
+    parser.add_argument("--from-zero", action="store_true", help="start every series at zero, not stationary")
     args = parser.parse_args()
     settings = [(0.0, 0, "no drift"), (0.02, 1, "1 of 3 signals at 2% unmodelled"),
                 (0.05, 2, "2 of 3 signals at 5% unmodelled")]  # fmt: skip
-    print(f"null z-scores of {NOISE_COLUMNS} persistent noise columns per world, {args.worlds} worlds per row")
+    start = "at zero" if args.from_zero else "stationary"
+    print(f"null z-scores of {NOISE_COLUMNS} persistent noise columns per world, {args.worlds} worlds per row, "
+          f"series started {start}")  # fmt: skip
     print(f"(a t with 36 dof exceeds 2 with chance {student_t.sf(2, 36):.3f}, with 13 dof {student_t.sf(2, 13):.3f})\n")
-    print("| drift the model lacks | held-out days | blocks: mean z, sd, share > 2 | days | days of the effects |")
-    print("|---|---|---|---|---|")
-    started = time.perf_counter()
+    print(
+        "| drift the model lacks | held-out days | blocks: mean z, sd, share > 2 | days | days of the effects "
+        "| blocks' z: target part at the true chance | feature part |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    started, by_setting = time.perf_counter(), []
     for r2, unmodelled, label in settings:
         for spread, days in ((5_000, "spread"), (0, "back to back")):
-            z = np.array([pair for seed in range(args.worlds) for pair in world(seed, r2, unmodelled, spread)])
-            cells = [f"{z[:, k].mean():+.2f}, {z[:, k].std():.2f}, {np.mean(z[:, k] > 2):.3f}" for k in (0, 1, 2)]
+            worlds = [world(seed, r2, unmodelled, spread, args.from_zero) for seed in range(args.worlds)]
+            z = np.array([column for columns in worlds for column in columns])
+            by_setting.append((label, days, z))
+            cells = [f"{z[:, k].mean():+.2f}, {z[:, k].std():.2f}, {np.mean(z[:, k] > 2):.3f}" for k in range(5)]
             print(f"| {label} | {days} | {' | '.join(cells)} |", flush=True)
+    # is the effect itself off centre, or only its z? the z by thirds of the blocks' standard error
+    print("\n| drift the model lacks | held-out days | mean effect / its standard error | mean blocks' z by the "
+          "blocks' standard error: smallest third, middle, largest |")  # fmt: skip
+    print("|---|---|---|---|")
+    for label, days, z in by_setting:
+        effect, se = z[:, 5], z[:, 6]
+        thirds = np.array_split(z[np.argsort(se), 0], 3)
+        centre = effect.mean() / (effect.std(ddof=1) / math.sqrt(len(effect)))
+        print(f"| {label} | {days} | {centre:+.2f} | {', '.join(f'{t.mean():+.2f}' for t in thirds)} |")
     print(f"\n{(time.perf_counter() - started) / 60:.1f} min")
 
 
