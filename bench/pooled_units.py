@@ -15,11 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
-import duckdb
-
 from bqx_queue.analysis.families import feature_family
 from bqx_queue.config import load_settings
+from bqx_queue.domain import WarehouseError
 from bqx_queue.report.families import families_section
+from bqx_queue.warehouse.duckdb_source import DuckDBSource
 
 
 def planted_families(warehouses: list[Path], strip: tuple[str, ...]) -> set[str] | None:
@@ -28,11 +28,14 @@ def planted_families(warehouses: list[Path], strip: tuple[str, ...]) -> set[str]
         return None
     planted = set()
     for path in warehouses:
-        con = duckdb.connect(str(path), read_only=True)
-        row = con.execute("SELECT body FROM bqx_meta.manifest").fetchone()
-        con.close()
-        assert row is not None, path
-        manifest = json.loads(row[0])
+        try:
+            source = DuckDBSource(path)
+        except WarehouseError as exc:
+            raise SystemExit(str(exc)) from None
+        manifest = source.manifest()
+        source.close()
+        if manifest is None:
+            raise SystemExit(f"{path} has no synthetic warehouse manifest: which features were planted is unknown")
         planted |= {feature_family(f, strip) for pair in manifest["pairs"].values() for f in pair["planted"]}
     return planted
 
