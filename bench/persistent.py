@@ -16,9 +16,12 @@ warehouse's rows and over the run's held-out days: a series this persistent has 
 stretches in 60 days, so what the held-out days carry can be far from what was planted. Then per
 planted family and horizon it prints each pair's held-out verdict (confirmed alone or not,
 its effect and 95% interval), the pooled effect with its interval and p-value, and whether the
-family is among the report's findings at that horizon; then per strength one line: planted
-family x horizon cells listed by a finding, families found, and families found that were not
-planted.
+family is among the report's findings at that horizon, and beside them a linear test of the
+planted feature itself on the same held-out days (`linear_test`: the slope of the up/down label on
+it, each day summed over the pairs, days as units): what those days carry, so a miss can be
+told apart as the days' (the linear test finds nothing either) or the product's (it does);
+then per strength one line: planted family x horizon cells listed by a finding, families found,
+and families found that were not planted.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 from power import analyse, assemble  # bench/power.py: the same path, the same report
+from scipy.stats import t as student_t
 from threadpoolctl import threadpool_limits
 
 from bqx_queue.domain.universe import HORIZONS
@@ -45,36 +50,79 @@ PAIRS = ("eurusd", "gbpusd", "usdjpy")
 BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-persistent"
 
 
-def realized(path: Path, r2: float, planted: dict[str, Any], summaries: dict[str, Any], keep: bool) -> None:
+def heldout_days(summary: Any, horizon: int) -> list[str]:
+    """Return a pair's held-out days at `horizon`, as ISO dates (none when it has no verdicts)."""
+    confirmation = getattr(summary.horizons.get(str(horizon)), "confirmation", None) if summary else None
+    return [str(day) for day in (confirmation.heldout_days or [])] if confirmation else []
+
+
+def linear_test(frames: dict[str, pd.DataFrame], days: dict[str, list[str]], horizon: int) -> tuple[float, float]:
+    """Return the t and one-sided p-value of a linear test of a planted feature on the run's held-out
+    days at `horizon`, pooled over the pairs as the product pools them (each day summed over the
+    pairs, whole days as units, Student t with days - 1 degrees of freedom): the slope of the
+    up/down label (the models' target) on the feature, in the direction the other rows show,
+    with a day-clustered standard error. It knows which feature was planted and reads it
+    directly, so what it finds is what the held-out days carry; what the product's pooled test
+    finds below that is lost to selection, the model or the permutation effect."""
+    column = f"target_bqx45_h{horizon}"
+    scores: dict[str, float] = {}
+    residuals: dict[str, float] = {}
+    for pair, frame in frames.items():
+        frame = frame.dropna(subset=["x", column])
+        inside = frame["day"].isin(days[pair])
+        train, test = frame[~inside], frame[inside]
+        sign = 1.0 if train.x.corr(train[column]) >= 0 else -1.0
+        x = sign * (test.x.to_numpy() - train.x.mean()) / train.x.std()
+        up = (test[column].to_numpy() > 0) - float((train[column] > 0).mean())
+        slope = float(x @ up) / float(x @ x)
+        sums = pd.DataFrame({"day": test["day"], "score": x * up, "residual": x * (up - slope * x)})
+        for day, row in sums.groupby("day")[["score", "residual"]].sum().iterrows():
+            scores[day] = scores.get(day, 0.0) + row.score
+            residuals[day] = residuals.get(day, 0.0) + row.residual
+    count = len(scores)
+    t = sum(scores.values()) / math.sqrt(sum(r * r for r in residuals.values()) * count / (count - 1))
+    return t, float(student_t.sf(t, count - 1))
+
+
+def realized(
+    path: Path, r2: float, planted: dict[str, Any], summaries: dict[str, Any], horizons: list[int], keep: bool
+) -> dict[tuple[str, int], tuple[float, float]]:
     """Print each planted feature's correlation with the h45 target over all the warehouse's rows
-    and over the run's held-out days at h45: a persistent series' sample correlation over a few
-    weeks varies far around the planted one, and the held-out days are what the pooled test sees."""
+    and over the run's held-out days at h45 (a persistent series' sample correlation over a few
+    weeks varies far around the planted one, and the held-out days are what the pooled test sees);
+    return per planted family and horizon the linear test's t and p on those days (`linear_test`)."""
     con = duckdb.connect(str(path), read_only=True)
+    targets = ", ".join(f"t.target_bqx45_h{h}" for h in horizons)
     print(f"\nplanted features' correlation with target_bqx45_h45 (planted: {math.sqrt(r2 / 100):.3f}):")
     print("| family | " + " | ".join(f"{pair} all rows, held-out days" for pair in PAIRS) + " |")
     print("|---|" + "---|" * len(PAIRS))
+    tests = {}
     for family in planted:
         table, column = family.split("__", 1)
+        frames = {
+            pair: con.sql(
+                f"SELECT f.{column} AS x, {targets}, CAST(CAST(t.interval_time AS DATE) AS VARCHAR) AS day "
+                f"FROM bqx_features.{table}_{pair} f JOIN bqx_analytics.targets_{pair} t USING (interval_time)"
+            ).df()
+            for pair in PAIRS
+        }
         cells = []
-        for pair in PAIRS:
-            confirmation = (
-                getattr(summaries[pair].horizons.get("45"), "confirmation", None) if summaries[pair] else None
+        for pair, frame in frames.items():
+            held_out = heldout_days(summaries[pair], 45)
+            inside = frame[frame["day"].isin(held_out)]
+            cells.append(
+                f"{frame.x.corr(frame.target_bqx45_h45):+.3f}, "
+                f"{inside.x.corr(inside.target_bqx45_h45):+.3f} ({len(held_out)} days)"
             )
-            held_out = [str(day) for day in (confirmation.heldout_days or [])] if confirmation else []
-            frame = (
-                con.sql(
-                    f"SELECT f.{column} AS x, t.target_bqx45_h45 AS y, CAST(t.interval_time AS DATE) AS day "
-                    f"FROM bqx_features.{table}_{pair} f JOIN bqx_analytics.targets_{pair} t USING (interval_time)"
-                )
-                .df()
-                .dropna()
-            )
-            inside = frame[frame["day"].astype(str).isin(held_out)]
-            cells.append(f"{frame.x.corr(frame.y):+.3f}, {inside.x.corr(inside.y):+.3f} ({len(held_out)} days)")
         print(f"| {family} | " + " | ".join(cells) + " |")
+        for h in horizons:
+            days = {pair: heldout_days(summaries[pair], h) for pair in PAIRS}
+            if all(days.values()):
+                tests[family, h] = linear_test(frames, days, h)
     con.close()
     if not keep:
         path.unlink(missing_ok=True)
+    return tests
 
 
 def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
@@ -96,10 +144,10 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
     planted = part.manifest["planted_families"]
     found = {f.family: f.horizons for f in families.findings or []}
     summaries = {p: part.store.pair_summary(p) for p in PAIRS}
-    realized(args.workdir / f"persistent-{r2}.duckdb", r2, planted, summaries, keep=args.keep)
+    linear = realized(args.workdir / f"persistent-{r2}.duckdb", r2, planted, summaries, args.horizons, args.keep)
     print(f"\nR^2 {r2}% per planted feature (phi 0.999, in {len(PAIRS)} of {len(PAIRS)} pairs):")
-    print("| family | h | per pair: effect [95% CI] (C = confirmed alone) | pooled [95% CI] | p | found |")
-    print("|---|---:|---|---|---:|---|")
+    print("| family | h | per pair: effect [95% CI] (C: confirmed alone) | pooled [95% CI] | p | found | linear t, p |")
+    print("|---|---:|---|---|---:|---|---|")
     cells = {(c.family, c.horizon): c for c in families.cells}
     listed = 0
     for family in planted:
@@ -124,7 +172,12 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
             )
             is_found = h in found.get(family, [])
             listed += is_found
-            print(f"| {family} | {h} | {'; '.join(per_pair)} | " + pooled_text + f" | {'yes' if is_found else 'no'} |")
+            t, p = linear.get((family, h), (math.nan, math.nan))
+            print(
+                f"| {family} | {h} | {'; '.join(per_pair)} | "
+                + pooled_text
+                + f" | {'yes' if is_found else 'no'} | {t:+.1f}, {p:.2g} |"
+            )
     false = sorted(set(found) - set(planted))
     for finding in families.findings or []:
         print(
