@@ -21,7 +21,10 @@ planted feature itself on the same held-out days (`linear_test`: the slope of th
 it, each day summed over the pairs, days as units): what those days carry, so a miss can be
 told apart as the days' (the linear test finds nothing either) or the product's (it does);
 then per strength one line: planted family x horizon cells listed by a finding, families found,
-and families found that were not planted.
+and families found that were not planted; and two more: of the planted families as strong on the
+held-out rows as the issue's (a pair's effect at the first horizon, h15, of +0.006 or more), and
+of those the held-out days carry (the linear test's p at most 0.005 at some horizon), how many
+were found.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from bqx_queue.domain.universe import HORIZONS
 from bqx_queue.warehouse.synthetic import WarehouseSpec
 
 PAIRS = ("eurusd", "gbpusd", "usdjpy")
+ISSUE_EFFECT = 0.006  # the smallest of the issue's usdjpy h15 held-out effects (+0.006, +0.009, +0.015)
+CARRIED_P = 0.005  # a planted family the held-out days carry: the linear test's p, before any adjustment
 BENCH_DIR = Path(tempfile.gettempdir()) / "bqx-persistent"
 
 
@@ -150,6 +155,7 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
     print("|---|---:|---|---|---:|---|---|")
     cells = {(c.family, c.horizon): c for c in families.cells}
     listed = 0
+    largest: dict[str, float] = {}  # a planted family's largest held-out effect in a pair at the first horizon
     for family in planted:
         column = "__" + family.split("__", 1)[1]
         for h in args.horizons:
@@ -157,6 +163,8 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
             for pair, summary in summaries.items():
                 verdicts = getattr(summary.horizons.get(str(h)), "confirmation", None) if summary else None
                 verdict = next((f for f in (verdicts.features if verdicts else []) if f.feature.endswith(column)), None)
+                if verdict and h == args.horizons[0]:
+                    largest[family] = max(largest.get(family, -math.inf), verdict.effect)
                 per_pair.append(
                     f"{pair} {verdict.effect:+.4f} [{verdict.effect_low:+.4f}, {verdict.effect_high:+.4f}]"
                     + (" C" if verdict.confirmed else "")
@@ -190,6 +198,16 @@ def strength(args: argparse.Namespace, r2: float) -> tuple[int, int, int, int]:
         f"{len(set(found) & set(planted))}/{len(planted)} families found, {len(false)} found that were not planted"
         + (f" ({', '.join(false)})" if false else "")
     )
+    like_issue = [f for f in planted if largest.get(f, -math.inf) >= ISSUE_EFFECT]
+    carried = [f for f in planted if min(linear.get((f, h), (0, 1.0))[1] for h in args.horizons) <= CARRIED_P]
+    for name, group in (
+        (
+            f"with a pair's held-out effect at h{args.horizons[0]} of {ISSUE_EFFECT:+} or more (as the issue's)",
+            like_issue,
+        ),
+        (f"the held-out days carry (the linear test's p at most {CARRIED_P} at some horizon)", carried),
+    ):
+        print(f"R^2 {r2}%: planted families {name}: {len(set(found) & set(group))} of {len(group)} found")
     if not args.keep:
         shutil.rmtree(part.store.root, ignore_errors=True)
     return listed, len(planted) * len(args.horizons), len(set(found) & set(planted)), len(false)
