@@ -1,6 +1,6 @@
 """How much of a feature's held-out evidence the permutation effect keeps, against a linear test.
 
-    python bench/efficiency.py                 # 8 worlds, R^2 2%, phi 0.999: about a minute
+    python bench/efficiency.py                 # 8 worlds, R^2 2%, phi 0.999: about 2 minutes
     python bench/efficiency.py --r2 1 --worlds 20
 
 bench/persistent.py shows the product's pooled p-values 1.4 to 170 times larger than a linear
