@@ -49,6 +49,18 @@ TRAIN, GAP, ROWS_PER_DAY, DAYS, BLOCK = 16_000, 4_000, 1_440, 14, 180
 SIGNALS = NOISE_COLUMNS = 3
 
 
+def split_at_chance(
+    up: np.ndarray, probability: np.ndarray, effects: np.ndarray, target_noise: np.ndarray, chance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return per row and column, from permutation_effects' output and the true chance of an up
+    move: A - B (the permutation's change, set by the features alone, recovered from the recorded
+    (up - p)(A - B)), the target part (up - chance)(A - B), centred on zero given the features,
+    and the features' part, chance A + (1 - chance) B, the effect's expectation given them."""
+    change = target_noise / (up - probability)[:, None]
+    target_part = (up - chance)[:, None] * change
+    return change, target_part, effects - target_part
+
+
 def world(seed: int, r2: float, unmodelled: int, spread: int, from_zero: bool) -> list[tuple[float, ...]]:
     """Return per noise column of one world its z-scores (3-hour blocks and days of the
     target-driven part, days of the effects themselves, and the blocks' z split into its target
@@ -77,11 +89,7 @@ def world(seed: int, r2: float, unmodelled: int, spread: int, from_zero: bool) -
     )  # fmt: skip
     fold = HeldOutFold(booster, columns[held_out], up[held_out], float(up[:TRAIN].mean()))
     probability, effects, target_noise = permutation_effects(fold, 3, np.random.default_rng(seed))
-    # A - B per row, and the effect split at the true chance: (up - chance)(A - B), centred on zero
-    # given the features, and the rest, chance A + (1 - chance) B, set by the features alone
-    change = target_noise / (up[held_out] - probability)[:, None]
-    target_part = (up[held_out] - chance)[:, None] * change
-    feature_part = effects - target_part
+    _, target_part, feature_part = split_at_chance(up[held_out], probability, effects, target_noise, chance)
     block_of_row, day_of_row = np.arange(len(held_out)) // BLOCK, np.arange(len(held_out)) // ROWS_PER_DAY
     apart = 1 if spread == 0 else 5  # calendar days between held-out days: back to back, or not neighbours
     starts = [

@@ -27,6 +27,7 @@ import sys
 
 import lightgbm as lgb
 import numpy as np
+from calibration import split_at_chance  # bench/calibration.py: the effect split at the true chance
 from scipy.stats import norm
 
 from bqx_queue.analysis.confirmation import HeldOutFold, permutation_effects
@@ -39,10 +40,8 @@ def expected_z(fold: HeldOutFold, q: np.ndarray, repeats: int, rng: np.random.Ge
     """Return the permutation effect's z given the features and model: its expectation over
     labels drawn from q, over its standard deviation under those draws."""
     probability, effects, target_noise = permutation_effects(fold, repeats, rng)
-    change = target_noise[:, 0] / (fold.up - probability)  # A - B, set by the features alone
-    if_up = np.where(fold.up, effects[:, 0], effects[:, 0] + change)  # A
-    if_down = if_up - change  # B
-    return float(np.sum(q * if_up + (1 - q) * if_down) / np.sqrt(np.sum(q * (1 - q) * change**2)))
+    change, _, expected = split_at_chance(fold.up, probability, effects, target_noise, q)
+    return float(expected.sum() / np.sqrt(np.sum(q[:, None] * (1 - q[:, None]) * change**2)))
 
 
 def world(args: argparse.Namespace, rng: np.random.Generator) -> dict[str, float]:
